@@ -1,0 +1,320 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The scull char device (LDD3 chapters 3 and 6) and the ioctl dispatch.
+//!
+//! `/dev/ldd_alloc0` … `/dev/ldd_alloc<nr_devs-1>` each hold a
+//! [`ScullStore`]. Device `i` starts on backend `i % 4`: kmalloc (scull),
+//! our cache (scullc), pages of `order` (scullp), vmalloc (scullv); an empty
+//! device can be switched with `LDD_IOC_SET_BACKEND`.
+//!
+//! Like LDD3, `quantum` and `qset` are module-wide values (`scull_quantum`,
+//! `scull_qset`) that the scull ioctls read and change; a device picks them up
+//! when it is trimmed. A device is trimmed when it is opened write-only with
+//! `O_TRUNC` (what a shell's `>` does; LDD3 trims on any write-only open).
+//! `SCULL_IOCRESET` restores the load-time quantum and qset, as in LDD3.
+//!
+//! Concurrent writers are serialized by the device mutex (LDD3's `dev->sem`),
+//! so the bytes of one `write(2)` are never interleaved with another's.
+
+use core::sync::atomic::{AtomicU32, Ordering};
+use kernel::{
+    bindings,
+    fs::file::flags::{O_ACCMODE, O_APPEND, O_TRUNC, O_WRONLY},
+    new_mutex,
+    prelude::*,
+    sync::Mutex,
+    uaccess::{UserPtr, UserSlice, UserSliceReader, UserSliceWriter},
+};
+
+use crate::chrdev::{CharDevice, Offset};
+use crate::ldd_uapi as uapi;
+use crate::quantum_backend::Backend;
+use crate::scull_store::ScullStore;
+
+/// Module-wide quantum and qset (LDD3's `scull_quantum`/`scull_qset`),
+/// with the load-time values that `SCULL_IOCRESET` restores.
+pub(crate) struct Geometry {
+    quantum: AtomicU32,
+    qset: AtomicU32,
+    default_quantum: AtomicU32,
+    default_qset: AtomicU32,
+    order: AtomicU32,
+    max_mib: AtomicU32,
+}
+
+/// The one geometry of the module, set from the parameters at init.
+pub(crate) static GEOMETRY: Geometry = Geometry {
+    quantum: AtomicU32::new(0),
+    qset: AtomicU32::new(0),
+    default_quantum: AtomicU32::new(0),
+    default_qset: AtomicU32::new(0),
+    order: AtomicU32::new(0),
+    max_mib: AtomicU32::new(0),
+};
+
+impl Geometry {
+    /// Sets the load-time values, already validated.
+    pub(crate) fn init(&self, quantum: u32, qset: u32, order: u32, max_mib: u32) {
+        for (field, value) in [
+            (&self.quantum, quantum),
+            (&self.default_quantum, quantum),
+            (&self.qset, qset),
+            (&self.default_qset, qset),
+            (&self.order, order),
+            (&self.max_mib, max_mib),
+        ] {
+            field.store(value, Ordering::Relaxed);
+        }
+    }
+
+    fn max_bytes(&self) -> u64 {
+        u64::from(self.max_mib.load(Ordering::Relaxed)) << 20
+    }
+
+    fn quantum(&self) -> u32 {
+        self.quantum.load(Ordering::Relaxed)
+    }
+
+    fn qset(&self) -> u32 {
+        self.qset.load(Ordering::Relaxed)
+    }
+}
+
+/// Checks a quantum or qset value from userspace.
+fn checked(value: i64, max: u32) -> Result<u32> {
+    match u32::try_from(value) {
+        Ok(v) if v >= 1 && v <= max => Ok(v),
+        _ => Err(EINVAL),
+    }
+}
+
+/// One scull device.
+#[pin_data]
+pub(crate) struct ScullDev {
+    index: u32,
+    #[pin]
+    store: Mutex<ScullStore>,
+}
+
+impl ScullDev {
+    /// Device `index`, initially on its default backend.
+    pub(crate) fn new(index: u32) -> Result<impl PinInit<Self, Error>> {
+        let geometry = &GEOMETRY;
+        let backend = Backend::from_abi(index % 4, geometry.order.load(Ordering::Relaxed))?;
+        let store = ScullStore::new(
+            backend,
+            geometry.quantum() as usize,
+            geometry.qset() as usize,
+        );
+        Ok(try_pin_init!(Self {
+            index,
+            store <- new_mutex!(store, "ScullDev::store"),
+        }))
+    }
+
+    fn trim(&self, store: &mut ScullStore) {
+        let backend = store.backend();
+        store.trim(
+            backend,
+            GEOMETRY.quantum() as usize,
+            GEOMETRY.qset() as usize,
+        );
+    }
+
+    fn info(&self) -> uapi::DeviceInfo {
+        let store = self.store.lock();
+        uapi::DeviceInfo {
+            abi_version: uapi::ABI_VERSION,
+            module_version: crate::MODULE_VERSION,
+            index: self.index,
+            backend: store.backend().to_abi(),
+            quantum: store.quantum() as u32,
+            qset: store.qset() as u32,
+            order: store.backend().order(),
+            qsets: store.sets() as u32,
+            size: store.size(),
+            bytes_held: store.bytes_held(),
+            quanta: store.quanta(),
+        }
+    }
+}
+
+/// State of one open file of a scull device.
+pub(crate) struct ScullFile {
+    dev: &'static ScullDev,
+}
+
+impl CharDevice for ScullDev {
+    type File = ScullFile;
+
+    fn open(dev: &'static Self, flags: u32) -> Result<KBox<ScullFile>> {
+        if flags & O_ACCMODE == O_WRONLY && flags & O_TRUNC != 0 {
+            let mut store = dev.store.lock();
+            dev.trim(&mut store);
+        }
+        Ok(KBox::new(ScullFile { dev }, GFP_KERNEL)?)
+    }
+
+    fn read(
+        file: &ScullFile,
+        mut out: UserSliceWriter,
+        _flags: u32,
+        pos: &mut Offset,
+    ) -> Result<usize> {
+        file.dev.store.lock().read(&mut out, pos)
+    }
+
+    fn write(
+        file: &ScullFile,
+        mut input: UserSliceReader,
+        flags: u32,
+        pos: &mut Offset,
+    ) -> Result<usize> {
+        let mut store = file.dev.store.lock();
+        if flags & O_APPEND != 0 {
+            *pos = store.size() as i64;
+        }
+        store.write(&mut input, pos, GEOMETRY.max_bytes())
+    }
+
+    fn llseek(file: &ScullFile, pos: Offset, offset: Offset, whence: u32) -> Result<Offset> {
+        let base = match whence {
+            bindings::SEEK_SET => 0,
+            bindings::SEEK_CUR => pos,
+            bindings::SEEK_END => file.dev.store.lock().size() as i64,
+            _ => return Err(EINVAL),
+        };
+        match base.checked_add(offset) {
+            Some(new) if new >= 0 => Ok(new),
+            _ => Err(EINVAL),
+        }
+    }
+
+    fn ioctl(file: &ScullFile, cmd: u32, arg: usize) -> Result<isize> {
+        // Like LDD3: wrong magic or a number past the last one is not ours.
+        if uapi::ioc_type(cmd) != uapi::MAGIC {
+            return Err(ENOTTY);
+        }
+        if uapi::ioc_nr(cmd) <= uapi::SCULL_IOC_MAXNR {
+            return scull_ioctl(cmd, arg);
+        }
+        let dev = file.dev;
+        match cmd {
+            uapi::LDD_IOC_INFO => {
+                write_user(arg, &dev.info())?;
+                Ok(0)
+            }
+            uapi::LDD_IOC_SET_BACKEND => {
+                let value = u32::try_from(arg).map_err(|_| EINVAL)?;
+                let backend = Backend::from_abi(value & 0xff, value >> 8)?;
+                let mut store = dev.store.lock();
+                if store.quanta() != 0 {
+                    return Err(EBUSY);
+                }
+                let (quantum, qset) = (store.quantum(), store.qset());
+                let quantum = if let Backend::Pages { .. } = store.backend() {
+                    GEOMETRY.quantum() as usize
+                } else {
+                    quantum
+                };
+                store.trim(backend, quantum, qset);
+                Ok(0)
+            }
+            _ => Err(ENOTTY),
+        }
+    }
+}
+
+/// Marks ABI structs as plain bytes, so `UserSlice` can copy them.
+macro_rules! abi_plain_bytes {
+    ($($t:ty),* $(,)?) => {$(
+        // SAFETY: `#[repr(C)]`, integer fields only and no padding (the size
+        // asserts in `ldd_uapi` pin the layout): every byte is initialised and
+        // every byte pattern is a valid value.
+        unsafe impl kernel::transmute::AsBytes for $t {}
+        // SAFETY: As above.
+        unsafe impl kernel::transmute::FromBytes for $t {}
+    )*};
+}
+abi_plain_bytes!(uapi::DeviceInfo);
+
+/// Copies `value` to the user pointer `arg`.
+fn write_user<T: kernel::transmute::AsBytes>(arg: usize, value: &T) -> Result {
+    UserSlice::new(UserPtr::from_addr(arg), core::mem::size_of::<T>())
+        .writer()
+        .write(value)
+}
+
+/// Reads an `int` from the user pointer `arg`.
+fn read_user_int(arg: usize) -> Result<i32> {
+    UserSlice::new(UserPtr::from_addr(arg), 4)
+        .reader()
+        .read::<i32>()
+}
+
+/// The LDD3 scull ioctls (chapter 6, "scull_ioctl"), same numbers and rules.
+fn scull_ioctl(cmd: u32, arg: usize) -> Result<isize> {
+    let g = &GEOMETRY;
+    let writes = matches!(
+        cmd,
+        uapi::SCULL_IOCRESET
+            | uapi::SCULL_IOCSQUANTUM
+            | uapi::SCULL_IOCSQSET
+            | uapi::SCULL_IOCTQUANTUM
+            | uapi::SCULL_IOCTQSET
+            | uapi::SCULL_IOCXQUANTUM
+            | uapi::SCULL_IOCXQSET
+            | uapi::SCULL_IOCHQUANTUM
+            | uapi::SCULL_IOCHQSET
+    );
+    // SAFETY: FFI call; `capable()` only reads the current task's credentials.
+    if writes && !unsafe { bindings::capable(bindings::CAP_SYS_ADMIN as i32) } {
+        return Err(EPERM);
+    }
+    let (qmax, smax) = (uapi::QUANTUM_MAX, uapi::QSET_MAX);
+    match cmd {
+        uapi::SCULL_IOCRESET => {
+            g.quantum
+                .store(g.default_quantum.load(Ordering::Relaxed), Ordering::Relaxed);
+            g.qset
+                .store(g.default_qset.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        uapi::SCULL_IOCSQUANTUM => g.quantum.store(
+            checked(read_user_int(arg)?.into(), qmax)?,
+            Ordering::Relaxed,
+        ),
+        uapi::SCULL_IOCSQSET => g.qset.store(
+            checked(read_user_int(arg)?.into(), smax)?,
+            Ordering::Relaxed,
+        ),
+        uapi::SCULL_IOCTQUANTUM => g
+            .quantum
+            .store(checked(arg as i64, qmax)?, Ordering::Relaxed),
+        uapi::SCULL_IOCTQSET => g.qset.store(checked(arg as i64, smax)?, Ordering::Relaxed),
+        uapi::SCULL_IOCGQUANTUM => write_user(arg, &(g.quantum() as i32))?,
+        uapi::SCULL_IOCGQSET => write_user(arg, &(g.qset() as i32))?,
+        uapi::SCULL_IOCQQUANTUM => return Ok(g.quantum() as isize),
+        uapi::SCULL_IOCQQSET => return Ok(g.qset() as isize),
+        uapi::SCULL_IOCXQUANTUM => {
+            let new = checked(read_user_int(arg)?.into(), qmax)?;
+            let old = g.quantum.swap(new, Ordering::Relaxed);
+            write_user(arg, &(old as i32))?;
+        }
+        uapi::SCULL_IOCXQSET => {
+            let new = checked(read_user_int(arg)?.into(), smax)?;
+            let old = g.qset.swap(new, Ordering::Relaxed);
+            write_user(arg, &(old as i32))?;
+        }
+        uapi::SCULL_IOCHQUANTUM => {
+            return Ok(g
+                .quantum
+                .swap(checked(arg as i64, qmax)?, Ordering::Relaxed)
+                as isize)
+        }
+        uapi::SCULL_IOCHQSET => {
+            return Ok(g.qset.swap(checked(arg as i64, smax)?, Ordering::Relaxed) as isize)
+        }
+        _ => return Err(ENOTTY),
+    }
+    Ok(0)
+}

@@ -1,0 +1,166 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Where a scull quantum's memory comes from: the four scull variants of
+//! LDD3 chapter 8 in one module.
+//!
+//! | backend   | LDD3 variant | memory                                        |
+//! |-----------|--------------|-----------------------------------------------|
+//! | `kmalloc` | scull        | `kmalloc(quantum, GFP_KERNEL)`                |
+//! | `cache`   | scullc       | our own lookaside cache ([`crate::caches`])   |
+//! | `pages`   | scullp       | `__get_free_pages(GFP_KERNEL, order)`         |
+//! | `vmalloc` | scullv       | `vmalloc(quantum)`                            |
+//! | `mempool` | –            | our own mempool over our cache                |
+//!
+//! A [`Block`] is one allocation; it does not free itself, because only the
+//! backend that made it knows how: the store hands every block back through
+//! [`Backend::free`] when it trims.
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+use kernel::{
+    alloc::{
+        allocator::{Kmalloc, Vmalloc},
+        Allocator, NumaNode,
+    },
+    bindings,
+    prelude::*,
+};
+
+use crate::ldd_uapi::backend;
+use crate::page_glue::PAGE_SIZE;
+
+/// The allocator behind a device's quanta.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Backend {
+    /// `kmalloc()`: scull's baseline (LDD3 chapter 3).
+    Kmalloc,
+    /// Our lookaside cache for this quantum size: scullc.
+    Cache,
+    /// Whole pages, `2^order` of them per quantum: scullp.
+    Pages {
+        /// The page order of each quantum.
+        order: u32,
+    },
+    /// `vmalloc()`: scullv.
+    Vmalloc,
+    /// Our mempool over our cache.
+    Mempool,
+}
+
+/// One quantum of memory.
+///
+/// # Invariants
+///
+/// `ptr` is valid for reads and writes of `len` bytes and owned by this block
+/// alone, from its allocation by [`Backend::alloc`] until [`Backend::free`].
+pub(crate) struct Block {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: A block is plain owned memory; it may move between threads.
+unsafe impl Send for Block {}
+// SAFETY: Shared access only reads (`as_slice`).
+unsafe impl Sync for Block {}
+
+impl Block {
+    /// The quantum's bytes.
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        // SAFETY: By the type invariant, `ptr` is valid for `len` bytes.
+        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// The quantum's bytes, for writing.
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: By the type invariant, `ptr` is valid and exclusively ours.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Backend {
+    /// The backend for an ABI value ([`backend`]) and page order.
+    pub(crate) fn from_abi(value: u32, order: u32) -> Result<Self> {
+        Ok(match value {
+            backend::KMALLOC => Self::Kmalloc,
+            backend::CACHE => Self::Cache,
+            backend::PAGES if order <= crate::page_glue::STORE_MAX_ORDER => Self::Pages { order },
+            backend::VMALLOC => Self::Vmalloc,
+            backend::MEMPOOL => Self::Mempool,
+            _ => return Err(EINVAL),
+        })
+    }
+
+    /// The ABI value of this backend.
+    pub(crate) fn to_abi(self) -> u32 {
+        match self {
+            Self::Kmalloc => backend::KMALLOC,
+            Self::Cache => backend::CACHE,
+            Self::Pages { .. } => backend::PAGES,
+            Self::Vmalloc => backend::VMALLOC,
+            Self::Mempool => backend::MEMPOOL,
+        }
+    }
+
+    /// The page order (0 unless this is the pages backend).
+    pub(crate) fn order(self) -> u32 {
+        match self {
+            Self::Pages { order } => order,
+            _ => 0,
+        }
+    }
+
+    /// The quantum this backend uses when the device asks for `quantum`:
+    /// scullp's quantum is always a whole run of pages (LDD3 "scullp").
+    pub(crate) fn quantum_for(self, quantum: usize) -> usize {
+        match self {
+            Self::Pages { order } => PAGE_SIZE << order,
+            _ => quantum,
+        }
+    }
+
+    /// Allocates one uninitialised quantum of `len` bytes; may sleep.
+    pub(crate) fn alloc(self, len: usize) -> Result<Block> {
+        let layout = Layout::from_size_align(len, 1).map_err(|_| EINVAL)?;
+        let ptr = match self {
+            Self::Kmalloc => Kmalloc::alloc(layout, GFP_KERNEL, NumaNode::NO_NODE)?.cast(),
+            Self::Vmalloc => Vmalloc::alloc(layout, GFP_KERNEL, NumaNode::NO_NODE)?.cast(),
+            Self::Pages { order } => {
+                if len > PAGE_SIZE << order {
+                    return Err(EINVAL);
+                }
+                // SAFETY: FFI call; any gfp mask and order are accepted.
+                let addr = unsafe { bindings::get_free_pages_noprof(bindings::GFP_KERNEL, order) };
+                NonNull::new(addr as *mut u8).ok_or(ENOMEM)?
+            }
+            Self::Cache | Self::Mempool => crate::caches::store_alloc(self, len)?,
+        };
+        // INVARIANT: Each allocator returned `len` bytes that are ours alone.
+        Ok(Block { ptr, len })
+    }
+
+    /// Gives `block` back to this backend, which must be the one that made it.
+    pub(crate) fn free(self, block: Block) {
+        let Block { ptr, len } = block;
+        match self {
+            Self::Kmalloc | Self::Vmalloc => {
+                // `alloc` built this very layout from `len`, so it cannot fail here.
+                let Ok(layout) = Layout::from_size_align(len, 1) else {
+                    return;
+                };
+                // SAFETY: `ptr` came from this allocator with `layout` (Block invariant).
+                unsafe {
+                    if self == Self::Kmalloc {
+                        Kmalloc::free(ptr, layout)
+                    } else {
+                        Vmalloc::free(ptr, layout)
+                    }
+                }
+            }
+            Self::Pages { order } => {
+                // SAFETY: `ptr` came from `__get_free_pages(order)` and is no longer used.
+                unsafe { bindings::free_pages(ptr.as_ptr() as usize as _, order) }
+            }
+            Self::Cache | Self::Mempool => crate::caches::store_free(self, ptr, len),
+        }
+    }
+}

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Configure and build the test kernel for a profile (base or debug) in the
+# cache, keyed by source version, config fragments, rustc and clang. A build
+# that is already complete is reused. Prints the build directory (the KDIR).
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+
+profile=${1:-base}
+[ "$profile" = base ] || [ -f "$LDD_TOP/scripts/config/$profile.config" ] ||
+	die "unknown kernel profile '$profile'"
+
+ksrc=$("$LDD_TOP/scripts/fetch-kernel.sh")
+key=$(build_key "$ksrc" "$profile")
+out="$LDD_CACHE/build/$profile-$(basename "$ksrc" | sed 's/^linux-source-//')-$key"
+
+if [ -f "$out/.ldd-alloc-built" ]; then
+	echo "$out"
+	exit 0
+fi
+
+mkdir -p "$out"
+KMAKE=(make -C "$ksrc" O="$out" LLVM="$LLVM_SUFFIX" -s)
+"${KMAKE[@]}" rustavailable >/dev/null ||
+	die "the kernel says Rust is not available; run scripts/setup.sh"
+
+fragments=("$LDD_TOP/scripts/config/base.config")
+[ "$profile" = base ] || fragments+=("$LDD_TOP/scripts/config/$profile.config")
+
+log "configuring the $profile kernel in $out"
+"${KMAKE[@]}" tinyconfig >/dev/null
+"$ksrc/scripts/kconfig/merge_config.sh" -m -O "$out" "$out/.config" "${fragments[@]}" >/dev/null
+"${KMAKE[@]}" olddefconfig >/dev/null
+
+# Every option a fragment asks for must have survived olddefconfig: a dropped
+# dependency would otherwise silently give a kernel without Rust or KASAN.
+for frag in "${fragments[@]}"; do
+	while IFS= read -r line; do
+		case "$line" in
+		CONFIG_*=*)
+			grep -qx "$line" "$out/.config" ||
+				die "kernel config lost '$line' (a dependency is missing); see $out/.config"
+			;;
+		"# CONFIG_"*" is not set")
+			opt=${line#\# }
+			opt=${opt%% *}
+			! grep -q "^$opt=" "$out/.config" ||
+				die "kernel config kept $opt although $(basename "$frag") unsets it"
+			;;
+		esac
+	done <"$frag"
+done
+
+log "building the $profile kernel (about 4 minutes on 2 cores)"
+start=$(date +%s)
+"${KMAKE[@]}" -j"$(nproc)" >"$out/build.log" 2>&1 || {
+	tail -40 "$out/build.log" >&2
+	die "kernel build failed; full log in $out/build.log"
+}
+log "kernel built in $(($(date +%s) - start)) s"
+touch "$out/.ldd-alloc-built"
+echo "$out"

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Build the static userspace binaries that go into the VM (musl target).
+# Prints the directory that holds them.
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+
+cd "$LDD_TOP/userspace"
+cargo build --quiet --release --locked --target x86_64-unknown-linux-musl \
+	--bin ldd-alloc --bin ldd-alloc-test
+echo "$LDD_TOP/userspace/target/x86_64-unknown-linux-musl/release"

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# make test: everything, host and VM, from a fresh machine.
+#   1. the toolchain and the pinned kernel (cached after the first run)
+#   2. lints: rustfmt, clippy -D warnings (userspace), a module build with no warnings
+#   3. host tests: cargo test (ABI, allocator core property tests, CLI)
+#   4. the VM: the module loaded with scripts/ldd_alloc_load, the shipped
+#      ldd-alloc-test suite, KUnit results from the kernel log, a clean log
+# Ends with the line "N passed, N failed" summing every check and test.
+# PROFILE=debug runs the VM part on the debug kernel (make test-debug).
+set -uo pipefail
+. "$(dirname "$0")/common.sh"
+
+profile=${PROFILE:-base}
+passed=0 failed=0 skipped=0
+results="$LDD_TOP/.vm/results-$profile.txt"
+mkdir -p "$LDD_TOP/.vm"
+: >"$results"
+
+record() { # record NAME ok|fail [detail]
+	if [ "$2" = ok ]; then
+		passed=$((passed + 1))
+	else
+		failed=$((failed + 1))
+		log "FAILED: $1 ${3:-}"
+	fi
+	echo "$2 $1" >>"$results"
+}
+finish() {
+	log "results: $results"
+	echo "$passed passed, $failed failed${skipped:+, $skipped skipped}"
+	[ "$failed" = 0 ]
+	exit $?
+}
+# Adds a cargo test log's counts.
+count_cargo() {
+	local p f
+	p=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i + 1) ~ /^passed/) s += $i } END { print s + 0 }' "$1")
+	f=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i + 1) ~ /^failed/) s += $i } END { print s + 0 }' "$1")
+	passed=$((passed + ${p:-0}))
+	failed=$((failed + ${f:-0}))
+}
+
+start=$(date +%s)
+"$LDD_TOP/scripts/setup.sh" || { record setup fail; finish; }
+kdir=$("$LDD_TOP/scripts/build-kernel.sh" "$profile") || { record kernel-build fail; finish; }
+log "kernel ready in $(($(date +%s) - start)) s: $kdir"
+
+# --- lints -----------------------------------------------------------------
+if rustfmt --check --edition 2021 "$LDD_TOP"/*.rs "$LDD_TOP"/allocator/*.rs >/dev/null 2>&1 &&
+	(cd "$LDD_TOP/userspace" && cargo fmt --check >/dev/null 2>&1); then
+	record lint/rustfmt ok
+else
+	record lint/rustfmt fail "(run rustfmt --edition 2021 *.rs allocator/*.rs; cargo fmt in userspace/)"
+fi
+if (cd "$LDD_TOP/userspace" && cargo clippy --quiet --all-targets --locked -- -D warnings) \
+	>"$LDD_TOP/.vm/clippy.log" 2>&1; then
+	record lint/clippy-userspace ok
+else
+	record lint/clippy-userspace fail "(see .vm/clippy.log)"
+fi
+make -s -C "$LDD_TOP" KDIR="$kdir" clean >/dev/null 2>&1
+if make -C "$LDD_TOP" KDIR="$kdir" modules >"$LDD_TOP/.vm/module-build.log" 2>&1; then
+	if grep -qE '^(warning|error)' "$LDD_TOP/.vm/module-build.log"; then
+		record module/build-no-warnings fail "(see .vm/module-build.log)"
+	else
+		record module/build-no-warnings ok
+	fi
+else
+	record module/build fail "(see .vm/module-build.log)"
+	tail -30 "$LDD_TOP/.vm/module-build.log" >&2
+	finish
+fi
+
+# --- host tests --------------------------------------------------------------
+host_log="$LDD_TOP/.vm/host-tests.log"
+if (cd "$LDD_TOP/userspace" && cargo test --release --locked) >"$host_log" 2>&1; then :; else
+	grep -E '^(test .* FAILED|failures:|---- )' "$host_log" | head -20 >&2
+	grep -q '^test result:' "$host_log" || record host/cargo-test fail "(see $host_log)"
+fi
+count_cargo "$host_log"
+log "host tests counted from $host_log"
+
+# --- VM ----------------------------------------------------------------------
+vm_log="$LDD_TOP/.vm/vm-test-$profile.log"
+VM_MEM=${VM_MEM:-1024} "$LDD_TOP/scripts/vm.sh" --kdir "$kdir" test >"$vm_log" 2>&1
+vm_rc=$?
+cat "$vm_log"
+p=$(grep -cE '^ok [0-9]+ ' "$vm_log" | head -1)
+s=$(grep -cE '^ok [0-9]+ .*# SKIP' "$vm_log" | head -1)
+f=$(grep -cE '^not ok [0-9]+ ' "$vm_log" | head -1)
+passed=$((passed + p - s))
+skipped=$((skipped + s))
+failed=$((failed + f))
+grep -q '^# Totals:' "$vm_log" || record vm/suite-completed fail "(no TAP totals: see $vm_log)"
+# The run itself: clean kernel log, insmod/rmmod, no timeout.
+if [ $vm_rc = 0 ] || { [ $vm_rc = 1 ] && [ "$f" -gt 0 ] && ! grep -q 'VM run failed' "$vm_log"; }; then
+	record vm/clean-run ok
+else
+	record vm/clean-run fail "(see $vm_log)"
+fi
+log "make test took $(($(date +%s) - start)) s"
+finish

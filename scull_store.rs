@@ -1,0 +1,231 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The scull store of LDD3 chapter 3: data kept in quantum sets.
+//!
+//! A device holds a list of quantum sets; each set is an array of `qset`
+//! pointers to quanta of `quantum` bytes. Byte `pos` lives in set
+//! `pos / (quantum * qset)`, quantum `(pos / quantum) % qset`, at offset
+//! `pos % quantum`. LDD3 keeps the sets in a linked list and walks it in
+//! `scull_follow()`; here the list is a vector, so following is O(1).
+//!
+//! Semantics, where LDD3 leaves a choice:
+//! - A read or a write may span quanta: the whole request is served in one
+//!   call (LDD3 stops at the end of the current quantum and returns a short
+//!   count; both are valid `read(2)`/`write(2)` behaviour).
+//! - Holes (quanta never written below the device size, after an `lseek` past
+//!   the end and a write) read as zeros, like a sparse file. LDD3's scull ends
+//!   the read at a hole instead.
+//! - A write from a bad user buffer returns EFAULT. As in LDD3, the bytes of
+//!   the quantum it was copying into may be left zeroed (`copy_from_user()`
+//!   zero-fills what it could not copy); nothing outside the write's range
+//!   changes.
+
+use kernel::prelude::*;
+use kernel::uaccess::{UserSliceReader, UserSliceWriter};
+
+use crate::quantum_backend::{Backend, Block};
+
+/// One quantum set: `qset` slots, each empty or holding a quantum.
+struct QuantumSet {
+    data: KVec<Option<Block>>,
+}
+
+/// The data of one scull device.
+///
+/// # Invariants
+///
+/// Every block in `sets` was allocated by `backend` and is `quantum` bytes
+/// long; `held` is the number of blocks; `size` is one past the highest byte
+/// ever written since the last trim.
+pub(crate) struct ScullStore {
+    sets: KVec<QuantumSet>,
+    backend: Backend,
+    quantum: usize,
+    qset: usize,
+    size: u64,
+    held: u64,
+}
+
+impl ScullStore {
+    /// An empty store.
+    pub(crate) fn new(backend: Backend, quantum: usize, qset: usize) -> Self {
+        Self {
+            sets: KVec::new(),
+            backend,
+            quantum: backend.quantum_for(quantum),
+            qset,
+            size: 0,
+            held: 0,
+        }
+    }
+
+    /// One past the highest byte written.
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Bytes per quantum in use.
+    pub(crate) fn quantum(&self) -> usize {
+        self.quantum
+    }
+
+    /// Quanta per set in use.
+    pub(crate) fn qset(&self) -> usize {
+        self.qset
+    }
+
+    /// The backend of the quanta.
+    pub(crate) fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Number of quantum sets.
+    pub(crate) fn sets(&self) -> usize {
+        self.sets.len()
+    }
+
+    /// Number of quanta held.
+    pub(crate) fn quanta(&self) -> u64 {
+        self.held
+    }
+
+    /// Bytes held in quanta.
+    pub(crate) fn bytes_held(&self) -> u64 {
+        self.held * self.quantum as u64
+    }
+
+    /// Frees everything and starts again with a new geometry and backend
+    /// (LDD3's `scull_trim()`, which also picks up the current quantum/qset).
+    pub(crate) fn trim(&mut self, backend: Backend, quantum: usize, qset: usize) {
+        for set in self.sets.drain_all() {
+            for block in set.data.into_iter().flatten() {
+                self.backend.free(block);
+            }
+        }
+        // INVARIANT: No block is left, so any backend and geometry are consistent.
+        self.held = 0;
+        self.size = 0;
+        self.backend = backend;
+        self.quantum = backend.quantum_for(quantum);
+        self.qset = qset;
+    }
+
+    /// Where byte `pos` lives: (set, slot, offset in the quantum).
+    fn locate(&self, pos: u64) -> Result<(usize, usize, usize)> {
+        let quantum = self.quantum as u64;
+        let per_set = quantum * self.qset as u64;
+        let set = usize::try_from(pos / per_set).map_err(|_| EFBIG)?;
+        let slot = ((pos % per_set) / quantum) as usize;
+        Ok((set, slot, (pos % quantum) as usize))
+    }
+
+    /// Reads up to `out.len()` bytes at `*pos` into user memory.
+    pub(crate) fn read(&self, out: &mut UserSliceWriter, pos: &mut i64) -> Result<usize> {
+        let start = u64::try_from(*pos).map_err(|_| EINVAL)?;
+        if start >= self.size {
+            return Ok(0);
+        }
+        let want = (out.len() as u64).min(self.size - start) as usize;
+        let mut done = 0;
+        while done < want {
+            let (set, slot, offset) = self.locate(start + done as u64)?;
+            let chunk = (self.quantum - offset).min(want - done);
+            let block = self
+                .sets
+                .get(set)
+                .and_then(|s| s.data.get(slot))
+                .and_then(Option::as_ref);
+            match block.and_then(|b| b.as_slice().get(offset..offset + chunk)) {
+                Some(bytes) => out.write_slice(bytes)?,
+                None => write_zeros(out, chunk)?,
+            }
+            done += chunk;
+        }
+        *pos += done as i64;
+        Ok(done)
+    }
+
+    /// Writes `input` at `*pos`, allocating quantum sets and quanta on the way.
+    /// Stops with ENOSPC at `limit` bytes of device size. On an allocation
+    /// failure after some bytes were stored, returns the short count (like
+    /// `write(2)` on a full disk); with nothing stored, the error.
+    pub(crate) fn write(
+        &mut self,
+        input: &mut UserSliceReader,
+        pos: &mut i64,
+        limit: u64,
+    ) -> Result<usize> {
+        let start = u64::try_from(*pos).map_err(|_| EINVAL)?;
+        let mut want = input.len() as u64;
+        if start.saturating_add(want) > limit {
+            if start >= limit {
+                return Err(ENOSPC);
+            }
+            want = limit - start;
+        }
+        let want = want as usize;
+        let mut done = 0;
+        while done < want {
+            let here = start + done as u64;
+            let chunk = match self.write_chunk(input, here, want - done) {
+                Ok(n) => n,
+                Err(e) if done == 0 => return Err(e),
+                Err(_) => break,
+            };
+            done += chunk;
+            self.size = self.size.max(here + chunk as u64);
+        }
+        *pos += done as i64;
+        Ok(done)
+    }
+
+    /// Writes at most one quantum's worth at `pos`.
+    fn write_chunk(&mut self, input: &mut UserSliceReader, pos: u64, left: usize) -> Result<usize> {
+        let (set, slot, offset) = self.locate(pos)?;
+        let chunk = (self.quantum - offset).min(left);
+        while self.sets.len() <= set {
+            let mut data = KVec::with_capacity(self.qset, GFP_KERNEL)?;
+            for _ in 0..self.qset {
+                data.push(None, GFP_KERNEL)?;
+            }
+            self.sets.push(QuantumSet { data }, GFP_KERNEL)?;
+        }
+        let (backend, quantum) = (self.backend, self.quantum);
+        let entry = self
+            .sets
+            .get_mut(set)
+            .and_then(|s| s.data.get_mut(slot))
+            .ok_or(EINVAL)?;
+        if entry.is_none() {
+            let mut block = backend.alloc(quantum)?;
+            // A fresh quantum is zeroed so that the bytes around a partial
+            // write read back as zeros, like the holes.
+            block.as_mut_slice().fill(0);
+            *entry = Some(block);
+            self.held += 1;
+        }
+        let bytes = entry
+            .as_mut()
+            .and_then(|b| b.as_mut_slice().get_mut(offset..offset + chunk))
+            .ok_or(EINVAL)?;
+        input.read_slice(bytes)?;
+        Ok(chunk)
+    }
+}
+
+impl Drop for ScullStore {
+    fn drop(&mut self) {
+        self.trim(self.backend, self.quantum, self.qset);
+    }
+}
+
+/// Copies `len` zero bytes to user memory.
+fn write_zeros(out: &mut UserSliceWriter, mut len: usize) -> Result {
+    const ZEROS: [u8; 256] = [0; 256];
+    while len > 0 {
+        let n = len.min(ZEROS.len());
+        out.write_slice(&ZEROS[..n])?;
+        len -= n;
+    }
+    Ok(())
+}

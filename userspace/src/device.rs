@@ -1,0 +1,134 @@
+//! A safe handle on one `/dev/ldd_alloc<N>` node: the scull file operations
+//! and every ioctl of [`crate::uapi`], errors as [`Errno`].
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+
+use crate::uapi;
+
+/// The node of device `index`.
+pub fn node(index: u32) -> PathBuf {
+    PathBuf::from(format!("/dev/ldd_alloc{index}"))
+}
+
+/// An open ldd_alloc device.
+#[derive(Debug)]
+pub struct Device {
+    file: File,
+    path: PathBuf,
+}
+
+impl Device {
+    /// Opens `path` read-write.
+    pub fn open(path: impl AsRef<Path>) -> io::Result<Self> {
+        Self::open_with(path, libc::O_RDWR)
+    }
+
+    /// Opens `path` with `open(2)` flags (O_RDWR, O_WRONLY | O_TRUNC, ...).
+    pub fn open_with(path: impl AsRef<Path>, flags: i32) -> io::Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let access = flags & libc::O_ACCMODE;
+        let file = OpenOptions::new()
+            .read(access != libc::O_WRONLY)
+            .write(access != libc::O_RDONLY)
+            .custom_flags(flags & !libc::O_ACCMODE)
+            .open(&path)?;
+        Ok(Self { file, path })
+    }
+
+    /// Opens device `index`.
+    pub fn open_index(index: u32) -> io::Result<Self> {
+        Self::open(node(index))
+    }
+
+    /// The node's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The open file, for `read`, `write` and `seek`.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// `ioctl(fd, cmd, arg)` with an integer or pointer argument: the return
+    /// value, or the errno.
+    pub fn ioctl_raw(&self, cmd: u32, arg: usize) -> Result<i32, Errno> {
+        // SAFETY: The kernel validates `arg`; a bad pointer gives EFAULT, not
+        // memory unsafety in this process (the kernel never writes outside
+        // the size encoded in `cmd`, and callers pass buffers of that size).
+        let ret = unsafe { libc::ioctl(self.file.as_raw_fd(), cmd as _, arg) };
+        Errno::result(ret)
+    }
+
+    /// An ioctl that reads a `T` from the driver.
+    pub fn ioctl_read<T: Default>(&self, cmd: u32) -> Result<T, Errno> {
+        let mut value = T::default();
+        self.ioctl_raw(cmd, &mut value as *mut T as usize)?;
+        Ok(value)
+    }
+
+    /// An ioctl that passes `value` to the driver and may write it back.
+    pub fn ioctl_inout<T>(&self, cmd: u32, value: &mut T) -> Result<i32, Errno> {
+        self.ioctl_raw(cmd, value as *mut T as usize)
+    }
+
+    /// `LDD_IOC_INFO`.
+    pub fn info(&self) -> Result<uapi::DeviceInfo, Errno> {
+        self.ioctl_read(uapi::LDD_IOC_INFO)
+    }
+
+    /// `LDD_IOC_SET_BACKEND`: the device must be empty.
+    pub fn set_backend(&self, backend: u32, order: u32) -> Result<(), Errno> {
+        self.ioctl_raw(uapi::LDD_IOC_SET_BACKEND, (backend | order << 8) as usize)
+            .map(drop)
+    }
+
+    /// `SCULL_IOCRESET`: the load-time quantum and qset again.
+    pub fn scull_reset(&self) -> Result<(), Errno> {
+        self.ioctl_raw(uapi::SCULL_IOCRESET, 0).map(drop)
+    }
+
+    /// `SCULL_IOCSQUANTUM` (set through a pointer).
+    pub fn set_quantum(&self, mut quantum: i32) -> Result<(), Errno> {
+        self.ioctl_inout(uapi::SCULL_IOCSQUANTUM, &mut quantum)
+            .map(drop)
+    }
+
+    /// `SCULL_IOCSQSET` (set through a pointer).
+    pub fn set_qset(&self, mut qset: i32) -> Result<(), Errno> {
+        self.ioctl_inout(uapi::SCULL_IOCSQSET, &mut qset).map(drop)
+    }
+
+    /// `SCULL_IOCGQUANTUM` (get through a pointer).
+    pub fn quantum(&self) -> Result<i32, Errno> {
+        self.ioctl_read(uapi::SCULL_IOCGQUANTUM)
+    }
+
+    /// `SCULL_IOCGQSET` (get through a pointer).
+    pub fn qset(&self) -> Result<i32, Errno> {
+        self.ioctl_read(uapi::SCULL_IOCGQSET)
+    }
+}
+
+/// Names of the store backends, indexed by their ABI value.
+pub const BACKEND_NAMES: [&str; uapi::backend::COUNT as usize] =
+    ["kmalloc", "cache", "pages", "vmalloc", "mempool"];
+
+/// The ABI value of a backend name.
+pub fn backend_by_name(name: &str) -> Option<u32> {
+    BACKEND_NAMES
+        .iter()
+        .position(|n| *n == name)
+        .map(|i| i as u32)
+}
+
+/// The name of a backend value.
+pub fn backend_name(value: u32) -> &'static str {
+    BACKEND_NAMES.get(value as usize).copied().unwrap_or("?")
+}

@@ -1,0 +1,16 @@
+//! Userspace side of ldd_alloc.
+//!
+//! The ioctl ABI and the allocator core are the kernel module's own source
+//! files, compiled here unchanged: `ldd_uapi.rs` and `allocator/` at the top
+//! of the repository.
+
+#[path = "../../ldd_uapi.rs"]
+pub mod uapi;
+
+#[path = "../../allocator/mod.rs"]
+pub mod allocator;
+
+pub mod device;
+pub mod rng;
+pub mod tap;
+pub mod vmtests;

@@ -1,0 +1,17 @@
+//! The ioctl-driven suite that runs where the module is loaded (the VM of
+//! `make test`, or a user's own machine): `ldd-alloc-test` runs it.
+
+pub mod errors;
+pub mod module;
+pub mod scull;
+
+use crate::tap::Test;
+
+/// Every test, in the order they run.
+pub fn all() -> Vec<Test> {
+    let mut tests = Vec::new();
+    tests.extend(scull::tests());
+    tests.extend(errors::tests());
+    tests.extend(module::tests());
+    tests
+}

@@ -1,0 +1,93 @@
+//! Loading and unloading: bad parameters are refused with a message, and the
+//! module cannot go while a device is open.
+
+use std::process::Command;
+
+use crate::device::Device;
+use crate::tap::{Context, Outcome, Test, TestResult};
+use crate::{ensure, ensure_eq};
+
+/// The module file, from `LDD_ALLOC_KO` (set in the VM).
+fn module_file() -> Option<String> {
+    std::env::var("LDD_ALLOC_KO")
+        .ok()
+        .filter(|p| std::path::Path::new(p).exists())
+}
+
+fn sh(cmd: &str) -> Result<(bool, String), String> {
+    let out = Command::new("sh").arg("-c").arg(cmd).output().ctx(cmd)?;
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    Ok((out.status.success(), text))
+}
+
+fn needs_reload() -> Result<Option<String>, String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(Some("needs root to reload the module".into()));
+    }
+    if module_file().is_none() {
+        return Ok(Some("LDD_ALLOC_KO does not name the module file".into()));
+    }
+    Ok(None)
+}
+
+fn bad_params() -> TestResult {
+    if let Some(why) = needs_reload()? {
+        return Ok(Outcome::Skip(why));
+    }
+    let ko = module_file().unwrap_or_default();
+    let (ok, out) = sh("ldd_alloc_unload")?;
+    ensure!(ok, "unload: {out}");
+    let mut result = Ok(Outcome::Pass);
+    for (params, msg) in [
+        ("quantum=0", "quantum=0 is out of range"),
+        ("qset=0", "qset=0 is out of range"),
+        ("nr_devs=0", "nr_devs=0 is out of range"),
+        ("nr_devs=17", "nr_devs=17 is out of range"),
+        ("order=9", "order=9 is out of range"),
+    ] {
+        let (ok, out) = sh(&format!("insmod {ko} {params}"))?;
+        let (_, log) = sh("dmesg | tail -5")?;
+        if ok {
+            let _ = sh("rmmod ldd_alloc");
+            result = Err(format!("insmod {params} succeeded"));
+            break;
+        }
+        if !log.contains(msg) {
+            result = Err(format!(
+                "insmod {params}: no '{msg}' in the log: {out} {log}"
+            ));
+            break;
+        }
+    }
+    let (ok, out) = sh("ldd_alloc_load")?;
+    ensure!(ok, "reload: {out}");
+    result
+}
+
+fn busy_while_open() -> TestResult {
+    if let Some(why) = needs_reload()? {
+        return Ok(Outcome::Skip(why));
+    }
+    let dev = Device::open_index(0).ctx("open")?;
+    let (ok, _) = sh("rmmod ldd_alloc")?;
+    ensure!(!ok, "rmmod succeeded with a device open");
+    ensure!(dev.info().is_ok(), "the device still answers");
+    drop(dev);
+    let (ok, out) = sh("ldd_alloc_unload && ldd_alloc_load")?;
+    ensure!(ok, "reload after close: {out}");
+    ensure_eq!(
+        Device::open_index(0).ctx("open")?.info().ctx("info")?.size,
+        0
+    );
+    Ok(Outcome::Pass)
+}
+
+/// The module tests.
+pub fn tests() -> Vec<Test> {
+    vec![
+        Test::new("module/bad_params", bad_params),
+        Test::new("module/busy_while_open", busy_while_open),
+    ]
+}
