@@ -1,24 +1,424 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The module's own caches and pools.
+//! Our lookaside caches in the kernel (LDD3 chapter 8, "Lookaside Caches"):
+//! the allocator core of [`crate::allocator`] given its environment here.
+//!
+//! The core needs four things ([`CacheEnv`]); the kernel gives them so:
+//! - the page source: [`PAGES`], the host page allocator, counted per zone;
+//! - the depot lock: a `SpinLockIrq`, because the lab allocates from hard
+//!   interrupt context too, and a lock taken there must never be held with
+//!   interrupts on;
+//! - per-CPU magazines: one `SpinLockIrq<Magazine>` slot per possible CPU,
+//!   taken with interrupts already off on the local CPU ([`local_interrupt_disable`]),
+//!   so its lock is uncontended except while `shrink` or `destroy` drains a
+//!   remote CPU's slot. There is no per-CPU variable abstraction in the
+//!   kernel crate; an array indexed by `CpuId::current()` is the stand-in;
+//! - quiescence: `synchronize_rcu()`, since a magazine section runs with
+//!   interrupts off, which RCU counts as a read-side critical section.
+//!
+//! Lock order: a magazine slot, then the depot. The registry mutex is taken
+//! only in process context, never under either.
+//!
+//! The module keeps a registry of caches by object size and flags, created
+//! on first use: the scullc store asks for one per quantum size, the lab for
+//! one per object size it is asked for. All are destroyed at unload.
 
 use core::ptr::NonNull;
-use kernel::prelude::*;
+use kernel::{
+    bindings,
+    cpu::{nr_cpu_ids, CpuId},
+    interrupt::local_interrupt_disable,
+    new_spinlock_irq,
+    prelude::*,
+    sync::{global_lock, Arc, SpinLockIrq},
+};
 
+use crate::allocator::{
+    self, CacheConfig, CacheEnv, CacheFlags, CacheLayout, CacheName, CacheStats, Depot,
+    DestroyError, FreeError, Magazine, PageRequest, PageSource, Zone,
+};
+use crate::ldd_uapi::{self as uapi, cache_flags};
+use crate::page_glue::{KernelPages, PAGES};
 use crate::quantum_backend::Backend;
 
-/// Creates the module's caches.
+/// The page source of one cache: [`PAGES`] with the cache's owner id, so
+/// fault injection can target it.
+pub(crate) struct CachePages {
+    owner: u32,
+}
+
+impl PageSource for CachePages {
+    fn alloc_pages(&self, order: u32, req: PageRequest) -> Option<NonNull<u8>> {
+        PAGES.alloc_for(self.owner, order, req)
+    }
+
+    unsafe fn free_pages(&self, run: NonNull<u8>, order: u32) {
+        // SAFETY: Forwarded contract: `run` came from `alloc_pages(order)`.
+        unsafe { <KernelPages as PageSource>::free_pages(&PAGES, run, order) }
+    }
+
+    fn read_nofault(&self, addr: usize, out: &mut [u8]) -> bool {
+        PAGES.read_nofault(addr, out)
+    }
+}
+
+/// One of our caches.
+#[pin_data(PinnedDrop)]
+pub(crate) struct OurCache {
+    layout: CacheLayout,
+    abi_flags: u32,
+    zone: Zone,
+    pages: CachePages,
+    #[pin]
+    depot: SpinLockIrq<Depot>,
+    slots: KVec<Pin<KBox<SpinLockIrq<Magazine>>>>,
+}
+
+impl CacheEnv for OurCache {
+    type Src = CachePages;
+
+    fn layout(&self) -> &CacheLayout {
+        &self.layout
+    }
+
+    fn pages(&self) -> &CachePages {
+        &self.pages
+    }
+
+    fn with_magazine<R>(&self, f: impl FnOnce(&mut Magazine) -> R) -> R {
+        let irq = local_interrupt_disable();
+        let cpu = CpuId::current().as_u32() as usize;
+        match self.slots.get(cpu) {
+            Some(slot) => f(&mut slot.lock_with(&irq)),
+            // No slot for this CPU (cannot happen: one per possible CPU): work
+            // without a magazine, straight on the depot.
+            None => f(&mut Magazine::new()),
+        }
+    }
+
+    fn with_depot<R>(&self, f: impl FnOnce(&mut Depot) -> R) -> R {
+        f(&mut self.depot.lock())
+    }
+
+    fn for_each_magazine(&self, mut f: impl FnMut(&mut Magazine)) {
+        for slot in &self.slots {
+            f(&mut slot.lock());
+        }
+    }
+
+    fn quiesce(&self) {
+        // SAFETY: FFI call from process context (shrink and destroy may sleep).
+        unsafe { bindings::synchronize_rcu() };
+    }
+}
+
+impl OurCache {
+    /// Creates a cache of `size`-byte objects with [`cache_flags`] `flags`.
+    fn create(name: &[u8], size: usize, flags: u32, owner: u32) -> Result<Arc<Self>> {
+        let cfg = CacheConfig {
+            name: CacheName::new(name),
+            size,
+            align: 0,
+            flags: CacheFlags {
+                hwcache_align: flags & cache_flags::HWCACHE_ALIGN != 0,
+                poison: flags & cache_flags::POISON != 0,
+                red_zone: flags & cache_flags::RED_ZONE != 0,
+            },
+            ctor: None,
+        };
+        let layout = CacheLayout::new(&cfg).map_err(|_| EINVAL)?;
+        let mut slots = KVec::with_capacity(nr_cpu_ids() as usize, GFP_KERNEL)?;
+        for _ in 0..nr_cpu_ids() {
+            slots.push(
+                KBox::pin_init(new_spinlock_irq!(Magazine::new(), "OurCache::slot"), GFP_KERNEL)?,
+                GFP_KERNEL,
+            )?;
+        }
+        Arc::pin_init(
+            pin_init!(Self {
+                layout,
+                abi_flags: flags,
+                zone: if flags & cache_flags::CACHE_DMA != 0 { Zone::Dma } else { Zone::Normal },
+                pages: CachePages { owner },
+                depot <- new_spinlock_irq!(Depot::new(), "OurCache::depot"),
+                slots,
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// `kmem_cache_alloc()`: one object. `may_sleep` is the caller's GFP
+    /// (only a new slab's page allocation can sleep).
+    pub(crate) fn alloc(&self, may_sleep: bool) -> Result<NonNull<u8>> {
+        let req = PageRequest {
+            zone: self.zone,
+            may_sleep,
+            no_retry: false,
+            no_warn: false,
+        };
+        allocator::alloc(self, req).map_err(|_| ENOMEM)
+    }
+
+    /// `alloc` with a full page request (the mempool's opportunistic try).
+    pub(crate) fn alloc_req(&self, mut req: PageRequest) -> Option<NonNull<u8>> {
+        req.zone = self.zone;
+        allocator::alloc(self, req).ok()
+    }
+
+    /// `kmem_cache_free()`: refuses what is not a live object of this cache.
+    pub(crate) fn free(&self, ptr: NonNull<u8>) -> core::result::Result<(), FreeError> {
+        allocator::free(self, ptr)
+    }
+
+    /// Gives empty slabs back; returns the pages freed.
+    pub(crate) fn shrink(&self) -> usize {
+        allocator::shrink(self)
+    }
+
+    /// The slabinfo numbers.
+    pub(crate) fn stats(&self) -> CacheStats {
+        allocator::stats(self)
+    }
+
+    /// Object size.
+    pub(crate) fn size(&self) -> usize {
+        self.layout.size()
+    }
+
+    /// The ABI view of this cache.
+    pub(crate) fn info(&self, index: u32) -> uapi::CacheInfo {
+        let s = self.stats();
+        let mut name = [0u8; uapi::NAME_LEN];
+        for (d, s) in name.iter_mut().zip(self.layout.name()) {
+            *d = *s;
+        }
+        uapi::CacheInfo {
+            index,
+            flags: self.abi_flags,
+            name,
+            active_objs: s.active_objs as u64,
+            num_objs: s.num_objs as u64,
+            objsize: s.objsize as u64,
+            stride: self.layout.stride() as u64,
+            objperslab: s.objperslab as u64,
+            pagesperslab: s.pagesperslab as u64,
+            partial_slabs: s.slabs_partial as u64,
+            full_slabs: s.slabs_full as u64,
+            empty_slabs: s.slabs_empty as u64,
+            allocs: s.allocs,
+            frees: s.frees,
+            cpu_alloc_hits: s.cpu_alloc_hits,
+            cpu_free_hits: s.cpu_free_hits,
+            refills: s.refills,
+            drains: s.drains,
+            slabs_created: s.slabs_created,
+            slabs_freed: s.slabs_freed,
+            refused_foreign: s.refused_foreign,
+            refused_misaligned: s.refused_misaligned,
+            refused_double: s.refused_double,
+            poison_errors: s.poison_errors,
+            redzone_errors: s.redzone_errors,
+        }
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for OurCache {
+    fn drop(self: Pin<&mut Self>) {
+        // `kmem_cache_destroy()`: refused, and the slabs left to the leak
+        // report, while objects are live (freeing them would be a use after
+        // free for whoever holds them).
+        if let Err(DestroyError::Busy { live }) = allocator::destroy(&*self) {
+            pr_err!(
+                "cache {}: destroy refused, {live} objects still allocated\n",
+                core::str::from_utf8(self.layout.name()).unwrap_or("?")
+            );
+        }
+    }
+}
+
+/// Most caches the registry holds.
+const MAX_CACHES: usize = 32;
+
+global_lock! {
+    // SAFETY: Initialized in `init()` before any use.
+    unsafe(uninit) static CACHES: Mutex<KVec<Arc<OurCache>>> = KVec::new();
+}
+
+/// Sets up the registry.
 pub(crate) fn init() -> Result {
+    // SAFETY: Called once, at module init, before any other use of CACHES.
+    unsafe { CACHES.init() };
     Ok(())
 }
 
-/// Destroys the module's caches.
-pub(crate) fn exit() {}
-
-/// One quantum from our cache or mempool.
-pub(crate) fn store_alloc(_backend: Backend, _len: usize) -> Result<NonNull<u8>> {
-    Err(ENODEV)
+/// Destroys every cache (all users are gone by now) and checks the pages.
+pub(crate) fn exit() {
+    let caches = core::mem::take(&mut *CACHES.lock());
+    drop(caches);
+    PAGES.check_empty();
 }
 
-/// Gives a quantum back to our cache or mempool.
-pub(crate) fn store_free(_backend: Backend, _ptr: NonNull<u8>, _len: usize) {}
+/// The cache of `size`-byte objects with `flags`, created on first use.
+pub(crate) fn get(size: usize, flags: u32) -> Result<Arc<OurCache>> {
+    let mut caches = CACHES.lock();
+    if let Some(c) = caches
+        .iter()
+        .find(|c| c.size() == size && c.abi_flags == flags)
+    {
+        return Ok(c.clone());
+    }
+    if caches.len() >= MAX_CACHES {
+        return Err(ENOSPC);
+    }
+    let mut name = [0u8; uapi::NAME_LEN];
+    let mut w = kernel::str::Formatter::new(&mut name);
+    let dbg = if flags & (cache_flags::POISON | cache_flags::RED_ZONE) != 0 { "-debug" } else { "" };
+    let dma = if flags & cache_flags::CACHE_DMA != 0 { "dma-" } else { "" };
+    let _ = core::fmt::Write::write_fmt(&mut w, format_args!("ldd-{dma}{size}{dbg}"));
+    let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    let cache = OurCache::create(&name[..len], size, flags, caches.len() as u32 + 1)?;
+    caches.push(cache.clone(), GFP_KERNEL)?;
+    Ok(cache)
+}
+
+/// The ABI view of cache `index`, ENOENT past the last one.
+pub(crate) fn info(index: u32) -> Result<uapi::CacheInfo> {
+    let cache = CACHES.lock().get(index as usize).cloned().ok_or(ENOENT)?;
+    Ok(cache.info(index))
+}
+
+/// Shrinks every cache; returns the pages freed.
+pub(crate) fn shrink_all() -> usize {
+    let caches: KVec<Arc<OurCache>> = {
+        let guard = CACHES.lock();
+        let mut v = KVec::new();
+        for c in guard.iter() {
+            if v.push(c.clone(), GFP_KERNEL).is_err() {
+                break;
+            }
+        }
+        v
+    };
+    caches.iter().map(|c| c.shrink()).sum()
+}
+
+/// One quantum from our cache: the scullc store.
+pub(crate) fn store_alloc(backend: &Backend, _len: usize) -> Result<NonNull<u8>> {
+    match backend {
+        Backend::Cache(cache) => cache.alloc(true),
+        Backend::Mempool(pool) => pool.alloc(true),
+        _ => Err(EINVAL),
+    }
+}
+
+/// Gives a quantum back to our cache.
+pub(crate) fn store_free(backend: &Backend, ptr: NonNull<u8>) {
+    let refused = match backend {
+        Backend::Cache(cache) => cache.free(ptr).err(),
+        Backend::Mempool(pool) => pool.free(ptr).err().map(|_| FreeError::Foreign),
+        _ => None,
+    };
+    if let Some(e) = refused {
+        pr_err!("store free refused: {e:?}\n");
+    }
+}
+
+/// `/proc/slabinfo`'s format (mm/slab_common.c), our counters appended.
+pub(crate) fn write_slabinfo(f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    writeln!(f, "slabinfo - version: 2.1 (ldd_alloc)")?;
+    writeln!(
+        f,
+        "# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> \
+         : slabdata <active_slabs> <num_slabs> <sharedavail> \
+         : ldd <cpu_alloc_hits> <cpu_free_hits> <refused_frees> <poison_errors> <redzone_errors>"
+    )?;
+    let mut index = 0;
+    while let Ok(i) = info(index) {
+        let name = i.name.iter().position(|&b| b == 0).unwrap_or(i.name.len());
+        let slabs = i.partial_slabs + i.full_slabs + i.empty_slabs;
+        writeln!(
+            f,
+            "{:<17} {:>6} {:>6} {:>6} {:>4} {:>4} : slabdata {:>6} {:>6} {:>6} : ldd {} {} {} {} {}",
+            core::str::from_utf8(&i.name[..name]).unwrap_or("?"),
+            i.active_objs,
+            i.num_objs,
+            i.objsize,
+            i.objperslab,
+            i.pagesperslab,
+            i.partial_slabs + i.full_slabs,
+            slabs,
+            0,
+            i.cpu_alloc_hits,
+            i.cpu_free_hits,
+            i.refused_foreign + i.refused_misaligned + i.refused_double,
+            i.poison_errors,
+            i.redzone_errors,
+        )?;
+        index += 1;
+    }
+    Ok(())
+}
+
+/// `LDD_IOC_BAD_FREE`: one deliberately wrong free on a test cache of
+/// 64-byte objects, to show it is refused and counted. Returns the
+/// [`uapi::refusal`] the cache gave.
+pub(crate) fn bad_free(scenario: u32) -> Result<i32> {
+    use uapi::bad_free as bf;
+    if scenario >= bf::COUNT {
+        return Err(EINVAL);
+    }
+    let cache = get(64, 0)?;
+    let refusal = |r: core::result::Result<(), FreeError>| match r {
+        Ok(()) => uapi::refusal::ACCEPTED,
+        Err(FreeError::Foreign) => uapi::refusal::FOREIGN,
+        Err(FreeError::Misaligned) => uapi::refusal::MISALIGNED,
+        Err(FreeError::DoubleFree) | Err(FreeError::RedZone) => uapi::refusal::DOUBLE,
+    };
+    if scenario == bf::FOREIGN_KMALLOC {
+        let layout = core::alloc::Layout::from_size_align(64, 8).map_err(|_| EINVAL)?;
+        let p: NonNull<u8> =
+            <kernel::alloc::allocator::Kmalloc as kernel::alloc::Allocator>::alloc(
+                layout,
+                GFP_KERNEL,
+                kernel::alloc::NumaNode::NO_NODE,
+            )?
+            .cast();
+        let r = refusal(cache.free(p));
+        // SAFETY: `p` came from kmalloc with `layout` and our cache refused it.
+        unsafe { <kernel::alloc::allocator::Kmalloc as kernel::alloc::Allocator>::free(p, layout) };
+        return Ok(r);
+    }
+    if scenario == bf::FOREIGN_CACHE {
+        let other = get(128, 0)?;
+        let p = other.alloc(true)?;
+        let r = refusal(cache.free(p));
+        if other.free(p).is_err() {
+            pr_err!("bad_free: the owning cache refused its own object\n");
+        }
+        return Ok(r);
+    }
+    let p = cache.alloc(true)?;
+    let addr = p.as_ptr() as usize;
+    let r = match scenario {
+        bf::MISALIGNED => {
+            let inside = NonNull::new((addr + 8) as *mut u8).ok_or(EINVAL)?;
+            refusal(cache.free(inside))
+        }
+        bf::SLAB_HEADER => {
+            let base = addr & !(cache.layout.slab_bytes() - 1);
+            refusal(cache.free(NonNull::new(base as *mut u8).ok_or(EINVAL)?))
+        }
+        _ => {
+            // DOUBLE: the first free is right, the second is the bug.
+            if cache.free(p).is_err() {
+                return Err(EINVAL);
+            }
+            return Ok(refusal(cache.free(p)));
+        }
+    };
+    if cache.free(p).is_err() {
+        pr_err!("bad_free: a good free after the bad one was refused\n");
+    }
+    Ok(r)
+}

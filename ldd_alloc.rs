@@ -21,12 +21,15 @@
 
 use kernel::prelude::*;
 
-// pub mod allocator;
+pub mod allocator;
 mod caches;
 mod chrdev;
+mod gfp;
+mod ldd_debugfs;
 mod ldd_alloc_dev;
 pub mod ldd_uapi;
 mod page_glue;
+mod pools;
 mod quantum_backend;
 mod scull_store;
 
@@ -91,6 +94,7 @@ const NAMES: [&CStr; MAX_DEVS as usize] = [
 
 struct LddAlloc {
     devices: KVec<Pin<KBox<Registration<ScullDev>>>>,
+    _debugfs: Pin<KBox<ldd_debugfs::Debugfs>>,
 }
 
 /// Checks one parameter, logging what is wrong with it.
@@ -128,6 +132,7 @@ impl kernel::Module for LddAlloc {
         GEOMETRY.init(quantum, qset, order, max_mib);
 
         caches::init()?;
+        let debugfs = KBox::pin_init(ldd_debugfs::Debugfs::new(), GFP_KERNEL)?;
 
         let mut devices = KVec::with_capacity(nr_devs as usize, GFP_KERNEL)?;
         for (i, name) in NAMES.iter().take(nr_devs as usize).enumerate() {
@@ -138,7 +143,10 @@ impl kernel::Module for LddAlloc {
             )?;
         }
         pr_info!("loaded: {nr_devs} devices, quantum {quantum}, qset {qset}, order {order}\n");
-        Ok(Self { devices })
+        Ok(Self {
+            devices,
+            _debugfs: debugfs,
+        })
     }
 }
 

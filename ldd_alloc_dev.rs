@@ -29,6 +29,7 @@ use kernel::{
 use crate::chrdev::{CharDevice, Offset};
 use crate::ldd_uapi as uapi;
 use crate::quantum_backend::Backend;
+use crate::page_glue::PAGES;
 use crate::scull_store::ScullStore;
 
 /// Module-wide quantum and qset (LDD3's `scull_quantum`/`scull_qset`),
@@ -100,7 +101,11 @@ impl ScullDev {
     /// Device `index`, initially on its default backend.
     pub(crate) fn new(index: u32) -> Result<impl PinInit<Self, Error>> {
         let geometry = &GEOMETRY;
-        let backend = Backend::from_abi(index % 4, geometry.order.load(Ordering::Relaxed))?;
+        let backend = Backend::from_abi(
+            index % 4,
+            geometry.order.load(Ordering::Relaxed),
+            geometry.quantum() as usize,
+        )?;
         let store = ScullStore::new(
             backend,
             geometry.quantum() as usize,
@@ -112,13 +117,12 @@ impl ScullDev {
         }))
     }
 
-    fn trim(&self, store: &mut ScullStore) {
-        let backend = store.backend();
-        store.trim(
-            backend,
-            GEOMETRY.quantum() as usize,
-            GEOMETRY.qset() as usize,
-        );
+    /// LDD3's `scull_trim()`: empty, and take up the current quantum/qset.
+    fn trim(&self, store: &mut ScullStore) -> Result {
+        let quantum = GEOMETRY.quantum() as usize;
+        let backend = store.backend().resized(quantum)?;
+        store.trim(backend, quantum, GEOMETRY.qset() as usize);
+        Ok(())
     }
 
     fn info(&self) -> uapi::DeviceInfo {
@@ -150,7 +154,7 @@ impl CharDevice for ScullDev {
     fn open(dev: &'static Self, flags: u32) -> Result<KBox<ScullFile>> {
         if flags & O_ACCMODE == O_WRONLY && flags & O_TRUNC != 0 {
             let mut store = dev.store.lock();
-            dev.trim(&mut store);
+            dev.trim(&mut store)?;
         }
         Ok(KBox::new(ScullFile { dev }, GFP_KERNEL)?)
     }
@@ -206,22 +210,63 @@ impl CharDevice for ScullDev {
             }
             uapi::LDD_IOC_SET_BACKEND => {
                 let value = u32::try_from(arg).map_err(|_| EINVAL)?;
-                let backend = Backend::from_abi(value & 0xff, value >> 8)?;
                 let mut store = dev.store.lock();
                 if store.quanta() != 0 {
                     return Err(EBUSY);
                 }
-                let (quantum, qset) = (store.quantum(), store.qset());
-                let quantum = if let Backend::Pages { .. } = store.backend() {
-                    GEOMETRY.quantum() as usize
-                } else {
-                    quantum
+                // scullp's quantum is its pages' size; others keep the
+                // device's quantum, or the module's when leaving scullp.
+                let quantum = match store.backend() {
+                    Backend::Pages { .. } => GEOMETRY.quantum() as usize,
+                    _ => store.quantum(),
                 };
+                let backend = Backend::from_abi(value & 0xff, value >> 8, quantum)?;
+                let qset = store.qset();
                 store.trim(backend, quantum, qset);
                 Ok(0)
             }
+            uapi::LDD_IOC_CACHE_INFO => {
+                let index = read_user::<uapi::CacheInfo>(arg)?.index;
+                write_user(arg, &crate::caches::info(index)?)?;
+                Ok(0)
+            }
+            uapi::LDD_IOC_SHRINK => Ok(crate::caches::shrink_all() as isize),
+            uapi::LDD_IOC_PAGE_STATS => {
+                write_user(arg, &page_stats())?;
+                Ok(0)
+            }
+            uapi::LDD_IOC_FAULT => {
+                let spec = read_user::<uapi::FaultSpec>(arg)?;
+                if spec.fail_next < 0 || spec.fail_all > 1 {
+                    return Err(EINVAL);
+                }
+                PAGES
+                    .faults
+                    .set(spec.fail_next, spec.fail_all != 0, spec.owner);
+                Ok(0)
+            }
+            uapi::LDD_IOC_BAD_FREE => {
+                let scenario = u32::try_from(arg).map_err(|_| EINVAL)?;
+                Ok(crate::caches::bad_free(scenario)? as isize)
+            }
             _ => Err(ENOTTY),
         }
+    }
+}
+
+/// The page source's counters, for `LDD_IOC_PAGE_STATS`.
+fn page_stats() -> uapi::PageStats {
+    let c = PAGES.counts();
+    let (fail_next, fail_all, fail_owner, _) = PAGES.faults.state();
+    uapi::PageStats {
+        pages_out: c.pages_out,
+        allocs: c.allocs,
+        frees: c.frees,
+        failures: c.failures,
+        injected: c.injected,
+        fail_next,
+        fail_all: fail_all as u32,
+        fail_owner,
     }
 }
 
@@ -236,7 +281,19 @@ macro_rules! abi_plain_bytes {
         unsafe impl kernel::transmute::FromBytes for $t {}
     )*};
 }
-abi_plain_bytes!(uapi::DeviceInfo);
+abi_plain_bytes!(
+    uapi::DeviceInfo,
+    uapi::CacheInfo,
+    uapi::PageStats,
+    uapi::FaultSpec,
+);
+
+/// Reads a `T` from the user pointer `arg`.
+fn read_user<T: kernel::transmute::FromBytes>(arg: usize) -> Result<T> {
+    UserSlice::new(UserPtr::from_addr(arg), core::mem::size_of::<T>())
+        .reader()
+        .read::<T>()
+}
 
 /// Copies `value` to the user pointer `arg`.
 fn write_user<T: kernel::transmute::AsBytes>(arg: usize, value: &T) -> Result {

@@ -180,3 +180,490 @@ pub const LDD_IOC_SET_BACKEND: u32 = io(MAGIC, 33);
 const _: () = assert!(size_of::<DeviceInfo>() == 56);
 const _: () = assert!(SCULL_IOCGQUANTUM == 0x8004_6b05);
 const _: () = assert!(SCULL_IOCXQSET == 0xc004_6b0a);
+
+// ---------------------------------------------------------------------------
+// Our caches, pools and page source: statistics, shrinking, fault injection.
+// ---------------------------------------------------------------------------
+
+/// Length of a cache or pool name, NUL-padded.
+pub const NAME_LEN: usize = 32;
+
+/// One of our caches, as `/proc/slabinfo` and our own counters show it.
+/// Ask with `index` set (0, 1, ...); ENOENT past the last cache.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheInfo {
+    /// In: which cache.
+    pub index: u32,
+    /// Debug flags of the cache ([`cache_flags`]).
+    pub flags: u32,
+    /// The cache's name, NUL-padded.
+    pub name: [u8; NAME_LEN],
+    /// Objects handed out to users and not freed yet.
+    pub active_objs: u64,
+    /// Objects in all slabs.
+    pub num_objs: u64,
+    /// Object size asked for at creation.
+    pub objsize: u64,
+    /// Distance between objects in a slab (size, alignment and debug zones).
+    pub stride: u64,
+    /// Objects per slab.
+    pub objperslab: u64,
+    /// Pages per slab (2^order).
+    pub pagesperslab: u64,
+    /// Slabs with some objects free.
+    pub partial_slabs: u64,
+    /// Slabs with no object free.
+    pub full_slabs: u64,
+    /// Slabs with every object free.
+    pub empty_slabs: u64,
+    /// Allocations served.
+    pub allocs: u64,
+    /// Frees accepted.
+    pub frees: u64,
+    /// Allocations served by a per-CPU magazine without the cache lock.
+    pub cpu_alloc_hits: u64,
+    /// Frees absorbed by a per-CPU magazine without the cache lock.
+    pub cpu_free_hits: u64,
+    /// Magazine refills from the slabs.
+    pub refills: u64,
+    /// Magazine drains to the slabs.
+    pub drains: u64,
+    /// Slabs taken from the page allocator.
+    pub slabs_created: u64,
+    /// Slabs given back to the page allocator.
+    pub slabs_freed: u64,
+    /// Frees refused: not an object of this cache.
+    pub refused_foreign: u64,
+    /// Frees refused: inside a slab but not at an object's start.
+    pub refused_misaligned: u64,
+    /// Frees refused: the object was already free.
+    pub refused_double: u64,
+    /// Poison found overwritten at allocation (a write after free).
+    pub poison_errors: u64,
+    /// Red zones found overwritten at free (a write past the object).
+    pub redzone_errors: u64,
+}
+
+/// Debug flags of a cache (slub_debug's letters).
+pub mod cache_flags {
+    /// P: poison free objects, check the poison at allocation.
+    pub const POISON: u32 = 1 << 0;
+    /// Z: red zones around objects, checked at free.
+    pub const RED_ZONE: u32 = 1 << 1;
+    /// Align objects to the hardware cache line (SLAB_HWCACHE_ALIGN).
+    pub const HWCACHE_ALIGN: u32 = 1 << 2;
+    /// Slabs from ZONE_DMA (SLAB_CACHE_DMA).
+    pub const CACHE_DMA: u32 = 1 << 3;
+}
+
+/// Read one of our caches.
+pub const LDD_IOC_CACHE_INFO: u32 = iowr::<CacheInfo>(MAGIC, 40);
+/// Flush every per-CPU magazine and give every empty slab back; returns the
+/// number of pages freed.
+pub const LDD_IOC_SHRINK: u32 = io(MAGIC, 41);
+
+/// Zones as this ABI numbers them.
+pub mod zone {
+    /// ZONE_DMA: below 16 MiB on x86.
+    pub const DMA: u32 = 0;
+    /// ZONE_DMA32: below 4 GiB.
+    pub const DMA32: u32 = 1;
+    /// ZONE_NORMAL: the rest (there is no ZONE_HIGHMEM on 64-bit).
+    pub const NORMAL: u32 = 2;
+    /// Number of zones reported.
+    pub const COUNT: usize = 3;
+}
+
+/// The module's page source: pages out now, per zone, and fault injection.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PageStats {
+    /// Pages held by our caches and pools now, per [`zone`].
+    pub pages_out: [i64; zone::COUNT],
+    /// Runs allocated since load, per zone.
+    pub allocs: [u64; zone::COUNT],
+    /// Runs freed since load, per zone.
+    pub frees: [u64; zone::COUNT],
+    /// Allocations the kernel refused.
+    pub failures: u64,
+    /// Allocations failed on purpose by [`LDD_IOC_FAULT`].
+    pub injected: u64,
+    /// Failures still pending from the last [`FaultSpec::fail_next`].
+    pub fail_next: i64,
+    /// Whether every allocation fails now.
+    pub fail_all: u32,
+    /// The owner failures are limited to (0: any).
+    pub fail_owner: u32,
+}
+
+/// Read the page source's counters.
+pub const LDD_IOC_PAGE_STATS: u32 = ior::<PageStats>(MAGIC, 42);
+
+/// Make our page source fail (deterministic fault injection).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FaultSpec {
+    /// Fail the next this many page allocations (0: none).
+    pub fail_next: i64,
+    /// Non-zero: fail every page allocation until cleared.
+    pub fail_all: u32,
+    /// Only allocations of the cache with this index + 1 fail (0: any).
+    pub owner: u32,
+}
+
+/// Arm or clear fault injection.
+pub const LDD_IOC_FAULT: u32 = iow::<FaultSpec>(MAGIC, 43);
+
+/// What [`LDD_IOC_BAD_FREE`] does wrong, on a test cache it creates.
+pub mod bad_free {
+    /// Free a kmalloc'ed object into our cache.
+    pub const FOREIGN_KMALLOC: u32 = 0;
+    /// Free an object of another of our caches.
+    pub const FOREIGN_CACHE: u32 = 1;
+    /// Free a pointer into the middle of a live object.
+    pub const MISALIGNED: u32 = 2;
+    /// Free the same object twice.
+    pub const DOUBLE: u32 = 3;
+    /// Free a pointer to the slab header.
+    pub const SLAB_HEADER: u32 = 4;
+    /// Number of scenarios.
+    pub const COUNT: u32 = 5;
+}
+
+/// Refusal codes [`LDD_IOC_BAD_FREE`] returns: what the cache said.
+pub mod refusal {
+    /// The cache accepted the free: a bug.
+    pub const ACCEPTED: i32 = 0;
+    /// Refused: not an object of this cache.
+    pub const FOREIGN: i32 = 1;
+    /// Refused: not at an object's start.
+    pub const MISALIGNED: i32 = 2;
+    /// Refused: already free.
+    pub const DOUBLE: i32 = 3;
+}
+
+/// Do one bad free (`arg`: a [`bad_free`] scenario); returns the [`refusal`].
+pub const LDD_IOC_BAD_FREE: u32 = io(MAGIC, 44);
+
+const _: () = assert!(size_of::<CacheInfo>() == 40 + 22 * 8);
+const _: () = assert!(size_of::<PageStats>() == 9 * 8 + 3 * 8 + 8);
+const _: () = assert!(size_of::<FaultSpec>() == 16);
+
+// ---------------------------------------------------------------------------
+// The allocation lab: allocate as a driver would, see what the kernel did.
+// ---------------------------------------------------------------------------
+
+/// GFP flags as this ABI numbers them: our own stable bits, grouped the way
+/// Robert Love's "Kernel memory allocation" groups them (zone modifiers,
+/// action modifiers, type flags). The module maps them to the running
+/// kernel's `__GFP_*` bits in one place (`gfp.rs`).
+pub mod gfp {
+    // Zone modifiers: where the memory may come from.
+    /// `__GFP_DMA`: ZONE_DMA only (ISA DMA, below 16 MiB on x86).
+    pub const DMA: u64 = 1 << 0;
+    /// `__GFP_DMA32`: below 4 GiB.
+    pub const DMA32: u64 = 1 << 1;
+    /// `__GFP_HIGHMEM`: high memory allowed (no such zone on 64-bit: Normal).
+    pub const HIGHMEM: u64 = 1 << 2;
+    /// `__GFP_MOVABLE`: the page can be migrated (ZONE_MOVABLE allowed).
+    pub const MOVABLE: u64 = 1 << 3;
+
+    // Action modifiers: how the allocator may behave.
+    /// `__GFP_DIRECT_RECLAIM`: the caller may sleep to reclaim memory.
+    pub const DIRECT_RECLAIM: u64 = 1 << 8;
+    /// `__GFP_KSWAPD_RECLAIM`: wake kswapd when low on memory.
+    pub const KSWAPD_RECLAIM: u64 = 1 << 9;
+    /// `__GFP_IO`: may start physical I/O.
+    pub const IO: u64 = 1 << 10;
+    /// `__GFP_FS`: may call into the filesystem layer.
+    pub const FS: u64 = 1 << 11;
+    /// `__GFP_HIGH`: high priority, may dip into reserves.
+    pub const HIGH: u64 = 1 << 12;
+    /// `__GFP_ZERO`: return zeroed memory.
+    pub const ZERO: u64 = 1 << 13;
+    /// `__GFP_NOWARN`: a failure prints no warning.
+    pub const NOWARN: u64 = 1 << 14;
+    /// `__GFP_RETRY_MAYFAIL`: try hard, but may fail (was `__GFP_REPEAT`).
+    pub const RETRY_MAYFAIL: u64 = 1 << 15;
+    /// `__GFP_NOFAIL`: retry forever (dangerous: refused above order 1).
+    pub const NOFAIL: u64 = 1 << 16;
+    /// `__GFP_NORETRY`: give up early, no OOM killer.
+    pub const NORETRY: u64 = 1 << 17;
+    /// `__GFP_MEMALLOC`: may use all reserves (only for freeing memory).
+    pub const MEMALLOC: u64 = 1 << 18;
+    /// `__GFP_NOMEMALLOC`: never use the emergency reserves.
+    pub const NOMEMALLOC: u64 = 1 << 19;
+    /// `__GFP_HARDWALL`: enforce the cpuset memory policy.
+    pub const HARDWALL: u64 = 1 << 20;
+    /// `__GFP_THISNODE`: this NUMA node only.
+    pub const THISNODE: u64 = 1 << 21;
+    /// `__GFP_ACCOUNT`: charge the allocation to the memory cgroup.
+    pub const ACCOUNT: u64 = 1 << 22;
+    /// `__GFP_COMP`: a compound page (pages backends).
+    pub const COMP: u64 = 1 << 23;
+    /// `__GFP_RECLAIMABLE`: the page is reclaimable (slab).
+    pub const RECLAIMABLE: u64 = 1 << 24;
+    /// `__GFP_WRITE`: the page will be written to soon.
+    pub const WRITE: u64 = 1 << 25;
+    /// Every bit above that this kernel has.
+    pub const KNOWN: u64 = ((1 << 4) - 1) | (((1 << 26) - 1) & !((1 << 8) - 1));
+
+    // Flags of the seeds' 2.6 kernels that are gone: refused with EINVAL.
+    /// `__GFP_WAIT` (2.6): removed in 4.4, now `__GFP_DIRECT_RECLAIM`.
+    pub const WAIT: u64 = 1 << 40;
+    /// `__GFP_REPEAT` (2.6): removed in 4.13, now `__GFP_RETRY_MAYFAIL`.
+    pub const REPEAT: u64 = 1 << 41;
+    /// `__GFP_COLD` (2.6): removed in 4.15, the page allocator no longer
+    /// keeps cache-cold pages apart.
+    pub const COLD: u64 = 1 << 42;
+    /// `__GFP_NOWAIT`'s 2.6 meaning (`GFP_ATOMIC & ~__GFP_HIGH`) is now the
+    /// type flag `GFP_NOWAIT`; `__GFP_HIGHMEM` is still here. The removed
+    /// bits, with what replaced them.
+    pub const REMOVED: [(u64, &str, &str); 3] = [
+        (WAIT, "__GFP_WAIT", "__GFP_DIRECT_RECLAIM (Linux 4.4)"),
+        (REPEAT, "__GFP_REPEAT", "__GFP_RETRY_MAYFAIL (Linux 4.13)"),
+        (COLD, "__GFP_COLD", "nothing: removed in Linux 4.15"),
+    ];
+
+    // Type flags: the combinations drivers use.
+    /// `GFP_KERNEL`: process context, may sleep.
+    pub const KERNEL: u64 = DIRECT_RECLAIM | KSWAPD_RECLAIM | IO | FS;
+    /// `GFP_ATOMIC`: cannot sleep, may use reserves.
+    pub const ATOMIC: u64 = HIGH | KSWAPD_RECLAIM;
+    /// `GFP_NOWAIT`: cannot sleep, no reserves, no warning.
+    pub const NOWAIT: u64 = KSWAPD_RECLAIM | NOWARN;
+    /// `GFP_NOIO`: may sleep, no I/O (block layer paths).
+    pub const NOIO: u64 = DIRECT_RECLAIM | KSWAPD_RECLAIM;
+    /// `GFP_NOFS`: may sleep and do I/O, no filesystem calls.
+    pub const NOFS: u64 = DIRECT_RECLAIM | KSWAPD_RECLAIM | IO;
+    /// `GFP_USER`: for user-space pages, cpuset enforced.
+    pub const USER: u64 = KERNEL | HARDWALL;
+    /// `GFP_HIGHUSER`: user pages, high memory allowed.
+    pub const HIGHUSER: u64 = USER | HIGHMEM;
+    /// Named flags, for parsing and printing: (name, bits).
+    pub const NAMES: [(&str, u64); 33] = [
+        ("GFP_KERNEL", KERNEL),
+        ("GFP_ATOMIC", ATOMIC),
+        ("GFP_NOWAIT", NOWAIT),
+        ("GFP_NOIO", NOIO),
+        ("GFP_NOFS", NOFS),
+        ("GFP_USER", USER),
+        ("GFP_HIGHUSER", HIGHUSER),
+        ("GFP_DMA", DMA),
+        ("GFP_DMA32", DMA32),
+        ("__GFP_DMA", DMA),
+        ("__GFP_DMA32", DMA32),
+        ("__GFP_HIGHMEM", HIGHMEM),
+        ("__GFP_MOVABLE", MOVABLE),
+        ("__GFP_DIRECT_RECLAIM", DIRECT_RECLAIM),
+        ("__GFP_KSWAPD_RECLAIM", KSWAPD_RECLAIM),
+        ("__GFP_IO", IO),
+        ("__GFP_FS", FS),
+        ("__GFP_HIGH", HIGH),
+        ("__GFP_ZERO", ZERO),
+        ("__GFP_NOWARN", NOWARN),
+        ("__GFP_RETRY_MAYFAIL", RETRY_MAYFAIL),
+        ("__GFP_NOFAIL", NOFAIL),
+        ("__GFP_NORETRY", NORETRY),
+        ("__GFP_MEMALLOC", MEMALLOC),
+        ("__GFP_NOMEMALLOC", NOMEMALLOC),
+        ("__GFP_HARDWALL", HARDWALL),
+        ("__GFP_THISNODE", THISNODE),
+        ("__GFP_ACCOUNT", ACCOUNT),
+        ("__GFP_COMP", COMP),
+        ("__GFP_RECLAIMABLE", RECLAIMABLE),
+        ("__GFP_WAIT", WAIT),
+        ("__GFP_REPEAT", REPEAT),
+        ("__GFP_COLD", COLD),
+    ];
+}
+
+/// Allocators of the lab.
+pub mod lab_backend {
+    /// `kmalloc(size, flags)`.
+    pub const KMALLOC: u32 = 0;
+    /// `kzalloc(size, flags)`.
+    pub const KZALLOC: u32 = 1;
+    /// `krealloc(handle's memory, size, flags)`: resizes [`super::AllocRequest::handle`].
+    pub const KREALLOC: u32 = 2;
+    /// The kernel's own `kmem_cache` of objects of `size` (the baseline).
+    pub const KMEM_CACHE: u32 = 3;
+    /// Our own cache of objects of `size`.
+    pub const OUR_CACHE: u32 = 4;
+    /// Our own mempool (over our cache of `size`).
+    pub const OUR_MEMPOOL: u32 = 5;
+    /// `alloc_pages(flags, order)`: a `struct page`.
+    pub const ALLOC_PAGES: u32 = 6;
+    /// `__get_free_pages(flags, order)`: an address.
+    pub const GET_FREE_PAGES: u32 = 7;
+    /// `get_zeroed_page(flags)`: one zeroed page.
+    pub const GET_ZEROED_PAGE: u32 = 8;
+    /// `vmalloc(size)` (`__vmalloc(size, flags)`).
+    pub const VMALLOC: u32 = 9;
+    /// `kvmalloc(size, flags)`: kmalloc, falling back to vmalloc.
+    pub const KVMALLOC: u32 = 10;
+    /// Number of lab backends.
+    pub const COUNT: u32 = 11;
+    /// Names, indexed by value.
+    pub const NAMES: [&str; COUNT as usize] = [
+        "kmalloc",
+        "kzalloc",
+        "krealloc",
+        "kmem_cache",
+        "our_cache",
+        "our_mempool",
+        "alloc_pages",
+        "__get_free_pages",
+        "get_zeroed_page",
+        "vmalloc",
+        "kvmalloc",
+    ];
+}
+
+/// Where the allocation runs.
+pub mod context {
+    /// Process context: the ioctl's own task; may sleep.
+    pub const PROCESS: u32 = 0;
+    /// Atomic: inside a spinlock, preemption off; must not sleep.
+    pub const ATOMIC: u32 = 1;
+    /// Hard interrupt context: an `irq_work` run on this CPU.
+    pub const HARDIRQ: u32 = 2;
+    /// Number of contexts.
+    pub const COUNT: u32 = 3;
+    /// Names, indexed by value.
+    pub const NAMES: [&str; COUNT as usize] = ["process", "atomic", "hardirq"];
+}
+
+/// Flags of an [`AllocRequest`].
+pub mod alloc_flags {
+    /// Free each allocation right after measuring it (no handle kept).
+    pub const FREE_NOW: u32 = 1 << 0;
+    /// Fill the memory with 0xa5 before freeing/keeping: shows it is usable.
+    pub const TOUCH: u32 = 1 << 1;
+    /// Allow more than the default limits (module param lab_max_mib).
+    pub const BIG: u32 = 1 << 2;
+    /// Every defined flag.
+    pub const KNOWN: u32 = FREE_NOW | TOUCH | BIG;
+}
+
+/// One request to the lab: `count` allocations of `size` bytes (or
+/// `2^order` pages) by `backend`, with `gfp`, in `context`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AllocRequest {
+    /// A [`lab_backend`] value.
+    pub backend: u32,
+    /// A [`context`] value.
+    pub context: u32,
+    /// Our [`gfp`] bits.
+    pub gfp: u64,
+    /// Bytes (not used by the page backends).
+    pub size: u64,
+    /// Page order (page backends), 0..=10.
+    pub order: u32,
+    /// How many allocations, 1..=[`LAB_MAX_COUNT`].
+    pub count: u32,
+    /// For krealloc: the handle to resize.
+    pub handle: u32,
+    /// [`alloc_flags`].
+    pub flags: u32,
+    /// User pointer to `count` [`AllocReply`] entries, filled in.
+    pub replies: u64,
+}
+
+/// What the kernel did for one allocation.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AllocReply {
+    /// The handle to free it with (0 with FREE_NOW).
+    pub handle: u32,
+    /// The [`zone`] of the first page.
+    pub zone: u32,
+    /// Bytes asked for.
+    pub requested: u64,
+    /// Bytes usable: `ksize()`, the cache's object size, the pages' size.
+    pub actual: u64,
+    /// Lowest physical address of the memory.
+    pub phys_lo: u64,
+    /// Highest physical address (last byte).
+    pub phys_hi: u64,
+    /// Nanoseconds the allocation call took (guest clock).
+    pub latency_ns: u64,
+    /// Number of pages spanned.
+    pub pages: u32,
+    /// 1 if the pages are physically contiguous.
+    pub contiguous: u32,
+    /// 1 if every byte read back zero before any write.
+    pub zeroed: u32,
+    /// 1 if the address is in the vmalloc area, 0 if in the direct map.
+    pub vmalloc_area: u32,
+}
+
+/// Most allocations in one request.
+pub const LAB_MAX_COUNT: u32 = 1024;
+
+/// Allocate; returns how many succeeded (all, or ENOMEM / the errno).
+pub const LDD_IOC_ALLOC: u32 = iowr::<AllocRequest>(MAGIC, 48);
+/// Free one handle (`arg`); EINVAL if it is not a live handle of this file.
+pub const LDD_IOC_FREE: u32 = io(MAGIC, 49);
+/// Free every handle of this file; returns how many.
+pub const LDD_IOC_FREE_ALL: u32 = io(MAGIC, 50);
+
+/// A live allocation of this file.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HandleInfo {
+    /// The handle.
+    pub handle: u32,
+    /// The [`lab_backend`] that made it.
+    pub backend: u32,
+    /// Bytes asked for.
+    pub requested: u64,
+    /// Bytes usable.
+    pub actual: u64,
+    /// The [`zone`] of its first page.
+    pub zone: u32,
+    /// Page order (page backends).
+    pub order: u32,
+}
+
+/// Argument of [`LDD_IOC_LIST`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListRequest {
+    /// In: room in `entries`.
+    pub max: u32,
+    /// Out: live handles (may exceed `max`: only `max` are written).
+    pub count: u32,
+    /// User pointer to `max` [`HandleInfo`] entries.
+    pub entries: u64,
+}
+
+/// List this file's live handles.
+pub const LDD_IOC_LIST: u32 = iowr::<ListRequest>(MAGIC, 51);
+
+/// The kernel stack, measured from the ioctl path.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StackInfo {
+    /// THREAD_SIZE: the whole kernel stack of a task, in bytes.
+    pub thread_size: u64,
+    /// Bytes in use below the top of the stack in the ioctl handler.
+    pub used_in_ioctl: u64,
+    /// Bytes left at that point.
+    pub left_in_ioctl: u64,
+    /// 1 if the stack is virtually mapped (CONFIG_VMAP_STACK, guard pages).
+    pub vmap_stack: u32,
+    /// PAGE_SIZE.
+    pub page_size: u32,
+}
+
+/// Measure the kernel stack from inside an ioctl.
+pub const LDD_IOC_STACK: u32 = ior::<StackInfo>(MAGIC, 52);
+
+const _: () = assert!(size_of::<AllocRequest>() == 48);
+const _: () = assert!(size_of::<AllocReply>() == 64);
+const _: () = assert!(size_of::<HandleInfo>() == 32);
+const _: () = assert!(size_of::<ListRequest>() == 16);
+const _: () = assert!(size_of::<StackInfo>() == 32);

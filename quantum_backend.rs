@@ -26,16 +26,20 @@ use kernel::{
     prelude::*,
 };
 
+use kernel::sync::Arc;
+
+use crate::caches::OurCache;
 use crate::ldd_uapi::backend;
+use crate::pools::OurPool;
 use crate::page_glue::PAGE_SIZE;
 
 /// The allocator behind a device's quanta.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone)]
 pub(crate) enum Backend {
     /// `kmalloc()`: scull's baseline (LDD3 chapter 3).
     Kmalloc,
     /// Our lookaside cache for this quantum size: scullc.
-    Cache,
+    Cache(Arc<OurCache>),
     /// Whole pages, `2^order` of them per quantum: scullp.
     Pages {
         /// The page order of each quantum.
@@ -44,7 +48,7 @@ pub(crate) enum Backend {
     /// `vmalloc()`: scullv.
     Vmalloc,
     /// Our mempool over our cache.
-    Mempool,
+    Mempool(Arc<OurPool>),
 }
 
 /// One quantum of memory.
@@ -78,32 +82,38 @@ impl Block {
 }
 
 impl Backend {
-    /// The backend for an ABI value ([`backend`]) and page order.
-    pub(crate) fn from_abi(value: u32, order: u32) -> Result<Self> {
+    /// The backend for an ABI value ([`backend`]), page order and quantum
+    /// (our caches and pools are per object size).
+    pub(crate) fn from_abi(value: u32, order: u32, quantum: usize) -> Result<Self> {
         Ok(match value {
             backend::KMALLOC => Self::Kmalloc,
-            backend::CACHE => Self::Cache,
+            backend::CACHE => Self::Cache(crate::caches::get(quantum, 0)?),
             backend::PAGES if order <= crate::page_glue::STORE_MAX_ORDER => Self::Pages { order },
             backend::VMALLOC => Self::Vmalloc,
-            backend::MEMPOOL => Self::Mempool,
+            backend::MEMPOOL => Self::Mempool(crate::pools::get(quantum)?),
             _ => return Err(EINVAL),
         })
     }
 
+    /// The same backend for another quantum (a trim with a new geometry).
+    pub(crate) fn resized(&self, quantum: usize) -> Result<Self> {
+        Self::from_abi(self.to_abi(), self.order(), quantum)
+    }
+
     /// The ABI value of this backend.
-    pub(crate) fn to_abi(self) -> u32 {
+    pub(crate) fn to_abi(&self) -> u32 {
         match self {
             Self::Kmalloc => backend::KMALLOC,
-            Self::Cache => backend::CACHE,
+            Self::Cache(_) => backend::CACHE,
             Self::Pages { .. } => backend::PAGES,
             Self::Vmalloc => backend::VMALLOC,
-            Self::Mempool => backend::MEMPOOL,
+            Self::Mempool(_) => backend::MEMPOOL,
         }
     }
 
     /// The page order (0 unless this is the pages backend).
-    pub(crate) fn order(self) -> u32 {
-        match self {
+    pub(crate) fn order(&self) -> u32 {
+        match *self {
             Self::Pages { order } => order,
             _ => 0,
         }
@@ -111,17 +121,17 @@ impl Backend {
 
     /// The quantum this backend uses when the device asks for `quantum`:
     /// scullp's quantum is always a whole run of pages (LDD3 "scullp").
-    pub(crate) fn quantum_for(self, quantum: usize) -> usize {
-        match self {
+    pub(crate) fn quantum_for(&self, quantum: usize) -> usize {
+        match *self {
             Self::Pages { order } => PAGE_SIZE << order,
             _ => quantum,
         }
     }
 
     /// Allocates one uninitialised quantum of `len` bytes; may sleep.
-    pub(crate) fn alloc(self, len: usize) -> Result<Block> {
+    pub(crate) fn alloc(&self, len: usize) -> Result<Block> {
         let layout = Layout::from_size_align(len, 1).map_err(|_| EINVAL)?;
-        let ptr = match self {
+        let ptr = match *self {
             Self::Kmalloc => Kmalloc::alloc(layout, GFP_KERNEL, NumaNode::NO_NODE)?.cast(),
             Self::Vmalloc => Vmalloc::alloc(layout, GFP_KERNEL, NumaNode::NO_NODE)?.cast(),
             Self::Pages { order } => {
@@ -132,16 +142,16 @@ impl Backend {
                 let addr = unsafe { bindings::get_free_pages_noprof(bindings::GFP_KERNEL, order) };
                 NonNull::new(addr as *mut u8).ok_or(ENOMEM)?
             }
-            Self::Cache | Self::Mempool => crate::caches::store_alloc(self, len)?,
+            Self::Cache(_) | Self::Mempool(_) => crate::caches::store_alloc(self, len)?,
         };
         // INVARIANT: Each allocator returned `len` bytes that are ours alone.
         Ok(Block { ptr, len })
     }
 
     /// Gives `block` back to this backend, which must be the one that made it.
-    pub(crate) fn free(self, block: Block) {
+    pub(crate) fn free(&self, block: Block) {
         let Block { ptr, len } = block;
-        match self {
+        match *self {
             Self::Kmalloc | Self::Vmalloc => {
                 // `alloc` built this very layout from `len`, so it cannot fail here.
                 let Ok(layout) = Layout::from_size_align(len, 1) else {
@@ -149,7 +159,7 @@ impl Backend {
                 };
                 // SAFETY: `ptr` came from this allocator with `layout` (Block invariant).
                 unsafe {
-                    if self == Self::Kmalloc {
+                    if matches!(self, Self::Kmalloc) {
                         Kmalloc::free(ptr, layout)
                     } else {
                         Vmalloc::free(ptr, layout)
@@ -160,7 +170,7 @@ impl Backend {
                 // SAFETY: `ptr` came from `__get_free_pages(order)` and is no longer used.
                 unsafe { bindings::free_pages(ptr.as_ptr() as usize as _, order) }
             }
-            Self::Cache | Self::Mempool => crate::caches::store_free(self, ptr, len),
+            Self::Cache(_) | Self::Mempool(_) => crate::caches::store_free(self, ptr),
         }
     }
 }

@@ -51,8 +51,8 @@ impl ScullStore {
     pub(crate) fn new(backend: Backend, quantum: usize, qset: usize) -> Self {
         Self {
             sets: KVec::new(),
-            backend,
             quantum: backend.quantum_for(quantum),
+            backend,
             qset,
             size: 0,
             held: 0,
@@ -75,8 +75,8 @@ impl ScullStore {
     }
 
     /// The backend of the quanta.
-    pub(crate) fn backend(&self) -> Backend {
-        self.backend
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.backend
     }
 
     /// Number of quantum sets.
@@ -97,17 +97,22 @@ impl ScullStore {
     /// Frees everything and starts again with a new geometry and backend
     /// (LDD3's `scull_trim()`, which also picks up the current quantum/qset).
     pub(crate) fn trim(&mut self, backend: Backend, quantum: usize, qset: usize) {
+        self.release();
+        // INVARIANT: No block is left, so any backend and geometry are consistent.
+        self.quantum = backend.quantum_for(quantum);
+        self.backend = backend;
+        self.qset = qset;
+    }
+
+    /// Gives every quantum back to the backend.
+    fn release(&mut self) {
         for set in self.sets.drain_all() {
             for block in set.data.into_iter().flatten() {
                 self.backend.free(block);
             }
         }
-        // INVARIANT: No block is left, so any backend and geometry are consistent.
         self.held = 0;
         self.size = 0;
-        self.backend = backend;
-        self.quantum = backend.quantum_for(quantum);
-        self.qset = qset;
     }
 
     /// Where byte `pos` lives: (set, slot, offset in the quantum).
@@ -190,14 +195,14 @@ impl ScullStore {
             }
             self.sets.push(QuantumSet { data }, GFP_KERNEL)?;
         }
-        let (backend, quantum) = (self.backend, self.quantum);
+        let quantum = self.quantum;
         let entry = self
             .sets
             .get_mut(set)
             .and_then(|s| s.data.get_mut(slot))
             .ok_or(EINVAL)?;
         if entry.is_none() {
-            let mut block = backend.alloc(quantum)?;
+            let mut block = self.backend.alloc(quantum)?;
             // A fresh quantum is zeroed so that the bytes around a partial
             // write read back as zeros, like the holes.
             block.as_mut_slice().fill(0);
@@ -215,7 +220,7 @@ impl ScullStore {
 
 impl Drop for ScullStore {
     fn drop(&mut self) {
-        self.trim(self.backend, self.quantum, self.qset);
+        self.release();
     }
 }
 

@@ -89,6 +89,48 @@ impl Device {
             .map(drop)
     }
 
+    /// `LDD_IOC_CACHE_INFO`: our cache number `index` (ENOENT past the last).
+    pub fn cache_info(&self, index: u32) -> Result<uapi::CacheInfo, Errno> {
+        let mut info = uapi::CacheInfo {
+            index,
+            ..Default::default()
+        };
+        self.ioctl_inout(uapi::LDD_IOC_CACHE_INFO, &mut info)?;
+        Ok(info)
+    }
+
+    /// Every one of our caches.
+    pub fn caches(&self) -> Result<Vec<uapi::CacheInfo>, Errno> {
+        let mut all = Vec::new();
+        loop {
+            match self.cache_info(all.len() as u32) {
+                Ok(c) => all.push(c),
+                Err(Errno::ENOENT) => return Ok(all),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// `LDD_IOC_SHRINK`: pages given back.
+    pub fn shrink(&self) -> Result<i32, Errno> {
+        self.ioctl_raw(uapi::LDD_IOC_SHRINK, 0)
+    }
+
+    /// `LDD_IOC_PAGE_STATS`.
+    pub fn page_stats(&self) -> Result<uapi::PageStats, Errno> {
+        self.ioctl_read(uapi::LDD_IOC_PAGE_STATS)
+    }
+
+    /// `LDD_IOC_FAULT`.
+    pub fn fault(&self, mut spec: uapi::FaultSpec) -> Result<(), Errno> {
+        self.ioctl_inout(uapi::LDD_IOC_FAULT, &mut spec).map(drop)
+    }
+
+    /// `LDD_IOC_BAD_FREE`: the refusal code.
+    pub fn bad_free(&self, scenario: u32) -> Result<i32, Errno> {
+        self.ioctl_raw(uapi::LDD_IOC_BAD_FREE, scenario as usize)
+    }
+
     /// `SCULL_IOCRESET`: the load-time quantum and qset again.
     pub fn scull_reset(&self) -> Result<(), Errno> {
         self.ioctl_raw(uapi::SCULL_IOCRESET, 0).map(drop)
@@ -131,4 +173,10 @@ pub fn backend_by_name(name: &str) -> Option<u32> {
 /// The name of a backend value.
 pub fn backend_name(value: u32) -> &'static str {
     BACKEND_NAMES.get(value as usize).copied().unwrap_or("?")
+}
+
+/// A cache's name as text.
+pub fn cache_name(info: &uapi::CacheInfo) -> String {
+    let end = info.name.iter().position(|&b| b == 0).unwrap_or(info.name.len());
+    String::from_utf8_lossy(&info.name[..end]).into_owned()
 }

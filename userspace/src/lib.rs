@@ -14,3 +14,5 @@ pub mod device;
 pub mod rng;
 pub mod tap;
 pub mod vmtests;
+
+pub mod host_pages;

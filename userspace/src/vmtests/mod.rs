@@ -1,6 +1,7 @@
 //! The ioctl-driven suite that runs where the module is loaded (the VM of
 //! `make test`, or a user's own machine): `ldd-alloc-test` runs it.
 
+pub mod caches;
 pub mod errors;
 pub mod module;
 pub mod scull;
@@ -11,6 +12,7 @@ use crate::tap::Test;
 pub fn all() -> Vec<Test> {
     let mut tests = Vec::new();
     tests.extend(scull::tests());
+    tests.extend(caches::tests());
     tests.extend(errors::tests());
     tests.extend(module::tests());
     tests

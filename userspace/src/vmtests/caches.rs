@@ -1,0 +1,148 @@
+//! Our lookaside caches in the running kernel: scullc at scale, the page
+//! counters back to baseline, bad frees refused and counted.
+
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+
+use crate::device::{cache_name, Device};
+use crate::rng::Rng;
+use crate::tap::{Context, Outcome, Test, TestResult};
+use crate::uapi::{self, bad_free, refusal};
+use crate::{ensure, ensure_eq};
+
+fn pages_out(dev: &Device) -> Result<i64, String> {
+    Ok(dev.page_stats().ctx("PAGE_STATS")?.pages_out.iter().sum())
+}
+
+/// 64 MiB through the cache backend, read back, trimmed: the cache's
+/// objects and the page source's pages return to where they were.
+fn scullc_64mib() -> TestResult {
+    let dev = super::scull::fresh(uapi::backend::CACHE)?;
+    dev.shrink().ctx("SHRINK")?;
+    let base_pages = pages_out(&dev)?;
+    let quantum = dev.info().ctx("INFO")?.quantum as usize;
+    let mut rng = Rng::new(64);
+    let chunk = rng.bytes(1 << 20);
+    let mut f = dev.file();
+    for i in 0..64u8 {
+        let mut c = chunk.clone();
+        c[0] = i;
+        f.write_all(&c).ctx("write")?;
+    }
+    let i = dev.info().ctx("INFO")?;
+    ensure_eq!(i.size, 64 << 20);
+    ensure_eq!(i.quanta as usize, (64usize << 20).div_ceil(quantum));
+    let cache = dev
+        .caches()
+        .ctx("CACHE_INFO")?
+        .into_iter()
+        .find(|c| c.objsize as usize == quantum && c.flags == 0)
+        .ok_or("no cache for the quantum")?;
+    ensure!(cache.active_objs >= i.quanta, "cache counts {} live objects for {} quanta", cache.active_objs, i.quanta);
+    let held = pages_out(&dev)? - base_pages;
+    ensure!(held as u64 * 4096 >= 64 << 20, "only {held} pages out for 64 MiB");
+    let mut back = vec![0u8; 1 << 20];
+    for i in 0..64u8 {
+        dev.file().read_exact_at(&mut back, u64::from(i) << 20).ctx("read")?;
+        ensure!(back[0] == i && back[1..] == chunk[1..], "MiB {i} differs");
+    }
+    super::scull::trim()?;
+    dev.shrink().ctx("SHRINK")?;
+    let after = dev
+        .caches()
+        .ctx("CACHE_INFO")?
+        .into_iter()
+        .find(|c| c.index == cache.index)
+        .ok_or("cache gone")?;
+    ensure_eq!(after.active_objs, 0, "objects live after trim");
+    ensure_eq!(after.num_objs, 0, "slabs kept after shrink");
+    ensure_eq!(pages_out(&dev)?, base_pages, "pages out after trim + shrink");
+    Ok(Outcome::Pass)
+}
+
+fn bad_frees() -> TestResult {
+    let dev = Device::open_index(0).ctx("open")?;
+    let find = |d: &Device| -> Result<uapi::CacheInfo, String> {
+        d.caches()
+            .ctx("CACHE_INFO")?
+            .into_iter()
+            .find(|c| c.objsize == 64 && c.flags == 0)
+            .ok_or_else(|| "no 64-byte cache".to_string())
+    };
+    // Create the test cache first so the "before" counters exist.
+    ensure_eq!(dev.bad_free(bad_free::DOUBLE).ctx("BAD_FREE double")?, refusal::DOUBLE);
+    let before = find(&dev)?;
+    for (scenario, want) in [
+        (bad_free::FOREIGN_KMALLOC, refusal::FOREIGN),
+        (bad_free::FOREIGN_CACHE, refusal::FOREIGN),
+        (bad_free::MISALIGNED, refusal::MISALIGNED),
+        (bad_free::DOUBLE, refusal::DOUBLE),
+        (bad_free::SLAB_HEADER, refusal::FOREIGN),
+    ] {
+        ensure_eq!(dev.bad_free(scenario).ctx("BAD_FREE")?, want, "scenario {scenario}");
+    }
+    let after = find(&dev)?;
+    ensure_eq!(after.refused_foreign - before.refused_foreign, 3);
+    ensure_eq!(after.refused_misaligned - before.refused_misaligned, 1);
+    ensure_eq!(after.refused_double - before.refused_double, 1);
+    ensure_eq!(after.active_objs, before.active_objs, "no object lost or gained");
+    ensure_eq!(
+        dev.bad_free(bad_free::COUNT).map_err(|e| e as i32),
+        Err(libc::EINVAL),
+        "unknown scenario"
+    );
+    Ok(Outcome::Pass)
+}
+
+fn slabinfo_file() -> TestResult {
+    let path = "/sys/kernel/debug/ldd_alloc/slabinfo";
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(Outcome::Skip(format!("{path} unreadable (debugfs not mounted?)")));
+    };
+    ensure!(text.starts_with("slabinfo - version: 2.1"), "header: {text}");
+    let dev = Device::open_index(0).ctx("open")?;
+    for c in dev.caches().ctx("CACHE_INFO")? {
+        let name = cache_name(&c);
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name.as_str()))
+            .ok_or(format!("no line for {name}"))?;
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        ensure_eq!(cols[3], c.objsize.to_string(), "objsize of {name}");
+        ensure_eq!(cols[4], c.objperslab.to_string(), "objperslab of {name}");
+        ensure_eq!(cols[5], c.pagesperslab.to_string(), "pagesperslab of {name}");
+    }
+    Ok(Outcome::Pass)
+}
+
+fn injected_failure() -> TestResult {
+    // With every page allocation failing, a write that needs a new slab gets
+    // ENOMEM, nothing is lost, and clearing the injector makes it work again.
+    let dev = super::scull::fresh(uapi::backend::CACHE)?;
+    dev.shrink().ctx("SHRINK")?;
+    dev.fault(uapi::FaultSpec { fail_next: 0, fail_all: 1, owner: 0 }).ctx("FAULT on")?;
+    let r = dev.file().write_all_at(&[1u8; 100_000], 0);
+    let stats = dev.page_stats().ctx("PAGE_STATS")?;
+    dev.fault(uapi::FaultSpec::default()).ctx("FAULT off")?;
+    ensure!(stats.injected > 0, "no failure was injected");
+    match r {
+        Err(e) => ensure_eq!(e.raw_os_error(), Some(libc::ENOMEM)),
+        Ok(()) => return Err("write succeeded with every page allocation failing".into()),
+    }
+    dev.file().write_all_at(&[2u8; 100_000], 0).ctx("write after")?;
+    let mut back = vec![0u8; 100_000];
+    dev.file().read_exact_at(&mut back, 0).ctx("read")?;
+    ensure!(back.iter().all(|&b| b == 2), "data after the failure");
+    super::scull::trim()?;
+    Ok(Outcome::Pass)
+}
+
+/// The cache tests.
+pub fn tests() -> Vec<Test> {
+    vec![
+        Test::new("caches/scullc_64mib_back_to_baseline", scullc_64mib),
+        Test::new("caches/bad_frees_refused_and_counted", bad_frees),
+        Test::new("caches/slabinfo_matches_ioctl", slabinfo_file),
+        Test::new("caches/injected_page_failure", injected_failure),
+    ]
+}
