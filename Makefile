@@ -13,16 +13,17 @@
 SHELL := /bin/bash
 TOP := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
 
-# Kbuild includes this Makefile too? No: Kbuild reads ./Kbuild first.
 ifneq ($(KDIR),)
+  # A user's own tree: LLVM= is whatever that tree needs (checked below).
   KDIR_GIVEN := 1
+else
+  # The pinned kernel, built with clang-19 on first use and cached.
+  # Evaluated on first use only, so 'make clean' or 'make test' never builds it here.
+  LLVM ?= -19
+  KDIR = $(eval KDIR := $$(shell $(TOP)/scripts/build-kernel.sh base))$(KDIR)
 endif
 
-# The clang suffix the pinned kernel is built with; a user's tree may say LLVM=1.
-LLVM ?= -19
-KDIR ?= $(shell $(TOP)/scripts/build-kernel.sh base)
-
-.PHONY: all modules setup kernel userspace run test shell vm clean check-kdir clippy
+.PHONY: all modules modules_install rust-analyzer setup kernel userspace run test test-debug shell vm clean check-kdir clippy
 
 all: modules
 
@@ -32,11 +33,21 @@ setup:
 kernel: setup
 	@$(TOP)/scripts/build-kernel.sh base
 
-modules: $(if $(KDIR_GIVEN),,setup)
-	$(MAKE) -C $(KDIR) M=$(TOP) LLVM=$(LLVM) modules
+check-kdir:
+	@$(TOP)/scripts/check-kdir.sh $(KDIR) $(LLVM)
 
-clippy:
-	$(MAKE) -C $(KDIR) M=$(TOP) LLVM=$(LLVM) CLIPPY=1 modules
+modules: $(if $(KDIR_GIVEN),,setup) check-kdir
+	$(MAKE) -C $(KDIR) M=$(TOP) $(if $(LLVM),LLVM=$(LLVM)) modules
+
+modules_install: check-kdir
+	$(MAKE) -C $(KDIR) M=$(TOP) $(if $(LLVM),LLVM=$(LLVM)) modules_install
+
+# rust-project.json for rust-analyzer: resolves the kernel crate of KDIR.
+rust-analyzer: check-kdir
+	$(MAKE) -C $(KDIR) M=$(TOP) $(if $(LLVM),LLVM=$(LLVM)) rust-analyzer
+
+clippy: check-kdir
+	$(MAKE) -C $(KDIR) M=$(TOP) $(if $(LLVM),LLVM=$(LLVM)) CLIPPY=1 modules
 
 userspace: setup
 	@$(TOP)/scripts/build-userspace.sh
@@ -47,6 +58,9 @@ run: modules userspace
 test: setup
 	@$(TOP)/scripts/test.sh
 
+test-debug: setup
+	@PROFILE=debug $(TOP)/scripts/test.sh
+
 shell: modules userspace
 	@$(TOP)/scripts/vm.sh --kdir $(KDIR) shell
 
@@ -54,6 +68,6 @@ vm: modules userspace
 	@$(TOP)/scripts/vm.sh --kdir $(KDIR) cmd "$(CMD)"
 
 clean:
-	@if [ -n "$(KDIR_GIVEN)" ] || [ -d "$$(cat $${XDG_CACHE_HOME:-$$HOME/.cache}/ldd-alloc/ksrc.path 2>/dev/null)" ]; then \
-		$(MAKE) -C $(KDIR) M=$(TOP) LLVM=$(LLVM) clean; fi
+	rm -f $(TOP)/*.o $(TOP)/*.ko $(TOP)/*.mod $(TOP)/*.mod.c $(TOP)/.*.cmd $(TOP)/*.rmeta \
+		$(TOP)/*.d $(TOP)/Module.symvers $(TOP)/modules.order $(TOP)/rust-project.json
 	rm -rf $(TOP)/userspace/target $(TOP)/.vm

@@ -59,7 +59,8 @@ if (cd "$LDD_TOP/userspace" && cargo clippy --quiet --all-targets --locked -- -D
 else
 	record lint/clippy-userspace fail "(see .vm/clippy.log)"
 fi
-make -s -C "$LDD_TOP" KDIR="$kdir" clean >/dev/null 2>&1
+# A fresh module build, so that every warning shows in its log.
+rm -f "$LDD_TOP"/*.o "$LDD_TOP"/.*.o.cmd "$LDD_TOP"/ldd_alloc.ko
 if make -C "$LDD_TOP" KDIR="$kdir" modules >"$LDD_TOP/.vm/module-build.log" 2>&1; then
 	if grep -qE '^(warning|error)' "$LDD_TOP/.vm/module-build.log"; then
 		record module/build-no-warnings fail "(see .vm/module-build.log)"
@@ -71,6 +72,13 @@ else
 	tail -30 "$LDD_TOP/.vm/module-build.log" >&2
 	finish
 fi
+
+# --- KDIR diagnostics on fake trees -----------------------------------------
+kd_log="$LDD_TOP/.vm/kdir-diagnostics.log"
+"$LDD_TOP/scripts/tests/kdir-diagnostics.sh" >"$kd_log" 2>&1
+passed=$((passed + $(grep -c '^ok ' "$kd_log")))
+failed=$((failed + $(grep -c '^not ok ' "$kd_log")))
+grep '^not ok ' "$kd_log" >&2
 
 # --- host tests --------------------------------------------------------------
 host_log="$LDD_TOP/.vm/host-tests.log"
