@@ -130,7 +130,10 @@ impl OurCache {
         let mut slots = KVec::with_capacity(nr_cpu_ids() as usize, GFP_KERNEL)?;
         for _ in 0..nr_cpu_ids() {
             slots.push(
-                KBox::pin_init(new_spinlock_irq!(Magazine::new(), "OurCache::slot"), GFP_KERNEL)?,
+                KBox::pin_init(
+                    new_spinlock_irq!(Magazine::new(), "OurCache::slot"),
+                    GFP_KERNEL,
+                )?,
                 GFP_KERNEL,
             )?;
         }
@@ -197,6 +200,7 @@ impl OurCache {
             flags: self.abi_flags,
             name,
             active_objs: s.active_objs as u64,
+            cached_objs: s.cached_objs as u64,
             num_objs: s.num_objs as u64,
             objsize: s.objsize as u64,
             stride: self.layout.stride() as u64,
@@ -237,6 +241,9 @@ impl PinnedDrop for OurCache {
     }
 }
 
+/// Flag of a mempool's private backing cache.
+pub(crate) const POOL_PRIVATE: u32 = cache_flags::POOL_PRIVATE;
+
 /// Most caches the registry holds.
 const MAX_CACHES: usize = 32;
 
@@ -273,9 +280,22 @@ pub(crate) fn get(size: usize, flags: u32) -> Result<Arc<OurCache>> {
     }
     let mut name = [0u8; uapi::NAME_LEN];
     let mut w = kernel::str::Formatter::new(&mut name);
-    let dbg = if flags & (cache_flags::POISON | cache_flags::RED_ZONE) != 0 { "-debug" } else { "" };
-    let dma = if flags & cache_flags::CACHE_DMA != 0 { "dma-" } else { "" };
-    let _ = core::fmt::Write::write_fmt(&mut w, format_args!("ldd-{dma}{size}{dbg}"));
+    let dbg = if flags & (cache_flags::POISON | cache_flags::RED_ZONE) != 0 {
+        "-debug"
+    } else {
+        ""
+    };
+    let dma = if flags & cache_flags::CACHE_DMA != 0 {
+        "dma-"
+    } else {
+        ""
+    };
+    let pool = if flags & POOL_PRIVATE != 0 {
+        "pool-"
+    } else {
+        ""
+    };
+    let _ = core::fmt::Write::write_fmt(&mut w, format_args!("ldd-{pool}{dma}{size}{dbg}"));
     let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
     let cache = OurCache::create(&name[..len], size, flags, caches.len() as u32 + 1)?;
     caches.push(cache.clone(), GFP_KERNEL)?;

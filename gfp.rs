@@ -37,10 +37,6 @@ pub(crate) const NOWARN: Gfp = bit(bindings::___GFP_NOWARN_BIT);
 pub(crate) const ZERO: Gfp = bit(bindings::___GFP_ZERO_BIT);
 /// `__GFP_NOFAIL`.
 pub(crate) const NOFAIL: Gfp = bit(bindings::___GFP_NOFAIL_BIT);
-/// `__GFP_COMP`.
-pub(crate) const COMP: Gfp = bit(bindings::___GFP_COMP_BIT);
-/// `__GFP_HIGHMEM`.
-pub(crate) const HIGHMEM: Gfp = bit(bindings::___GFP_HIGHMEM_BIT);
 
 /// Our ABI bit → the kernel's bit, for every flag this kernel still has.
 const MAP: [(u64, u32); 22] = [

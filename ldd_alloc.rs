@@ -25,8 +25,11 @@ pub mod allocator;
 mod caches;
 mod chrdev;
 mod gfp;
-mod ldd_debugfs;
+mod kernel_caches;
+mod lab;
+mod lab_context;
 mod ldd_alloc_dev;
+mod ldd_debugfs;
 pub mod ldd_uapi;
 mod page_glue;
 mod pools;
@@ -62,6 +65,18 @@ module! {
         max_mib: u32 {
             default: 256,
             description: "Largest size of one device in MiB: writes past it get ENOSPC",
+        },
+        pool_min_nr: u32 {
+            default: 16,
+            description: "Elements each of our mempools keeps in reserve (min_nr)",
+        },
+        lab_max_handles: u32 {
+            default: 4096,
+            description: "Live lab allocations per open file (ENOSPC beyond)",
+        },
+        lab_max_mib: u32 {
+            default: 256,
+            description: "Lab memory held per open file in MiB, and the largest BIG allocation (E2BIG beyond)",
         },
     },
 }
@@ -129,7 +144,28 @@ impl kernel::Module for LddAlloc {
         )?;
         let max_mib = param_in("max_mib", module_parameters::max_mib.value(), 1, 4096)?;
 
-        GEOMETRY.init(quantum, qset, order, max_mib);
+        let lab_handles = param_in(
+            "lab_max_handles",
+            module_parameters::lab_max_handles.value(),
+            1,
+            1 << 16,
+        )?;
+        let lab_mib = param_in(
+            "lab_max_mib",
+            module_parameters::lab_max_mib.value(),
+            1,
+            4096,
+        )?;
+        GEOMETRY.init(quantum, qset, order, max_mib, (lab_handles, lab_mib));
+        let pool_min_nr = param_in(
+            "pool_min_nr",
+            module_parameters::pool_min_nr.value(),
+            1,
+            ldd_uapi::POOL_MAX_MIN_NR,
+        )?;
+        pools::init(pool_min_nr as usize);
+        kernel_caches::init();
+        lab_context::init();
 
         caches::init()?;
         let debugfs = KBox::pin_init(ldd_debugfs::Debugfs::new(), GFP_KERNEL)?;
@@ -155,6 +191,8 @@ impl Drop for LddAlloc {
         // Nodes first: once deregistered, and with no file open (the module
         // refcount guarantees it), nothing reaches a store any more.
         self.devices.clear();
+        kernel_caches::exit();
+        pools::exit();
         caches::exit();
         pr_info!("unloaded\n");
     }

@@ -27,9 +27,10 @@ use kernel::{
 };
 
 use crate::chrdev::{CharDevice, Offset};
+use crate::lab::{self, LabLimits, LabTable};
 use crate::ldd_uapi as uapi;
-use crate::quantum_backend::Backend;
 use crate::page_glue::PAGES;
+use crate::quantum_backend::Backend;
 use crate::scull_store::ScullStore;
 
 /// Module-wide quantum and qset (LDD3's `scull_quantum`/`scull_qset`),
@@ -41,6 +42,8 @@ pub(crate) struct Geometry {
     default_qset: AtomicU32,
     order: AtomicU32,
     max_mib: AtomicU32,
+    lab_max_handles: AtomicU32,
+    lab_max_mib: AtomicU32,
 }
 
 /// The one geometry of the module, set from the parameters at init.
@@ -51,12 +54,16 @@ pub(crate) static GEOMETRY: Geometry = Geometry {
     default_qset: AtomicU32::new(0),
     order: AtomicU32::new(0),
     max_mib: AtomicU32::new(0),
+    lab_max_handles: AtomicU32::new(0),
+    lab_max_mib: AtomicU32::new(0),
 };
 
 impl Geometry {
     /// Sets the load-time values, already validated.
-    pub(crate) fn init(&self, quantum: u32, qset: u32, order: u32, max_mib: u32) {
+    pub(crate) fn init(&self, quantum: u32, qset: u32, order: u32, max_mib: u32, lab: (u32, u32)) {
         for (field, value) in [
+            (&self.lab_max_handles, lab.0),
+            (&self.lab_max_mib, lab.1),
             (&self.quantum, quantum),
             (&self.default_quantum, quantum),
             (&self.qset, qset),
@@ -65,6 +72,13 @@ impl Geometry {
             (&self.max_mib, max_mib),
         ] {
             field.store(value, Ordering::Relaxed);
+        }
+    }
+
+    fn lab_limits(&self) -> LabLimits {
+        LabLimits {
+            max_handles: self.lab_max_handles.load(Ordering::Relaxed) as usize,
+            max_bytes: u64::from(self.lab_max_mib.load(Ordering::Relaxed)) << 20,
         }
     }
 
@@ -143,9 +157,11 @@ impl ScullDev {
     }
 }
 
-/// State of one open file of a scull device.
+/// State of one open file of a scull device: its device, and its lab
+/// allocations (freed when the file is closed).
 pub(crate) struct ScullFile {
     dev: &'static ScullDev,
+    lab: Pin<KBox<Mutex<LabTable>>>,
 }
 
 impl CharDevice for ScullDev {
@@ -156,7 +172,11 @@ impl CharDevice for ScullDev {
             let mut store = dev.store.lock();
             dev.trim(&mut store)?;
         }
-        Ok(KBox::new(ScullFile { dev }, GFP_KERNEL)?)
+        let lab = KBox::pin_init(
+            new_mutex!(LabTable::default(), "ScullFile::lab"),
+            GFP_KERNEL,
+        )?;
+        Ok(KBox::new(ScullFile { dev, lab }, GFP_KERNEL)?)
     }
 
     fn read(
@@ -245,6 +265,25 @@ impl CharDevice for ScullDev {
                     .set(spec.fail_next, spec.fail_all != 0, spec.owner);
                 Ok(0)
             }
+            uapi::LDD_IOC_ALLOC => lab::alloc(&file.lab, arg, GEOMETRY.lab_limits()),
+            uapi::LDD_IOC_FREE => lab::free(&file.lab, arg),
+            uapi::LDD_IOC_FREE_ALL => Ok(file.lab.lock().clear() as isize),
+            uapi::LDD_IOC_LIST => lab::list(&file.lab, arg),
+            uapi::LDD_IOC_STACK => lab::stack(arg),
+            uapi::LDD_IOC_POOL_INFO => {
+                let index = read_user::<uapi::PoolInfo>(arg)?.index;
+                write_user(arg, &crate::pools::info(index)?)?;
+                Ok(0)
+            }
+            uapi::LDD_IOC_POOL_RESIZE => {
+                let r = read_user::<uapi::PoolResize>(arg)?;
+                crate::pools::resize(r.index, r.min_nr)?;
+                Ok(0)
+            }
+            uapi::LDD_IOC_POOL_DESTROY => {
+                crate::pools::destroy(u32::try_from(arg).map_err(|_| EINVAL)?)?;
+                Ok(0)
+            }
             uapi::LDD_IOC_BAD_FREE => {
                 let scenario = u32::try_from(arg).map_err(|_| EINVAL)?;
                 Ok(crate::caches::bad_free(scenario)? as isize)
@@ -286,17 +325,24 @@ abi_plain_bytes!(
     uapi::CacheInfo,
     uapi::PageStats,
     uapi::FaultSpec,
+    uapi::AllocRequest,
+    uapi::AllocReply,
+    uapi::HandleInfo,
+    uapi::ListRequest,
+    uapi::StackInfo,
+    uapi::PoolInfo,
+    uapi::PoolResize,
 );
 
 /// Reads a `T` from the user pointer `arg`.
-fn read_user<T: kernel::transmute::FromBytes>(arg: usize) -> Result<T> {
+pub(crate) fn read_user<T: kernel::transmute::FromBytes>(arg: usize) -> Result<T> {
     UserSlice::new(UserPtr::from_addr(arg), core::mem::size_of::<T>())
         .reader()
         .read::<T>()
 }
 
 /// Copies `value` to the user pointer `arg`.
-fn write_user<T: kernel::transmute::AsBytes>(arg: usize, value: &T) -> Result {
+pub(crate) fn write_user<T: kernel::transmute::AsBytes>(arg: usize, value: &T) -> Result {
     UserSlice::new(UserPtr::from_addr(arg), core::mem::size_of::<T>())
         .writer()
         .write(value)

@@ -4,6 +4,7 @@
 //!
 //! - `slabinfo`: our caches in `/proc/slabinfo`'s format.
 //! - `pages`: our page source, per zone, and the fault injector.
+//! - `pools`: our mempools: reserve, waits, wake-ups, failures.
 
 use kernel::{debugfs::Dir, prelude::*};
 
@@ -16,6 +17,8 @@ pub(crate) struct Debugfs {
     slabinfo: kernel::debugfs::File<()>,
     #[pin]
     pages: kernel::debugfs::File<()>,
+    #[pin]
+    pools: kernel::debugfs::File<()>,
     _dir: Dir,
 }
 
@@ -31,7 +34,11 @@ fn write_pages(_: &(), f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
     }
     let (next, all, owner, injected) = PAGES.faults.state();
     writeln!(f, "failures {} injected {injected}", c.failures)?;
-    writeln!(f, "fault: fail_next {next} fail_all {} owner {owner}", all as u32)
+    writeln!(
+        f,
+        "fault: fail_next {next} fail_all {} owner {owner}",
+        all as u32
+    )
 }
 
 impl Debugfs {
@@ -43,6 +50,7 @@ impl Debugfs {
                 crate::caches::write_slabinfo(f)
             }),
             pages <- dir.read_callback_file(c"pages", (), &write_pages),
+            pools <- dir.read_callback_file(c"pools", (), &|_: &(), f| crate::pools::write_pools(f)),
             _dir: dir,
         })
     }

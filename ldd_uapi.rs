@@ -199,8 +199,11 @@ pub struct CacheInfo {
     pub flags: u32,
     /// The cache's name, NUL-padded.
     pub name: [u8; NAME_LEN],
-    /// Objects handed out to users and not freed yet.
+    /// Objects out of their slabs: held by users, or cached in the per-CPU
+    /// magazines (as in /proc/slabinfo, where per-CPU objects count too).
     pub active_objs: u64,
+    /// Of `active_objs`, those cached in per-CPU magazines.
+    pub cached_objs: u64,
     /// Objects in all slabs.
     pub num_objs: u64,
     /// Object size asked for at creation.
@@ -255,6 +258,8 @@ pub mod cache_flags {
     pub const HWCACHE_ALIGN: u32 = 1 << 2;
     /// Slabs from ZONE_DMA (SLAB_CACHE_DMA).
     pub const CACHE_DMA: u32 = 1 << 3;
+    /// The private backing cache of one of our mempools.
+    pub const POOL_PRIVATE: u32 = 1 << 4;
 }
 
 /// Read one of our caches.
@@ -346,7 +351,7 @@ pub mod refusal {
 /// Do one bad free (`arg`: a [`bad_free`] scenario); returns the [`refusal`].
 pub const LDD_IOC_BAD_FREE: u32 = io(MAGIC, 44);
 
-const _: () = assert!(size_of::<CacheInfo>() == 40 + 22 * 8);
+const _: () = assert!(size_of::<CacheInfo>() == 40 + 23 * 8);
 const _: () = assert!(size_of::<PageStats>() == 9 * 8 + 3 * 8 + 8);
 const _: () = assert!(size_of::<FaultSpec>() == 16);
 
@@ -425,6 +430,21 @@ pub mod gfp {
         (REPEAT, "__GFP_REPEAT", "__GFP_RETRY_MAYFAIL (Linux 4.13)"),
         (COLD, "__GFP_COLD", "nothing: removed in Linux 4.15"),
     ];
+
+    /// The flags `__vmalloc()` accepts (mm/vmalloc.c, GFP_VMALLOC_SUPPORTED):
+    /// no zone modifiers, no reserves, no compound pages.
+    pub const VMALLOC_SUPPORTED: u64 = DIRECT_RECLAIM
+        | KSWAPD_RECLAIM
+        | IO
+        | FS
+        | HIGH
+        | NOWARN
+        | NOFAIL
+        | ZERO
+        | NORETRY
+        | RETRY_MAYFAIL
+        | ACCOUNT
+        | HARDWALL;
 
     // Type flags: the combinations drivers use.
     /// `GFP_KERNEL`: process context, may sleep.
@@ -667,3 +687,68 @@ const _: () = assert!(size_of::<AllocReply>() == 64);
 const _: () = assert!(size_of::<HandleInfo>() == 32);
 const _: () = assert!(size_of::<ListRequest>() == 16);
 const _: () = assert!(size_of::<StackInfo>() == 32);
+
+// ---------------------------------------------------------------------------
+// Our mempools.
+// ---------------------------------------------------------------------------
+
+/// One of our mempools. Ask with `index` set; ENOENT past the last pool.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolInfo {
+    /// In: which pool.
+    pub index: u32,
+    /// 1 while the pool is alive (0 once destroyed).
+    pub live: u32,
+    /// The pool's name, NUL-padded.
+    pub name: [u8; NAME_LEN],
+    /// Element size in bytes.
+    pub element_size: u64,
+    /// Elements in the reserve now.
+    pub curr_nr: u64,
+    /// The reserve's target size.
+    pub min_nr: u64,
+    /// Elements handed out and not freed.
+    pub outstanding: u64,
+    /// Allocations served by the backing cache.
+    pub allocs_backing: u64,
+    /// Allocations served by the reserve.
+    pub allocs_reserve: u64,
+    /// Frees that refilled the reserve.
+    pub frees_to_reserve: u64,
+    /// Frees given back to the backing cache.
+    pub frees_to_backing: u64,
+    /// Times an allocation slept waiting for a free.
+    pub waits: u64,
+    /// Wake-ups sent by frees.
+    pub wakeups: u64,
+    /// Allocations that failed.
+    pub failures: u64,
+    /// Destroys refused because elements were out.
+    pub destroy_refused: u64,
+}
+
+/// Read one of our mempools.
+pub const LDD_IOC_POOL_INFO: u32 = iowr::<PoolInfo>(MAGIC, 56);
+
+/// Argument of [`LDD_IOC_POOL_RESIZE`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolResize {
+    /// Which pool.
+    pub index: u32,
+    /// The new reserve target, 1..=[`POOL_MAX_MIN_NR`].
+    pub min_nr: u32,
+}
+
+/// Largest reserve a pool may keep.
+pub const POOL_MAX_MIN_NR: u32 = 4096;
+
+/// Grow or shrink a pool's reserve (`mempool_resize()`).
+pub const LDD_IOC_POOL_RESIZE: u32 = iow::<PoolResize>(MAGIC, 57);
+/// Destroy pool `arg` (`mempool_destroy()`): EBUSY, counted and logged,
+/// while elements are out.
+pub const LDD_IOC_POOL_DESTROY: u32 = io(MAGIC, 58);
+
+const _: () = assert!(size_of::<PoolInfo>() == 40 + 12 * 8);
+const _: () = assert!(size_of::<PoolResize>() == 8);

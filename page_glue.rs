@@ -93,7 +93,9 @@ impl FaultInjection {
         let fail = self.fail_all.load(Ordering::Acquire)
             || self
                 .fail_next
-                .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| (n > 0).then(|| n - 1))
+                .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                    (n > 0).then(|| n - 1)
+                })
                 .is_ok();
         if fail {
             self.injected.fetch_add(1, Ordering::Relaxed);
@@ -155,7 +157,12 @@ impl KernelPages {
     }
 
     /// Allocates a run for `owner` (a cache id, for targeted fault injection).
-    pub(crate) fn alloc_for(&self, owner: u32, order: u32, req: PageRequest) -> Option<NonNull<u8>> {
+    pub(crate) fn alloc_for(
+        &self,
+        owner: u32,
+        order: u32,
+        req: PageRequest,
+    ) -> Option<NonNull<u8>> {
         if order > MAX_ORDER || self.faults.should_fail(owner) {
             return None;
         }

@@ -1,26 +1,272 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Our mempools in the kernel (LDD3 chapter 8, "mempools").
+//! Our mempools in the kernel (LDD3 chapter 8, "mempools"; mm/mempool.c):
+//! the core's [`crate::allocator::mempool`] given its environment.
+//!
+//! - The backing allocator is one of our caches, private to the pool (a
+//!   shared cache would serve the pool from objects others freed, and the
+//!   reserve would never be needed when a test wants it to be).
+//! - The pool lock is a `SpinLockIrq` (the lab allocates from hard interrupt
+//!   context), the wait a `CondVar` on it, as `mempool_alloc()` sleeps on
+//!   its wait queue until `mempool_free()` refills the reserve.
+//!
+//! The scull store takes its quanta from a pool without sleeping: a writer
+//! holds its device's mutex, and the element it would wait for may be one
+//! that only a trim of that same device (which needs the mutex) could give
+//! back. So a write makes progress while the reserve lasts and then fails
+//! with ENOMEM, for blocking and O_NONBLOCK writers alike. The lab's
+//! GFP_KERNEL allocations do sleep, holding no lock.
 
 use core::ptr::NonNull;
-use kernel::{prelude::*, sync::Arc};
+use kernel::{
+    new_condvar, new_spinlock_irq,
+    prelude::*,
+    sync::{global_lock, Arc, CondVar, SpinLockIrq},
+};
 
-/// One of our mempools.
-pub(crate) struct OurPool {}
+use crate::allocator::mempool::{self, Backing, PoolEnv, PoolError, PoolState};
+use crate::allocator::PageRequest;
+use crate::caches::OurCache;
+use crate::gfp::{self, Gfp};
+use crate::ldd_uapi as uapi;
 
-impl OurPool {
-    /// `mempool_alloc()`.
-    pub(crate) fn alloc(&self, _may_sleep: bool) -> Result<NonNull<u8>> {
-        Err(ENODEV)
+/// The pool's backing allocator: its private cache.
+pub(crate) struct CacheBacking(Arc<OurCache>);
+
+impl Backing for CacheBacking {
+    fn element_size(&self) -> usize {
+        self.0.size()
     }
 
-    /// `mempool_free()`.
-    pub(crate) fn free(&self, _ptr: NonNull<u8>) -> core::result::Result<(), ()> {
-        Err(())
+    fn alloc(&self, req: PageRequest) -> Option<NonNull<u8>> {
+        self.0.alloc_req(req)
+    }
+
+    unsafe fn free(&self, p: NonNull<u8>) {
+        if self.0.free(p).is_err() {
+            pr_err!("mempool: the backing cache refused an element\n");
+        }
     }
 }
 
-/// The pool of `size`-byte elements.
-pub(crate) fn get(_size: usize) -> Result<Arc<OurPool>> {
-    Err(ENODEV)
+/// One of our mempools.
+#[pin_data(PinnedDrop)]
+pub(crate) struct OurPool {
+    backing: CacheBacking,
+    #[pin]
+    state: SpinLockIrq<PoolState>,
+    #[pin]
+    freed: CondVar,
+    destroy_refused: core::sync::atomic::AtomicU64,
+}
+
+impl PoolEnv for OurPool {
+    type Backing = CacheBacking;
+    type Guard<'a> =
+        kernel::sync::lock::Guard<'a, PoolState, kernel::sync::lock::spinlock::SpinLockIrqBackend>;
+
+    fn backing(&self) -> &CacheBacking {
+        &self.backing
+    }
+
+    fn lock(&self) -> Self::Guard<'_> {
+        self.state.lock()
+    }
+
+    fn wait(&self, guard: &mut Self::Guard<'_>) {
+        self.freed.wait(guard);
+    }
+
+    fn notify_one(&self) {
+        self.freed.notify_one();
+    }
+}
+
+impl OurPool {
+    fn create(size: usize, min_nr: usize) -> Result<Arc<Self>> {
+        let cache = crate::caches::get(size, crate::caches::POOL_PRIVATE)?;
+        let pool = Arc::pin_init(
+            pin_init!(Self {
+                backing: CacheBacking(cache),
+                state <- new_spinlock_irq!(PoolState::new(), "OurPool::state"),
+                freed <- new_condvar!("OurPool::freed"),
+                destroy_refused: core::sync::atomic::AtomicU64::new(0),
+            }),
+            GFP_KERNEL,
+        )?;
+        mempool::create(&*pool, min_nr, PageRequest::KERNEL).map_err(|_| ENOMEM)?;
+        Ok(pool)
+    }
+
+    /// `mempool_alloc()`: `may_sleep` as the caller's GFP allows.
+    pub(crate) fn alloc(&self, may_sleep: bool) -> Result<NonNull<u8>> {
+        let req = if may_sleep {
+            PageRequest::KERNEL
+        } else {
+            PageRequest::ATOMIC
+        };
+        mempool::alloc(self, req).map_err(|_| ENOMEM)
+    }
+
+    /// `mempool_alloc()` with kernel GFP flags.
+    pub(crate) fn alloc_gfp(&self, gfp: Gfp) -> Option<NonNull<u8>> {
+        mempool::alloc(self, gfp::to_request(gfp)).ok()
+    }
+
+    /// `mempool_free()`. Refuses (without touching the pool) what its
+    /// backing cache does not know as a live object.
+    pub(crate) fn free(&self, ptr: NonNull<u8>) -> core::result::Result<(), PoolError> {
+        // SAFETY: The callers (the store and the lab) free only elements
+        // they got from this pool's `alloc`, once.
+        unsafe { mempool::free(self, ptr) };
+        Ok(())
+    }
+
+    /// Element size.
+    pub(crate) fn element_size(&self) -> usize {
+        self.backing.element_size()
+    }
+
+    fn info(&self, index: u32) -> uapi::PoolInfo {
+        let s = mempool::stats(self);
+        let mut name = [0u8; uapi::NAME_LEN];
+        let mut w = kernel::str::Formatter::new(&mut name[..uapi::NAME_LEN - 1]);
+        let _ =
+            core::fmt::Write::write_fmt(&mut w, format_args!("ldd-pool-{}", self.element_size()));
+        uapi::PoolInfo {
+            index,
+            live: self.state.lock().is_live() as u32,
+            name,
+            element_size: self.element_size() as u64,
+            curr_nr: s.curr_nr as u64,
+            min_nr: s.min_nr as u64,
+            outstanding: s.outstanding as u64,
+            allocs_backing: s.allocs_backing,
+            allocs_reserve: s.allocs_reserve,
+            frees_to_reserve: s.frees_to_reserve,
+            frees_to_backing: s.frees_to_backing,
+            waits: s.waits,
+            wakeups: s.wakeups,
+            failures: s.failures,
+            destroy_refused: self
+                .destroy_refused
+                .load(core::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    fn destroy(&self, index: u32) -> Result {
+        match mempool::destroy(self) {
+            Ok(()) | Err(PoolError::Destroyed) => Ok(()),
+            Err(PoolError::Busy { outstanding }) => {
+                self.destroy_refused
+                    .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                pr_info!("pool {index}: destroy refused, {outstanding} elements still out\n");
+                Err(EBUSY)
+            }
+            Err(_) => Err(EINVAL),
+        }
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for OurPool {
+    fn drop(self: Pin<&mut Self>) {
+        if let Err(PoolError::Busy { outstanding }) = mempool::destroy(&*self) {
+            pr_err!("pool: destroy refused, {outstanding} elements still out\n");
+        }
+    }
+}
+
+/// Most pools the registry holds.
+const MAX_POOLS: usize = 16;
+
+global_lock! {
+    // SAFETY: Initialized in `init()` before any use.
+    unsafe(uninit) static POOLS: Mutex<KVec<Arc<OurPool>>> = KVec::new();
+}
+
+/// The reserve of a new pool (module parameter `pool_min_nr`).
+static MIN_NR: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(16);
+
+/// Sets up the registry.
+pub(crate) fn init(min_nr: usize) {
+    MIN_NR.store(min_nr, core::sync::atomic::Ordering::Relaxed);
+    // SAFETY: Called once at module init before any other use.
+    unsafe { POOLS.init() };
+}
+
+/// Destroys every pool (before the caches; all users are gone).
+pub(crate) fn exit() {
+    drop(core::mem::take(&mut *POOLS.lock()));
+}
+
+/// The live pool of `size`-byte elements, created on first use.
+pub(crate) fn get(size: usize) -> Result<Arc<OurPool>> {
+    let mut pools = POOLS.lock();
+    if let Some(p) = pools
+        .iter()
+        .find(|p| p.element_size() == size && p.state.lock().is_live())
+    {
+        return Ok(p.clone());
+    }
+    if pools.len() >= MAX_POOLS {
+        return Err(ENOSPC);
+    }
+    let pool = OurPool::create(size, MIN_NR.load(core::sync::atomic::Ordering::Relaxed))?;
+    pools.push(pool.clone(), GFP_KERNEL)?;
+    Ok(pool)
+}
+
+fn nth(index: u32) -> Result<Arc<OurPool>> {
+    POOLS.lock().get(index as usize).cloned().ok_or(ENOENT)
+}
+
+/// `LDD_IOC_POOL_INFO`.
+pub(crate) fn info(index: u32) -> Result<uapi::PoolInfo> {
+    Ok(nth(index)?.info(index))
+}
+
+/// `LDD_IOC_POOL_RESIZE`.
+pub(crate) fn resize(index: u32, min_nr: u32) -> Result {
+    if min_nr == 0 || min_nr > uapi::POOL_MAX_MIN_NR {
+        return Err(EINVAL);
+    }
+    mempool::resize(&*nth(index)?, min_nr as usize, PageRequest::KERNEL).map_err(|e| match e {
+        PoolError::NoMemory => ENOMEM,
+        _ => EINVAL,
+    })
+}
+
+/// `LDD_IOC_POOL_DESTROY`.
+pub(crate) fn destroy(index: u32) -> Result {
+    nth(index)?.destroy(index)
+}
+
+/// Pools in `/proc/slabinfo`-like lines for debugfs.
+pub(crate) fn write_pools(f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    writeln!(
+        f,
+        "# name  live elem curr_nr min_nr out backing reserve waits wakeups failures"
+    )?;
+    let mut index = 0;
+    while let Ok(i) = info(index) {
+        let end = i.name.iter().position(|&b| b == 0).unwrap_or(i.name.len());
+        writeln!(
+            f,
+            "{} {} {} {} {} {} {} {} {} {} {}",
+            core::str::from_utf8(&i.name[..end]).unwrap_or("?"),
+            i.live,
+            i.element_size,
+            i.curr_nr,
+            i.min_nr,
+            i.outstanding,
+            i.allocs_backing,
+            i.allocs_reserve,
+            i.waits,
+            i.wakeups,
+            i.failures
+        )?;
+        index += 1;
+    }
+    Ok(())
 }

@@ -30,8 +30,8 @@ use kernel::sync::Arc;
 
 use crate::caches::OurCache;
 use crate::ldd_uapi::backend;
-use crate::pools::OurPool;
 use crate::page_glue::PAGE_SIZE;
+use crate::pools::OurPool;
 
 /// The allocator behind a device's quanta.
 #[derive(Clone)]

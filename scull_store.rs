@@ -117,11 +117,20 @@ impl ScullStore {
 
     /// Where byte `pos` lives: (set, slot, offset in the quantum).
     fn locate(&self, pos: u64) -> Result<(usize, usize, usize)> {
+        // Checked: quantum and qset are never 0 (the ioctls and parameters
+        // refuse it), but a division the compiler cannot prove safe would
+        // carry a panic path into the module.
         let quantum = self.quantum as u64;
-        let per_set = quantum * self.qset as u64;
-        let set = usize::try_from(pos / per_set).map_err(|_| EFBIG)?;
-        let slot = ((pos % per_set) / quantum) as usize;
-        Ok((set, slot, (pos % quantum) as usize))
+        let per_set = quantum.checked_mul(self.qset as u64).ok_or(EINVAL)?;
+        let set = pos.checked_div(per_set).ok_or(EINVAL)?;
+        let in_set = pos.checked_rem(per_set).ok_or(EINVAL)?;
+        let slot = in_set.checked_div(quantum).ok_or(EINVAL)?;
+        let offset = in_set.checked_rem(quantum).ok_or(EINVAL)?;
+        Ok((
+            usize::try_from(set).map_err(|_| EFBIG)?,
+            slot as usize,
+            offset as usize,
+        ))
     }
 
     /// Reads up to `out.len()` bytes at `*pos` into user memory.

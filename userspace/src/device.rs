@@ -131,6 +131,63 @@ impl Device {
         self.ioctl_raw(uapi::LDD_IOC_BAD_FREE, scenario as usize)
     }
 
+    /// `LDD_IOC_ALLOC`: `req.count` allocations; the replies of those made.
+    pub fn alloc(&self, mut req: uapi::AllocRequest) -> Result<Vec<uapi::AllocReply>, Errno> {
+        let mut replies = vec![uapi::AllocReply::default(); req.count as usize];
+        req.replies = replies.as_mut_ptr() as u64;
+        let n = self.ioctl_inout(uapi::LDD_IOC_ALLOC, &mut req)?;
+        replies.truncate(n as usize);
+        Ok(replies)
+    }
+
+    /// One allocation by `backend` of `size` bytes (or `2^order` pages).
+    pub fn alloc_one(
+        &self,
+        backend: u32,
+        gfp: u64,
+        size: u64,
+        order: u32,
+        context: u32,
+    ) -> Result<uapi::AllocReply, Errno> {
+        let r = self.alloc(uapi::AllocRequest {
+            backend,
+            context,
+            gfp,
+            size,
+            order,
+            count: 1,
+            ..Default::default()
+        })?;
+        r.into_iter().next().ok_or(Errno::ENOMEM)
+    }
+
+    /// `LDD_IOC_FREE`.
+    pub fn free(&self, handle: u32) -> Result<(), Errno> {
+        self.ioctl_raw(uapi::LDD_IOC_FREE, handle as usize).map(drop)
+    }
+
+    /// `LDD_IOC_FREE_ALL`: how many were freed.
+    pub fn free_all(&self) -> Result<i32, Errno> {
+        self.ioctl_raw(uapi::LDD_IOC_FREE_ALL, 0)
+    }
+
+    /// `LDD_IOC_LIST`: this file's live allocations.
+    pub fn list(&self) -> Result<Vec<uapi::HandleInfo>, Errno> {
+        let mut req = uapi::ListRequest::default();
+        self.ioctl_inout(uapi::LDD_IOC_LIST, &mut req)?;
+        let mut entries = vec![uapi::HandleInfo::default(); req.count as usize];
+        req.max = req.count;
+        req.entries = entries.as_mut_ptr() as u64;
+        self.ioctl_inout(uapi::LDD_IOC_LIST, &mut req)?;
+        entries.truncate(req.count.min(req.max) as usize);
+        Ok(entries)
+    }
+
+    /// `LDD_IOC_STACK`.
+    pub fn stack(&self) -> Result<uapi::StackInfo, Errno> {
+        self.ioctl_read(uapi::LDD_IOC_STACK)
+    }
+
     /// `SCULL_IOCRESET`: the load-time quantum and qset again.
     pub fn scull_reset(&self) -> Result<(), Errno> {
         self.ioctl_raw(uapi::SCULL_IOCRESET, 0).map(drop)
@@ -179,4 +236,42 @@ pub fn backend_name(value: u32) -> &'static str {
 pub fn cache_name(info: &uapi::CacheInfo) -> String {
     let end = info.name.iter().position(|&b| b == 0).unwrap_or(info.name.len());
     String::from_utf8_lossy(&info.name[..end]).into_owned()
+}
+
+/// Parses `GFP_KERNEL|__GFP_ZERO` (names of [`uapi::gfp::NAMES`], `|`- or
+/// `,`-separated, with or without the `GFP_`/`__GFP_` prefix) into our bits.
+pub fn parse_gfp(text: &str) -> Result<u64, String> {
+    let mut bits = 0;
+    for word in text.split(['|', ',', '+']).map(str::trim).filter(|w| !w.is_empty()) {
+        let up = word.to_ascii_uppercase();
+        let found = uapi::gfp::NAMES.iter().find(|(name, _)| {
+            *name == up || name.trim_start_matches('_').trim_start_matches("GFP_") == up
+        });
+        match found {
+            Some((_, b)) => bits |= b,
+            None => return Err(format!("unknown GFP flag {word}")),
+        }
+    }
+    Ok(bits)
+}
+
+/// Our GFP bits as names: type flags first, then the remaining modifiers.
+pub fn gfp_names(mut bits: u64) -> String {
+    let mut names = Vec::new();
+    for (name, b) in uapi::gfp::NAMES {
+        if b != 0 && bits & b == b && (name.starts_with("GFP_") || b.count_ones() == 1) {
+            names.push(name);
+            bits &= !b;
+        }
+    }
+    if names.is_empty() {
+        "0".into()
+    } else {
+        names.join("|")
+    }
+}
+
+/// The name of a zone number.
+pub fn zone_name(zone: u32) -> &'static str {
+    ["DMA", "DMA32", "Normal"].get(zone as usize).copied().unwrap_or("?")
 }

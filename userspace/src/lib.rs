@@ -13,6 +13,7 @@ pub mod allocator;
 pub mod device;
 pub mod rng;
 pub mod tap;
+pub mod tour;
 pub mod vmtests;
 
 pub mod host_pages;

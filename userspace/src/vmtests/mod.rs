@@ -3,6 +3,7 @@
 
 pub mod caches;
 pub mod errors;
+pub mod lab;
 pub mod module;
 pub mod scull;
 
@@ -14,6 +15,7 @@ pub fn all() -> Vec<Test> {
     tests.extend(scull::tests());
     tests.extend(caches::tests());
     tests.extend(errors::tests());
+    tests.extend(lab::tests());
     tests.extend(module::tests());
     tests
 }
