@@ -327,7 +327,8 @@ pub(crate) fn shrink_all() -> usize {
 pub(crate) fn store_alloc(backend: &Backend, _len: usize) -> Result<NonNull<u8>> {
     match backend {
         Backend::Cache(cache) => cache.alloc(true),
-        Backend::Mempool(pool) => pool.alloc(true),
+        // Never sleeps: see the pools module for why the store must not.
+        Backend::Mempool(pool) => pool.alloc(false),
         _ => Err(EINVAL),
     }
 }

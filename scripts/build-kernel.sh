@@ -19,7 +19,17 @@ if [ -f "$out/.ldd-alloc-built" ]; then
 	exit 0
 fi
 
+# One build per directory: a second caller waits for the first to finish.
 mkdir -p "$out"
+exec 9>"$out.lock"
+if ! flock -n 9; then
+	log "another build of $out is running; waiting for it"
+	flock 9
+fi
+if [ -f "$out/.ldd-alloc-built" ]; then
+	echo "$out"
+	exit 0
+fi
 KMAKE=(make -C "$ksrc" O="$out" LLVM="$LLVM_SUFFIX" -s)
 "${KMAKE[@]}" rustavailable >/dev/null ||
 	die "the kernel says Rust is not available; run scripts/setup.sh"

@@ -111,6 +111,29 @@ impl Device {
         }
     }
 
+    /// `LDD_IOC_POOL_INFO`: our mempool number `index` (ENOENT past the last).
+    pub fn pool_info(&self, index: u32) -> Result<uapi::PoolInfo, Errno> {
+        let mut info = uapi::PoolInfo {
+            index,
+            ..Default::default()
+        };
+        self.ioctl_inout(uapi::LDD_IOC_POOL_INFO, &mut info)?;
+        Ok(info)
+    }
+
+    /// `LDD_IOC_POOL_RESIZE`.
+    pub fn pool_resize(&self, index: u32, min_nr: u32) -> Result<(), Errno> {
+        let mut r = uapi::PoolResize { index, min_nr };
+        self.ioctl_inout(uapi::LDD_IOC_POOL_RESIZE, &mut r)
+            .map(drop)
+    }
+
+    /// `LDD_IOC_POOL_DESTROY`.
+    pub fn pool_destroy(&self, index: u32) -> Result<(), Errno> {
+        self.ioctl_raw(uapi::LDD_IOC_POOL_DESTROY, index as usize)
+            .map(drop)
+    }
+
     /// `LDD_IOC_SHRINK`: pages given back.
     pub fn shrink(&self) -> Result<i32, Errno> {
         self.ioctl_raw(uapi::LDD_IOC_SHRINK, 0)
@@ -163,7 +186,8 @@ impl Device {
 
     /// `LDD_IOC_FREE`.
     pub fn free(&self, handle: u32) -> Result<(), Errno> {
-        self.ioctl_raw(uapi::LDD_IOC_FREE, handle as usize).map(drop)
+        self.ioctl_raw(uapi::LDD_IOC_FREE, handle as usize)
+            .map(drop)
     }
 
     /// `LDD_IOC_FREE_ALL`: how many were freed.
@@ -234,7 +258,11 @@ pub fn backend_name(value: u32) -> &'static str {
 
 /// A cache's name as text.
 pub fn cache_name(info: &uapi::CacheInfo) -> String {
-    let end = info.name.iter().position(|&b| b == 0).unwrap_or(info.name.len());
+    let end = info
+        .name
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(info.name.len());
     String::from_utf8_lossy(&info.name[..end]).into_owned()
 }
 
@@ -242,7 +270,11 @@ pub fn cache_name(info: &uapi::CacheInfo) -> String {
 /// `,`-separated, with or without the `GFP_`/`__GFP_` prefix) into our bits.
 pub fn parse_gfp(text: &str) -> Result<u64, String> {
     let mut bits = 0;
-    for word in text.split(['|', ',', '+']).map(str::trim).filter(|w| !w.is_empty()) {
+    for word in text
+        .split(['|', ',', '+'])
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+    {
         let up = word.to_ascii_uppercase();
         let found = uapi::gfp::NAMES.iter().find(|(name, _)| {
             *name == up || name.trim_start_matches('_').trim_start_matches("GFP_") == up
@@ -273,5 +305,8 @@ pub fn gfp_names(mut bits: u64) -> String {
 
 /// The name of a zone number.
 pub fn zone_name(zone: u32) -> &'static str {
-    ["DMA", "DMA32", "Normal"].get(zone as usize).copied().unwrap_or("?")
+    ["DMA", "DMA32", "Normal"]
+        .get(zone as usize)
+        .copied()
+        .unwrap_or("?")
 }

@@ -10,7 +10,9 @@ pub mod uapi;
 #[path = "../../allocator/mod.rs"]
 pub mod allocator;
 
+pub mod cli;
 pub mod device;
+pub mod fuzz_model;
 pub mod rng;
 pub mod tap;
 pub mod tour;

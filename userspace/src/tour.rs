@@ -28,7 +28,13 @@ pub struct Tour {
 }
 
 impl Tour {
-    fn check(&mut self, section: &'static str, claim: impl Into<String>, observed: String, holds: bool) {
+    fn check(
+        &mut self,
+        section: &'static str,
+        claim: impl Into<String>,
+        observed: String,
+        holds: bool,
+    ) {
         self.claims.push(Claim {
             section,
             claim: claim.into(),
@@ -38,7 +44,14 @@ impl Tour {
     }
 }
 
-fn one(dev: &Device, backend: u32, flags: u64, size: u64, order: u32, ctx: u32) -> Result<uapi::AllocReply, Errno> {
+fn one(
+    dev: &Device,
+    backend: u32,
+    flags: u64,
+    size: u64,
+    order: u32,
+    ctx: u32,
+) -> Result<uapi::AllocReply, Errno> {
     let r = dev.alloc(uapi::AllocRequest {
         backend,
         context: ctx,
@@ -130,7 +143,11 @@ pub fn run(dev: &Device) -> Tour {
     t.check(
         "flags: interrupt context",
         "in an interrupt handler only GFP_ATOMIC (or GFP_NOWAIT) may be used",
-        format!("GFP_ATOMIC from an irq_work: {}; GFP_KERNEL: {}", show(&irq), show(&irq_kernel)),
+        format!(
+            "GFP_ATOMIC from an irq_work: {}; GFP_KERNEL: {}",
+            show(&irq),
+            show(&irq_kernel)
+        ),
         irq.is_ok() && irq_kernel == Err(Errno::EINVAL),
     );
     let nowait = one(dev, lb::OUR_CACHE, gfp::NOWAIT, 512, 0, context::HARDIRQ);
@@ -158,14 +175,28 @@ pub fn run(dev: &Device) -> Tour {
         show(&dma),
         matches!(&dma, Ok(a) if a.zone == zone::DMA && a.phys_hi < 16 << 20),
     );
-    let dma32 = one(dev, lb::GET_FREE_PAGES, k | gfp::DMA32, 0, 0, context::PROCESS);
+    let dma32 = one(
+        dev,
+        lb::GET_FREE_PAGES,
+        k | gfp::DMA32,
+        0,
+        0,
+        context::PROCESS,
+    );
     t.check(
         "zones",
         "GFP_DMA32 memory lies below 4 GiB",
         show(&dma32),
         matches!(&dma32, Ok(a) if a.phys_hi < 4 << 30 && a.zone != zone::NORMAL),
     );
-    let high = one(dev, lb::GET_FREE_PAGES, gfp::HIGHUSER, 0, 0, context::PROCESS);
+    let high = one(
+        dev,
+        lb::GET_FREE_PAGES,
+        gfp::HIGHUSER,
+        0,
+        0,
+        context::PROCESS,
+    );
     t.check(
         "zones",
         "there is no ZONE_HIGHMEM on 64-bit: __GFP_HIGHMEM pages come from the direct-mapped zones",
@@ -179,11 +210,20 @@ pub fn run(dev: &Device) -> Tour {
     t.check(
         "pages",
         "get_zeroed_page returns a page of zeros; __get_free_page makes no such promise",
-        format!("get_zeroed_page: {}; __get_free_page: {}", show(&zeroed), show(&plain)),
+        format!(
+            "get_zeroed_page: {}; __get_free_page: {}",
+            show(&zeroed),
+            show(&plain)
+        ),
         matches!(&zeroed, Ok(a) if a.zeroed == 1 && a.actual == 4096) && plain.is_ok(),
     );
     let kz = one(dev, lb::KZALLOC, k, 1000, 0, context::PROCESS);
-    t.check("pages", "kzalloc (kmalloc with __GFP_ZERO) returns zeroed memory", show(&kz), matches!(&kz, Ok(a) if a.zeroed == 1));
+    t.check(
+        "pages",
+        "kzalloc (kmalloc with __GFP_ZERO) returns zeroed memory",
+        show(&kz),
+        matches!(&kz, Ok(a) if a.zeroed == 1),
+    );
     let o3 = one(dev, lb::ALLOC_PAGES, k, 0, 3, context::PROCESS);
     t.check(
         "pages",
@@ -231,7 +271,10 @@ pub fn run(dev: &Device) -> Tour {
     });
     let after = dev.caches().unwrap_or_default();
     let c200 = after.iter().find(|c| c.objsize == 200 && c.flags == 0);
-    let was = before.iter().find(|c| c.objsize == 200 && c.flags == 0).map_or(0, |c| c.active_objs - c.cached_objs);
+    let was = before
+        .iter()
+        .find(|c| c.objsize == 200 && c.flags == 0)
+        .map_or(0, |c| c.active_objs - c.cached_objs);
     t.check(
         "lookaside caches",
         "a lookaside cache hands out fixed-size objects from slabs of whole pages",
@@ -253,7 +296,10 @@ pub fn run(dev: &Device) -> Tour {
             let _ = dev.free(a.handle);
         }
     }
-    let stale = batch.as_ref().ok().and_then(|r| r.first().map(|a| a.handle));
+    let stale = batch
+        .as_ref()
+        .ok()
+        .and_then(|r| r.first().map(|a| a.handle));
     let stale_free = stale.map(|h| dev.free(h));
     t.check(
         "kfree rules",

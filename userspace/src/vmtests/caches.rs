@@ -38,12 +38,22 @@ fn scullc_64mib() -> TestResult {
         .into_iter()
         .find(|c| c.objsize as usize == quantum && c.flags == 0)
         .ok_or("no cache for the quantum")?;
-    ensure!(cache.active_objs >= i.quanta, "cache counts {} live objects for {} quanta", cache.active_objs, i.quanta);
+    ensure!(
+        cache.active_objs >= i.quanta,
+        "cache counts {} live objects for {} quanta",
+        cache.active_objs,
+        i.quanta
+    );
     let held = pages_out(&dev)? - base_pages;
-    ensure!(held as u64 * 4096 >= 64 << 20, "only {held} pages out for 64 MiB");
+    ensure!(
+        held as u64 * 4096 >= 64 << 20,
+        "only {held} pages out for 64 MiB"
+    );
     let mut back = vec![0u8; 1 << 20];
     for i in 0..64u8 {
-        dev.file().read_exact_at(&mut back, u64::from(i) << 20).ctx("read")?;
+        dev.file()
+            .read_exact_at(&mut back, u64::from(i) << 20)
+            .ctx("read")?;
         ensure!(back[0] == i && back[1..] == chunk[1..], "MiB {i} differs");
     }
     super::scull::trim()?;
@@ -56,7 +66,11 @@ fn scullc_64mib() -> TestResult {
         .ok_or("cache gone")?;
     ensure_eq!(after.active_objs, 0, "objects live after trim");
     ensure_eq!(after.num_objs, 0, "slabs kept after shrink");
-    ensure_eq!(pages_out(&dev)?, base_pages, "pages out after trim + shrink");
+    ensure_eq!(
+        pages_out(&dev)?,
+        base_pages,
+        "pages out after trim + shrink"
+    );
     Ok(Outcome::Pass)
 }
 
@@ -70,7 +84,10 @@ fn bad_frees() -> TestResult {
             .ok_or_else(|| "no 64-byte cache".to_string())
     };
     // Create the test cache first so the "before" counters exist.
-    ensure_eq!(dev.bad_free(bad_free::DOUBLE).ctx("BAD_FREE double")?, refusal::DOUBLE);
+    ensure_eq!(
+        dev.bad_free(bad_free::DOUBLE).ctx("BAD_FREE double")?,
+        refusal::DOUBLE
+    );
     let before = find(&dev)?;
     for (scenario, want) in [
         (bad_free::FOREIGN_KMALLOC, refusal::FOREIGN),
@@ -79,7 +96,11 @@ fn bad_frees() -> TestResult {
         (bad_free::DOUBLE, refusal::DOUBLE),
         (bad_free::SLAB_HEADER, refusal::FOREIGN),
     ] {
-        ensure_eq!(dev.bad_free(scenario).ctx("BAD_FREE")?, want, "scenario {scenario}");
+        ensure_eq!(
+            dev.bad_free(scenario).ctx("BAD_FREE")?,
+            want,
+            "scenario {scenario}"
+        );
     }
     let after = find(&dev)?;
     ensure_eq!(after.refused_foreign - before.refused_foreign, 3);
@@ -101,9 +122,14 @@ fn bad_frees() -> TestResult {
 fn slabinfo_file() -> TestResult {
     let path = "/sys/kernel/debug/ldd_alloc/slabinfo";
     let Ok(text) = std::fs::read_to_string(path) else {
-        return Ok(Outcome::Skip(format!("{path} unreadable (debugfs not mounted?)")));
+        return Ok(Outcome::Skip(format!(
+            "{path} unreadable (debugfs not mounted?)"
+        )));
     };
-    ensure!(text.starts_with("slabinfo - version: 2.1"), "header: {text}");
+    ensure!(
+        text.starts_with("slabinfo - version: 2.1"),
+        "header: {text}"
+    );
     let dev = Device::open_index(0).ctx("open")?;
     for c in dev.caches().ctx("CACHE_INFO")? {
         let name = cache_name(&c);
@@ -114,7 +140,11 @@ fn slabinfo_file() -> TestResult {
         let cols: Vec<&str> = line.split_whitespace().collect();
         ensure_eq!(cols[3], c.objsize.to_string(), "objsize of {name}");
         ensure_eq!(cols[4], c.objperslab.to_string(), "objperslab of {name}");
-        ensure_eq!(cols[5], c.pagesperslab.to_string(), "pagesperslab of {name}");
+        ensure_eq!(
+            cols[5],
+            c.pagesperslab.to_string(),
+            "pagesperslab of {name}"
+        );
     }
     Ok(Outcome::Pass)
 }
@@ -124,7 +154,12 @@ fn injected_failure() -> TestResult {
     // ENOMEM, nothing is lost, and clearing the injector makes it work again.
     let dev = super::scull::fresh(uapi::backend::CACHE)?;
     dev.shrink().ctx("SHRINK")?;
-    dev.fault(uapi::FaultSpec { fail_next: 0, fail_all: 1, owner: 0 }).ctx("FAULT on")?;
+    dev.fault(uapi::FaultSpec {
+        fail_next: 0,
+        fail_all: 1,
+        owner: 0,
+    })
+    .ctx("FAULT on")?;
     let r = dev.file().write_all_at(&[1u8; 100_000], 0);
     let stats = dev.page_stats().ctx("PAGE_STATS")?;
     dev.fault(uapi::FaultSpec::default()).ctx("FAULT off")?;
@@ -133,7 +168,9 @@ fn injected_failure() -> TestResult {
         Err(e) => ensure_eq!(e.raw_os_error(), Some(libc::ENOMEM)),
         Ok(()) => return Err("write succeeded with every page allocation failing".into()),
     }
-    dev.file().write_all_at(&[2u8; 100_000], 0).ctx("write after")?;
+    dev.file()
+        .write_all_at(&[2u8; 100_000], 0)
+        .ctx("write after")?;
     let mut back = vec![0u8; 100_000];
     dev.file().read_exact_at(&mut back, 0).ctx("read")?;
     ensure!(back.iter().all(|&b| b == 2), "data after the failure");

@@ -24,7 +24,10 @@ pub fn expected(backend: u32, flags: u64, ctx: u32, order: u32) -> Result<(), Er
     if flags & gfp::NOFAIL != 0 && (!sleeps || order > 1) {
         return Err(Errno::EINVAL);
     }
-    let slab = matches!(backend, lb::KMALLOC | lb::KZALLOC | lb::KREALLOC | lb::KMEM_CACHE | lb::KVMALLOC);
+    let slab = matches!(
+        backend,
+        lb::KMALLOC | lb::KZALLOC | lb::KREALLOC | lb::KMEM_CACHE | lb::KVMALLOC
+    );
     if slab && flags & (gfp::HIGHMEM | gfp::DMA32) != 0 {
         return Err(Errno::EINVAL);
     }
@@ -88,13 +91,30 @@ fn matrix() -> TestResult {
                 let want = expected(backend, flags, ctx, order);
                 match (&got, want) {
                     (Ok((must_zero, a)), Ok(())) => {
-                        ensure!(!must_zero || a.zeroed == 1, "{} {} not zeroed", uapi::lab_backend::NAMES[backend as usize], gfp_names(flags));
-                        ensure!(a.actual >= a.requested, "actual {} < requested {}", a.actual, a.requested);
+                        ensure!(
+                            !must_zero || a.zeroed == 1,
+                            "{} {} not zeroed",
+                            uapi::lab_backend::NAMES[backend as usize],
+                            gfp_names(flags)
+                        );
+                        ensure!(
+                            a.actual >= a.requested,
+                            "actual {} < requested {}",
+                            a.actual,
+                            a.requested
+                        );
                         // A kmem_cache's zone is fixed when it is created
                         // (SLAB_CACHE_DMA), not by the flags of an allocation;
                         // the mempool's backing cache is a normal one.
-                        if flags & gfp::DMA != 0 && !matches!(backend, lb::KMEM_CACHE | lb::OUR_MEMPOOL) {
-                            ensure_eq!(a.zone, uapi::zone::DMA, "GFP_DMA from {}", uapi::lab_backend::NAMES[backend as usize]);
+                        if flags & gfp::DMA != 0
+                            && !matches!(backend, lb::KMEM_CACHE | lb::OUR_MEMPOOL)
+                        {
+                            ensure_eq!(
+                                a.zone,
+                                uapi::zone::DMA,
+                                "GFP_DMA from {}",
+                                uapi::lab_backend::NAMES[backend as usize]
+                            );
                         }
                     }
                     (Err(e), Err(w)) if *e == w => {}
@@ -119,29 +139,124 @@ fn matrix() -> TestResult {
 
 fn limits() -> TestResult {
     let d = dev()?;
-    let base = uapi::AllocRequest { backend: lb::KMALLOC, gfp: gfp::KERNEL, size: 64, count: 1, ..Default::default() };
+    let base = uapi::AllocRequest {
+        backend: lb::KMALLOC,
+        gfp: gfp::KERNEL,
+        size: 64,
+        count: 1,
+        ..Default::default()
+    };
     let try_req = |r: uapi::AllocRequest| d.alloc(r).map(|v| v.len());
-    ensure_eq!(try_req(uapi::AllocRequest { count: 0, ..base }), Err(Errno::EINVAL), "count 0");
-    ensure_eq!(try_req(uapi::AllocRequest { count: uapi::LAB_MAX_COUNT + 1, ..base }), Err(Errno::E2BIG), "count");
-    ensure_eq!(try_req(uapi::AllocRequest { size: 0, ..base }), Err(Errno::EINVAL), "size 0");
-    ensure_eq!(try_req(uapi::AllocRequest { backend: lb::VMALLOC, size: 64 << 20, ..base }), Err(Errno::E2BIG), "64 MiB without BIG");
-    ensure_eq!(try_req(uapi::AllocRequest { backend: 99, ..base }), Err(Errno::EINVAL), "backend");
-    ensure_eq!(try_req(uapi::AllocRequest { context: 9, ..base }), Err(Errno::EINVAL), "context");
-    ensure_eq!(try_req(uapi::AllocRequest { flags: 1 << 20, ..base }), Err(Errno::EINVAL), "flags");
-    ensure_eq!(try_req(uapi::AllocRequest { gfp: 1 << 50, ..base }), Err(Errno::EINVAL), "unknown gfp bit");
-    ensure_eq!(try_req(uapi::AllocRequest { backend: lb::ALLOC_PAGES, order: 11, ..base }), Err(Errno::EINVAL), "order 11");
-    ensure_eq!(try_req(uapi::AllocRequest { backend: lb::GET_ZEROED_PAGE, order: 1, ..base }), Err(Errno::EINVAL), "zeroed page order 1");
-    ensure_eq!(try_req(uapi::AllocRequest { backend: lb::OUR_CACHE, size: 1 << 20, ..base }), Err(Errno::E2BIG), "cache object 1 MiB");
+    ensure_eq!(
+        try_req(uapi::AllocRequest { count: 0, ..base }),
+        Err(Errno::EINVAL),
+        "count 0"
+    );
+    ensure_eq!(
+        try_req(uapi::AllocRequest {
+            count: uapi::LAB_MAX_COUNT + 1,
+            ..base
+        }),
+        Err(Errno::E2BIG),
+        "count"
+    );
+    ensure_eq!(
+        try_req(uapi::AllocRequest { size: 0, ..base }),
+        Err(Errno::EINVAL),
+        "size 0"
+    );
+    ensure_eq!(
+        try_req(uapi::AllocRequest {
+            backend: lb::VMALLOC,
+            size: 64 << 20,
+            ..base
+        }),
+        Err(Errno::E2BIG),
+        "64 MiB without BIG"
+    );
+    ensure_eq!(
+        try_req(uapi::AllocRequest {
+            backend: 99,
+            ..base
+        }),
+        Err(Errno::EINVAL),
+        "backend"
+    );
+    ensure_eq!(
+        try_req(uapi::AllocRequest { context: 9, ..base }),
+        Err(Errno::EINVAL),
+        "context"
+    );
+    ensure_eq!(
+        try_req(uapi::AllocRequest {
+            flags: 1 << 20,
+            ..base
+        }),
+        Err(Errno::EINVAL),
+        "flags"
+    );
+    ensure_eq!(
+        try_req(uapi::AllocRequest {
+            gfp: 1 << 50,
+            ..base
+        }),
+        Err(Errno::EINVAL),
+        "unknown gfp bit"
+    );
+    ensure_eq!(
+        try_req(uapi::AllocRequest {
+            backend: lb::ALLOC_PAGES,
+            order: 11,
+            ..base
+        }),
+        Err(Errno::EINVAL),
+        "order 11"
+    );
+    ensure_eq!(
+        try_req(uapi::AllocRequest {
+            backend: lb::GET_ZEROED_PAGE,
+            order: 1,
+            ..base
+        }),
+        Err(Errno::EINVAL),
+        "zeroed page order 1"
+    );
+    ensure_eq!(
+        try_req(uapi::AllocRequest {
+            backend: lb::OUR_CACHE,
+            size: 1 << 20,
+            ..base
+        }),
+        Err(Errno::E2BIG),
+        "cache object 1 MiB"
+    );
     // Bad reply pointers: EFAULT, and nothing stays allocated.
     for ptr in [0u64, 8, 0xffff_8880_0000_0000] {
         let mut r = uapi::AllocRequest { count: 4, ..base };
         r.replies = ptr;
-        ensure_eq!(d.ioctl_inout(uapi::LDD_IOC_ALLOC, &mut r), Err(Errno::EFAULT), "replies at {ptr:#x}");
+        ensure_eq!(
+            d.ioctl_inout(uapi::LDD_IOC_ALLOC, &mut r),
+            Err(Errno::EFAULT),
+            "replies at {ptr:#x}"
+        );
     }
-    ensure_eq!(d.list().ctx("LIST")?.len(), 0, "an EFAULT request keeps nothing");
-    ensure_eq!(d.ioctl_raw(uapi::LDD_IOC_ALLOC, 8), Err(Errno::EFAULT), "request at 8");
+    ensure_eq!(
+        d.list().ctx("LIST")?.len(),
+        0,
+        "an EFAULT request keeps nothing"
+    );
+    ensure_eq!(
+        d.ioctl_raw(uapi::LDD_IOC_ALLOC, 8),
+        Err(Errno::EFAULT),
+        "request at 8"
+    );
     // The per-file byte limit: 256 MiB by default.
-    let big = uapi::AllocRequest { backend: lb::VMALLOC, size: 100 << 20, flags: alloc_flags::BIG, ..base };
+    let big = uapi::AllocRequest {
+        backend: lb::VMALLOC,
+        size: 100 << 20,
+        flags: alloc_flags::BIG,
+        ..base
+    };
     ensure_eq!(try_req(big).ctx("100 MiB")?, 1);
     ensure_eq!(try_req(big).ctx("200 MiB")?, 1);
     ensure_eq!(try_req(big), Err(Errno::E2BIG), "300 MiB held");
@@ -152,35 +267,79 @@ fn limits() -> TestResult {
 fn handles() -> TestResult {
     let d = dev()?;
     let r = d
-        .alloc(uapi::AllocRequest { backend: lb::KMALLOC, gfp: gfp::KERNEL, size: 100, count: 10, ..Default::default() })
+        .alloc(uapi::AllocRequest {
+            backend: lb::KMALLOC,
+            gfp: gfp::KERNEL,
+            size: 100,
+            count: 10,
+            ..Default::default()
+        })
         .ctx("alloc")?;
     ensure_eq!(r.len(), 10);
     let list = d.list().ctx("LIST")?;
     ensure_eq!(list.len(), 10);
-    ensure!(list.iter().all(|h| h.actual == 128 && h.requested == 100), "list entries");
+    ensure!(
+        list.iter().all(|h| h.actual == 128 && h.requested == 100),
+        "list entries"
+    );
     d.free(r[3].handle).ctx("free")?;
-    ensure_eq!(d.free(r[3].handle), Err(Errno::EINVAL), "double free of a handle");
+    ensure_eq!(
+        d.free(r[3].handle),
+        Err(Errno::EINVAL),
+        "double free of a handle"
+    );
     for bogus in [0u32, 1 << 31, u32::MAX, r[9].handle + 1] {
         ensure_eq!(d.free(bogus), Err(Errno::EINVAL), "handle {bogus:#x}");
     }
-    ensure_eq!(d.ioctl_raw(uapi::LDD_IOC_FREE, 1 << 40), Err(Errno::EINVAL), "handle 2^40");
+    ensure_eq!(
+        d.ioctl_raw(uapi::LDD_IOC_FREE, 1 << 40),
+        Err(Errno::EINVAL),
+        "handle 2^40"
+    );
     // A new allocation reuses the slot with a new generation: the old
     // handle stays dead.
-    let again = d.alloc_one(lb::KMALLOC, gfp::KERNEL, 50, 0, 0).ctx("alloc again")?;
+    let again = d
+        .alloc_one(lb::KMALLOC, gfp::KERNEL, 50, 0, 0)
+        .ctx("alloc again")?;
     ensure!(again.handle != r[3].handle, "a freed handle came back");
     ensure_eq!(d.free(r[3].handle), Err(Errno::EINVAL), "stale handle");
     // Another file's handles are not ours.
     let other = dev()?;
-    ensure_eq!(other.free(r[0].handle), Err(Errno::EINVAL), "foreign handle");
+    ensure_eq!(
+        other.free(r[0].handle),
+        Err(Errno::EINVAL),
+        "foreign handle"
+    );
     // krealloc grows a kmalloc handle and retires the old one.
     let grown = d
-        .alloc(uapi::AllocRequest { backend: lb::KREALLOC, gfp: gfp::KERNEL, size: 5000, count: 1, handle: r[0].handle, ..Default::default() })
+        .alloc(uapi::AllocRequest {
+            backend: lb::KREALLOC,
+            gfp: gfp::KERNEL,
+            size: 5000,
+            count: 1,
+            handle: r[0].handle,
+            ..Default::default()
+        })
         .ctx("krealloc")?;
     ensure_eq!(grown[0].actual, 8192, "krealloc to 5000 uses kmalloc-8k");
-    ensure_eq!(d.free(r[0].handle), Err(Errno::EINVAL), "the old handle after krealloc");
-    let pages = d.alloc_one(lb::ALLOC_PAGES, gfp::KERNEL, 0, 2, 0).ctx("pages")?;
     ensure_eq!(
-        d.alloc(uapi::AllocRequest { backend: lb::KREALLOC, gfp: gfp::KERNEL, size: 10, count: 1, handle: pages.handle, ..Default::default() }).map(drop),
+        d.free(r[0].handle),
+        Err(Errno::EINVAL),
+        "the old handle after krealloc"
+    );
+    let pages = d
+        .alloc_one(lb::ALLOC_PAGES, gfp::KERNEL, 0, 2, 0)
+        .ctx("pages")?;
+    ensure_eq!(
+        d.alloc(uapi::AllocRequest {
+            backend: lb::KREALLOC,
+            gfp: gfp::KERNEL,
+            size: 10,
+            count: 1,
+            handle: pages.handle,
+            ..Default::default()
+        })
+        .map(drop),
         Err(Errno::EINVAL),
         "krealloc of pages"
     );
@@ -193,25 +352,60 @@ fn handles() -> TestResult {
 fn freed_on_close() -> TestResult {
     let d = dev()?;
     d.shrink().ctx("SHRINK")?;
-    let before = d.page_stats().ctx("PAGE_STATS")?.pages_out.iter().sum::<i64>();
+    let before = d
+        .page_stats()
+        .ctx("PAGE_STATS")?
+        .pages_out
+        .iter()
+        .sum::<i64>();
     let user_objs = |d: &Device| -> Result<u64, String> {
-        Ok(d.caches().ctx("caches")?.iter().map(|c| c.active_objs - c.cached_objs).sum())
+        Ok(d.caches()
+            .ctx("caches")?
+            .iter()
+            .map(|c| c.active_objs - c.cached_objs)
+            .sum())
     };
     let live_before = user_objs(&d)?;
     {
         let f = dev()?;
-        f.alloc(uapi::AllocRequest { backend: lb::OUR_CACHE, gfp: gfp::KERNEL, size: 3000, count: 500, ..Default::default() })
-            .ctx("our cache")?;
-        f.alloc(uapi::AllocRequest { backend: lb::VMALLOC, gfp: gfp::KERNEL, size: 1 << 20, count: 4, ..Default::default() })
-            .ctx("vmalloc")?;
-        f.alloc(uapi::AllocRequest { backend: lb::ALLOC_PAGES, gfp: gfp::KERNEL, order: 2, count: 8, ..Default::default() })
-            .ctx("pages")?;
+        f.alloc(uapi::AllocRequest {
+            backend: lb::OUR_CACHE,
+            gfp: gfp::KERNEL,
+            size: 3000,
+            count: 500,
+            ..Default::default()
+        })
+        .ctx("our cache")?;
+        f.alloc(uapi::AllocRequest {
+            backend: lb::VMALLOC,
+            gfp: gfp::KERNEL,
+            size: 1 << 20,
+            count: 4,
+            ..Default::default()
+        })
+        .ctx("vmalloc")?;
+        f.alloc(uapi::AllocRequest {
+            backend: lb::ALLOC_PAGES,
+            gfp: gfp::KERNEL,
+            order: 2,
+            count: 8,
+            ..Default::default()
+        })
+        .ctx("pages")?;
         ensure_eq!(f.list().ctx("LIST")?.len(), 512);
     }
     let live_after = user_objs(&d)?;
     ensure_eq!(live_after, live_before, "objects left live after close");
     d.shrink().ctx("SHRINK")?;
-    ensure_eq!(d.page_stats().ctx("PAGE_STATS")?.pages_out.iter().sum::<i64>(), before, "pages after close + shrink");
+    ensure_eq!(
+        d.page_stats()
+            .ctx("PAGE_STATS")?
+            .pages_out
+            .iter()
+            .sum::<i64>(),
+        before,
+        "pages after close + shrink"
+    );
     Ok(Outcome::Pass)
 }
 
@@ -220,7 +414,8 @@ const TOUR_CLAIMS: usize = 23;
 
 /// The tour, run once and shared by the per-claim tests.
 fn tour() -> &'static Result<Vec<crate::tour::Claim>, String> {
-    static TOUR: std::sync::OnceLock<Result<Vec<crate::tour::Claim>, String>> = std::sync::OnceLock::new();
+    static TOUR: std::sync::OnceLock<Result<Vec<crate::tour::Claim>, String>> =
+        std::sync::OnceLock::new();
     TOUR.get_or_init(|| {
         let d = dev()?;
         let claims = crate::tour::run(&d).claims;
@@ -234,7 +429,9 @@ fn tour_claims() -> Vec<Test> {
         .map(|i| {
             Test::new(format!("tour/claim_{:02}", i + 1), move || {
                 let claims = tour().as_ref().map_err(Clone::clone)?;
-                let c = claims.get(i).ok_or(format!("the tour has only {} claims", claims.len()))?;
+                let c = claims
+                    .get(i)
+                    .ok_or(format!("the tour has only {} claims", claims.len()))?;
                 println!("# {}: {}", c.section, c.claim);
                 println!("#   {}", c.observed);
                 ensure!(c.holds, "the claim does not hold");
@@ -244,7 +441,11 @@ fn tour_claims() -> Vec<Test> {
         .collect();
     tests.push(Test::new("tour/claim_count", || {
         let claims = tour().as_ref().map_err(Clone::clone)?;
-        ensure_eq!(claims.len(), TOUR_CLAIMS, "update TOUR_CLAIMS with the tour");
+        ensure_eq!(
+            claims.len(),
+            TOUR_CLAIMS,
+            "update TOUR_CLAIMS with the tour"
+        );
         Ok(Outcome::Pass)
     }));
     tests

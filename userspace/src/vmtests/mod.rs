@@ -3,9 +3,12 @@
 
 pub mod caches;
 pub mod errors;
+pub mod fuzz;
 pub mod lab;
+pub mod pools;
 pub mod module;
 pub mod scull;
+pub mod stress;
 
 use crate::tap::Test;
 
@@ -16,6 +19,9 @@ pub fn all() -> Vec<Test> {
     tests.extend(caches::tests());
     tests.extend(errors::tests());
     tests.extend(lab::tests());
+    tests.extend(pools::tests());
+    tests.extend(fuzz::tests());
+    tests.extend(stress::tests());
     tests.extend(module::tests());
     tests
 }

@@ -1,0 +1,490 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The depot: a cache's slabs, sorted on partial, full and empty lists.
+//!
+//! This is SLUB's `struct kmem_cache_node` (`partial` and `full` lists under
+//! `list_lock`) plus the empty list the historic SLAB allocator kept
+//! (`slabs_free`), which lets `shrink` (`kmem_cache_shrink()`) find empty
+//! slabs without scanning. It is protected by one lock supplied by the
+//! glue ([`super::CacheEnv::with_depot`]); every method takes `&mut self`,
+//! so holding the lock is a precondition the borrow checker enforces.
+//!
+//! Allocation prefers partial slabs over empty ones (keeping empty slabs
+//! reclaimable), and the most recently touched slab first (cache-hot). The
+//! depot never calls the page allocator: new slabs are built outside the
+//! lock and handed in with [`Depot::add_slab`], and slabs to free are handed
+//! out detached ([`SlabList`]) to be freed after the lock is dropped.
+
+use core::ptr::NonNull;
+
+use super::cache::FreeError;
+use super::debug::{self, AllocCheck};
+use super::layout::CacheLayout;
+use super::magazine::Magazine;
+use super::slab::{self, ListId, SlabPtr};
+use super::stats::CacheStats;
+
+/// A doubly linked list of slabs, threaded through their headers.
+#[derive(Debug)]
+pub struct SlabList {
+    head: Option<SlabPtr>,
+    len: usize,
+}
+
+// SAFETY: a list owns its slabs (runs of pages, not thread-bound data); it
+// is only used by the holder of the depot lock, or by the one owner of a
+// detached list.
+unsafe impl Send for SlabList {}
+
+impl SlabList {
+    const fn new() -> Self {
+        Self { head: None, len: 0 }
+    }
+
+    /// The number of slabs on the list.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn push_front(&mut self, s: SlabPtr) {
+        s.set_prev(None);
+        s.set_next(self.head);
+        if let Some(h) = self.head {
+            h.set_prev(Some(s));
+        }
+        self.head = Some(s);
+        self.len += 1;
+    }
+
+    fn remove(&mut self, s: SlabPtr) {
+        let (p, n) = (s.prev(), s.next());
+        match p {
+            Some(p) => p.set_next(n),
+            None => self.head = n,
+        }
+        if let Some(n) = n {
+            n.set_prev(p);
+        }
+        s.set_next(None);
+        s.set_prev(None);
+        self.len = self.len.saturating_sub(1);
+    }
+
+    pub(crate) fn pop_front(&mut self) -> Option<SlabPtr> {
+        let s = self.head?;
+        self.remove(s);
+        Some(s)
+    }
+
+    fn append(&mut self, other: &mut SlabList) {
+        while let Some(s) = other.pop_front() {
+            self.push_front(s);
+        }
+    }
+}
+
+/// Counters kept under the depot lock.
+#[derive(Clone, Copy, Debug, Default)]
+struct DepotCounters {
+    allocs: u64,
+    frees: u64,
+    refills: u64,
+    drains: u64,
+    slabs_created: u64,
+    slabs_freed: u64,
+    poison_errors: u64,
+    redzone_errors: u64,
+    freelist_errors: u64,
+}
+
+/// The mutable, lock-protected part of a cache.
+#[derive(Debug)]
+pub struct Depot {
+    partial: SlabList,
+    full: SlabList,
+    empty: SlabList,
+    inuse: usize,
+    quarantined: usize,
+    dead: bool,
+    c: DepotCounters,
+}
+
+impl Default for Depot {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The outcome of one allocation attempt under the depot lock.
+pub(crate) enum Take {
+    /// An object.
+    Got(NonNull<u8>),
+    /// No free object: a new slab is needed.
+    NeedSlab,
+    /// The cache was destroyed.
+    Dead,
+}
+
+impl Depot {
+    /// An empty depot.
+    pub const fn new() -> Self {
+        Self {
+            partial: SlabList::new(),
+            full: SlabList::new(),
+            empty: SlabList::new(),
+            inuse: 0,
+            quarantined: 0,
+            dead: false,
+            c: DepotCounters {
+                allocs: 0,
+                frees: 0,
+                refills: 0,
+                drains: 0,
+                slabs_created: 0,
+                slabs_freed: 0,
+                poison_errors: 0,
+                redzone_errors: 0,
+                freelist_errors: 0,
+            },
+        }
+    }
+
+    /// Whether the cache has been destroyed.
+    pub fn is_dead(&self) -> bool {
+        self.dead
+    }
+
+    /// Objects handed out of slabs (to users or magazines).
+    pub fn inuse(&self) -> usize {
+        self.inuse
+    }
+
+    fn list_mut(&mut self, id: ListId) -> Option<&mut SlabList> {
+        match id {
+            ListId::Partial => Some(&mut self.partial),
+            ListId::Full => Some(&mut self.full),
+            ListId::Empty => Some(&mut self.empty),
+            ListId::None => None,
+        }
+    }
+
+    /// Moves a slab to the list its counts call for.
+    fn relist(&mut self, layout: &CacheLayout, s: SlabPtr) {
+        let want = if s.nfree(layout) == 0 {
+            ListId::Full
+        } else if s.inuse() == 0 {
+            ListId::Empty
+        } else {
+            ListId::Partial
+        };
+        let have = s.list();
+        if want == have {
+            return;
+        }
+        if let Some(l) = self.list_mut(have) {
+            l.remove(s);
+        }
+        if let Some(l) = self.list_mut(want) {
+            l.push_front(s);
+        }
+        s.set_list(want);
+    }
+
+    /// Publishes a slab built by `init_slab` outside the lock.
+    pub(crate) fn add_slab(&mut self, layout: &CacheLayout, s: SlabPtr) {
+        s.set_list(ListId::None);
+        self.relist(layout, s);
+        self.c.slabs_created = self.c.slabs_created.wrapping_add(1);
+    }
+
+    /// Marks the cache destroyed if no object is out; returns the count.
+    pub(crate) fn kill(&mut self) -> Result<(), usize> {
+        if self.inuse > 0 {
+            return Err(self.inuse);
+        }
+        self.dead = true;
+        Ok(())
+    }
+
+    fn note_lost(&mut self, lost: u32) {
+        if lost > 0 {
+            self.quarantined = self.quarantined.saturating_add(lost as usize);
+            self.c.freelist_errors = self.c.freelist_errors.wrapping_add(1);
+        }
+    }
+
+    /// Takes one free object off a slab (partial first, then empty).
+    fn take_one(&mut self, layout: &CacheLayout) -> Option<(SlabPtr, u32)> {
+        // Each failed round moves a slab to the full list, so this ends.
+        loop {
+            let s = match self.partial.head {
+                Some(s) => s,
+                None => self.empty.head?,
+            };
+            let popped = s.pop_free(layout);
+            self.note_lost(popped.lost);
+            if let Some(index) = popped.index {
+                s.set_inuse(s.inuse().saturating_add(1));
+                self.inuse = self.inuse.saturating_add(1);
+                self.relist(layout, s);
+                return Some((s, index));
+            }
+            self.relist(layout, s);
+            if s.list() != ListId::Full {
+                return None;
+            }
+        }
+    }
+
+    /// Fills `mag` with up to `n` objects; returns how many were moved.
+    pub(crate) fn refill(&mut self, layout: &CacheLayout, mag: &mut Magazine, n: usize) -> usize {
+        let mut moved = 0;
+        while moved < n && !mag.is_full() {
+            let Some((s, index)) = self.take_one(layout) else {
+                break;
+            };
+            match s.object(layout, index).map(|p| mag.push(p)) {
+                Some(Ok(())) => moved += 1,
+                _ => self.put_back(layout, s, index),
+            }
+        }
+        if moved > 0 {
+            self.c.refills = self.c.refills.wrapping_add(1);
+        }
+        moved
+    }
+
+    /// Returns object `index` to slab `s`'s free list.
+    fn put_back(&mut self, layout: &CacheLayout, s: SlabPtr, index: u32) {
+        s.push_free(layout, index);
+        s.set_inuse(s.inuse().saturating_sub(1));
+        self.inuse = self.inuse.saturating_sub(1);
+        self.relist(layout, s);
+    }
+
+    /// Gives up to `n` of the oldest objects of `mag` back to their slabs.
+    pub(crate) fn drain(&mut self, layout: &CacheLayout, mag: &mut Magazine, n: usize) {
+        if n == 0 || mag.is_empty() {
+            return;
+        }
+        mag.drain_oldest(n, |p| {
+            // SAFETY: objects in a magazine were validated when freed (or
+            // taken from a slab by `refill`) and are counted in their slab's
+            // `inuse`, so the slab is alive; we hold the depot lock.
+            if let Some((s, index)) = unsafe { SlabPtr::containing(layout, p) } {
+                self.put_back(layout, s, index);
+            }
+        });
+        self.c.drains = self.c.drains.wrapping_add(1);
+    }
+
+    /// Allocates one object of a debug cache: pops, checks poison and red
+    /// zones, quarantines damaged objects (see `debug.rs`).
+    pub(crate) fn debug_alloc(&mut self, layout: &CacheLayout) -> Take {
+        if self.dead {
+            return Take::Dead;
+        }
+        loop {
+            let Some((s, index)) = self.take_one(layout) else {
+                return Take::NeedSlab;
+            };
+            // SAFETY: the object was free and we own the slab (lock held).
+            let check = match unsafe { s.slot_mut(layout, index) } {
+                Some(slot) => debug::check_alloc(slot, layout),
+                None => AllocCheck::Ok,
+            };
+            let counter = match check {
+                AllocCheck::Ok => {
+                    let Some(p) = s.object(layout, index) else {
+                        continue;
+                    };
+                    let _ = s.test_and_set(layout, index);
+                    self.c.allocs = self.c.allocs.wrapping_add(1);
+                    return Take::Got(p);
+                }
+                AllocCheck::Poison => &mut self.c.poison_errors,
+                AllocCheck::RedZone => &mut self.c.redzone_errors,
+            };
+            *counter = counter.wrapping_add(1);
+            // Quarantine: the object stays out of the free list, its
+            // allocated bit clear, not counted as in use.
+            s.set_inuse(s.inuse().saturating_sub(1));
+            s.set_quarantined(s.quarantined().saturating_add(1));
+            self.inuse = self.inuse.saturating_sub(1);
+            self.quarantined = self.quarantined.saturating_add(1);
+            self.relist(layout, s);
+        }
+    }
+
+    /// Frees an object of a debug cache validated by `slab::locate`.
+    pub(crate) fn debug_free(
+        &mut self,
+        layout: &CacheLayout,
+        s: SlabPtr,
+        index: u32,
+    ) -> Result<(), FreeError> {
+        // Debug caches change bitmap bits only under this lock, so a plain
+        // test followed by a clear is not racy.
+        if s.test(layout, index) != Some(true) {
+            return Err(FreeError::DoubleFree);
+        }
+        // SAFETY: the object is allocated (bit set) and its owner is freeing
+        // it; we hold the depot lock.
+        let intact = match unsafe { s.slot_mut(layout, index) } {
+            Some(slot) => debug::check_free(slot, layout),
+            None => false,
+        };
+        if !intact {
+            self.c.redzone_errors = self.c.redzone_errors.wrapping_add(1);
+            return Err(FreeError::RedZone);
+        }
+        let _ = s.test_and_clear(layout, index);
+        self.put_back(layout, s, index);
+        self.c.frees = self.c.frees.wrapping_add(1);
+        Ok(())
+    }
+
+    /// Unlinks and unpublishes a slab about to be freed.
+    fn retire(s: SlabPtr, out: &mut SlabList) {
+        s.set_list(ListId::None);
+        // SAFETY: `s` was just unlinked under the depot lock, it has no
+        // object in use (empty, or the cache is dead), and the caller frees
+        // it only after `CacheEnv::quiesce`.
+        unsafe { s.wipe() };
+        out.push_front(s);
+    }
+
+    /// Unlinks and unpublishes every empty slab (for `shrink`).
+    pub(crate) fn take_empty(&mut self) -> SlabList {
+        let mut out = SlabList::new();
+        while let Some(s) = self.empty.pop_front() {
+            self.quarantined = self.quarantined.saturating_sub(s.quarantined() as usize);
+            Self::retire(s, &mut out);
+        }
+        self.note_freed(&out);
+        out
+    }
+
+    /// Unlinks every slab (for `destroy`, after `kill` succeeded).
+    pub(crate) fn take_all(&mut self) -> SlabList {
+        let mut out = self.take_empty();
+        let mut rest = SlabList::new();
+        for l in [&mut self.partial, &mut self.full] {
+            while let Some(s) = l.pop_front() {
+                Self::retire(s, &mut rest);
+            }
+        }
+        self.note_freed(&rest);
+        out.append(&mut rest);
+        self.quarantined = 0;
+        out
+    }
+
+    fn note_freed(&mut self, l: &SlabList) {
+        self.c.slabs_freed = self.c.slabs_freed.wrapping_add(l.len() as u64);
+    }
+
+    /// The depot's share of the statistics (magazines are added by
+    /// `cache::stats`).
+    pub(crate) fn stats(&self, layout: &CacheLayout) -> CacheStats {
+        let objs = layout.objects() as usize;
+        let slabs = self
+            .partial
+            .len()
+            .saturating_add(self.full.len())
+            .saturating_add(self.empty.len());
+        CacheStats {
+            active_objs: self.inuse,
+            num_objs: slabs.saturating_mul(objs),
+            objsize: layout.size(),
+            objperslab: objs,
+            pagesperslab: layout.pages_per_slab(),
+            slabs_partial: self.partial.len(),
+            slabs_full: self.full.len(),
+            slabs_empty: self.empty.len(),
+            cached_objs: 0,
+            quarantined: self.quarantined,
+            allocs: self.c.allocs,
+            frees: self.c.frees,
+            cpu_alloc_hits: 0,
+            cpu_free_hits: 0,
+            refills: self.c.refills,
+            drains: self.c.drains,
+            slabs_created: self.c.slabs_created,
+            slabs_freed: self.c.slabs_freed,
+            refused_foreign: 0,
+            refused_misaligned: 0,
+            refused_double: 0,
+            poison_errors: self.c.poison_errors,
+            redzone_errors: self.c.redzone_errors,
+            freelist_errors: self.c.freelist_errors,
+        }
+    }
+
+    /// Walks every list and checks the depot's bookkeeping: list
+    /// membership, header identity, per-slab counts against the totals.
+    /// Returns the first inconsistency found. Slow; for tests and debugfs.
+    pub fn check(&self, layout: &CacheLayout) -> Result<(), &'static str> {
+        let mut inuse = 0usize;
+        let mut quarantined = 0usize;
+        for (id, l) in [
+            (ListId::Partial, &self.partial),
+            (ListId::Full, &self.full),
+            (ListId::Empty, &self.empty),
+        ] {
+            let mut n = 0usize;
+            let mut cur = l.head;
+            let mut prev: Option<SlabPtr> = None;
+            while let Some(s) = cur {
+                if s.list() != id {
+                    return Err("slab on the wrong list");
+                }
+                if s.prev() != prev {
+                    return Err("broken back link");
+                }
+                if slab::header_identity(s) != (slab::SLAB_MAGIC, layout.cache_id()) {
+                    return Err("bad slab header identity");
+                }
+                let (iu, q, free) = (s.inuse(), s.quarantined(), s.nfree(layout));
+                if iu.saturating_add(q) > layout.objects() {
+                    return Err("slab counts exceed objects");
+                }
+                let ok = match id {
+                    ListId::Full => free == 0,
+                    ListId::Empty => iu == 0 && free > 0,
+                    _ => iu > 0 && free > 0,
+                };
+                if !ok {
+                    return Err("slab counts disagree with its list");
+                }
+                inuse += iu as usize;
+                quarantined += q as usize;
+                n += 1;
+                if n > l.len() {
+                    return Err("list longer than its count");
+                }
+                prev = cur;
+                cur = s.next();
+            }
+            if n != l.len() {
+                return Err("list shorter than its count");
+            }
+        }
+        if inuse != self.inuse {
+            return Err("in-use total disagrees with slabs");
+        }
+        if quarantined != self.quarantined {
+            return Err("quarantine total disagrees with slabs");
+        }
+        Ok(())
+    }
+}
+
+// SAFETY: the depot owns its slabs (runs of pages); it is only accessed
+// through the glue's lock, which serializes every use across threads.
+unsafe impl Send for Depot {}

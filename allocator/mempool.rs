@@ -1,0 +1,412 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Memory pools: a guaranteed reserve in front of an allocator.
+//!
+//! LDD3 ch. 8 ("mempools"): "a memory pool is really just a form of a
+//! lookaside cache that tries to always keep a list of free memory around
+//! for use in emergencies". This follows today's `mm/mempool.c`:
+//!
+//! * `create(min_nr)` preallocates `min_nr` elements (`mempool_init()`); if
+//!   one allocation fails, everything obtained so far is given back and the
+//!   creation fails cleanly.
+//! * `alloc(req)` first asks the backing allocator opportunistically (no
+//!   sleeping, no retrying, no warning: `gfp_temp` in `mempool_alloc()`),
+//!   so the reserve is only touched when memory is really tight; then
+//!   takes an element from the reserve; then, if the caller may sleep,
+//!   waits until a free refills the reserve (or the env's wait times out,
+//!   like mempool's 5-second `io_schedule_timeout()`), and starts over. A
+//!   caller that may not sleep fails at once.
+//! * `free(p)` refills the reserve if it is below `min_nr`, waking one
+//!   waiter; otherwise the element goes back to the backing allocator.
+//! * `resize(new_min)` shrinks by freeing the surplus, or grows by
+//!   allocating (outside the lock). As in `mempool_resize()`, the new
+//!   minimum stands even if growing fails part way: later frees top the
+//!   reserve up.
+//! * `destroy()` refuses while elements are outstanding (the kernel's
+//!   `mempool_destroy()` would BUG; we return the count).
+//!
+//! The reserve is an intrusive singly linked list through the free elements
+//! themselves (their first word holds the next pointer), so the pool needs
+//! no storage besides [`PoolState`]; mempool.c uses an array instead.
+//!
+//! Waiting is generic: [`PoolEnv`] supplies a lock whose guard can wait on a
+//! condition (kernel `SpinLock` + `CondVar`, userspace `Mutex` + `Condvar`),
+//! so the threaded userspace tests run this very algorithm.
+
+use core::ops::DerefMut;
+use core::ptr::NonNull;
+
+use super::cache::{self, CacheEnv};
+use super::page_source::PageRequest;
+
+/// The smallest element a pool accepts: the reserve link lives in it.
+pub const MIN_ELEMENT: usize = 8;
+
+/// The allocator behind a pool (`mempool_alloc_t`/`mempool_free_t`).
+pub trait Backing: Sync {
+    /// The size of every element, at least [`MIN_ELEMENT`].
+    fn element_size(&self) -> usize;
+
+    /// Allocates one element.
+    fn alloc(&self, req: PageRequest) -> Option<NonNull<u8>>;
+
+    /// Frees one element.
+    ///
+    /// # Safety
+    ///
+    /// `p` must come from [`Backing::alloc`] on this backing and not have
+    /// been freed since; nothing may use it afterwards.
+    unsafe fn free(&self, p: NonNull<u8>);
+}
+
+/// A cache used as a pool's backing (`mempool_create_slab_pool()`).
+pub struct SlabBacking<'a, E: CacheEnv + Sync + ?Sized>(pub &'a E);
+
+impl<E: CacheEnv + Sync + ?Sized> Backing for SlabBacking<'_, E> {
+    fn element_size(&self) -> usize {
+        self.0.layout().size()
+    }
+
+    fn alloc(&self, req: PageRequest) -> Option<NonNull<u8>> {
+        cache::alloc(self.0, req).ok()
+    }
+
+    unsafe fn free(&self, p: NonNull<u8>) {
+        // A refusal would mean a caller broke the contract; the cache keeps
+        // itself consistent and counts it, there is nothing more to do.
+        let _ = cache::free(self.0, p);
+    }
+}
+
+/// Why a pool operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolError {
+    /// The backing allocator failed and the reserve is empty (and the
+    /// caller may not sleep), or preallocation/growth failed.
+    NoMemory,
+    /// Elements are smaller than [`MIN_ELEMENT`].
+    ElementTooSmall,
+    /// The pool has been destroyed (or never created).
+    Destroyed,
+    /// `destroy` with elements still allocated.
+    Busy {
+        /// Elements handed out and not freed.
+        outstanding: usize,
+    },
+}
+
+/// Pool counters and sizes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Elements in the reserve.
+    pub curr_nr: usize,
+    /// The reserve's target size.
+    pub min_nr: usize,
+    /// Allocations served by the backing allocator.
+    pub allocs_backing: u64,
+    /// Allocations served by the reserve.
+    pub allocs_reserve: u64,
+    /// Frees that refilled the reserve.
+    pub frees_to_reserve: u64,
+    /// Frees handed to the backing allocator.
+    pub frees_to_backing: u64,
+    /// Times a caller went to sleep waiting for an element.
+    pub waits: u64,
+    /// Wakeups sent to waiters by frees (or by growth in `resize`).
+    pub wakeups: u64,
+    /// Allocations that failed.
+    pub failures: u64,
+    /// Elements currently handed out.
+    pub outstanding: usize,
+}
+
+/// The lock-protected state of a pool.
+///
+/// # Invariants
+///
+/// `reserve` heads a chain of exactly `curr_nr` elements, each exclusively
+/// owned by the pool, at least [`MIN_ELEMENT`] bytes, whose first word holds
+/// the next element's address (null at the end).
+#[derive(Debug)]
+pub struct PoolState {
+    reserve: Option<NonNull<u8>>,
+    live: bool,
+    waiters: usize,
+    stats: PoolStats,
+}
+
+// SAFETY: the reserve elements are plain memory owned by the pool; the
+// state is only accessed under the env's lock.
+unsafe impl Send for PoolState {}
+
+impl Default for PoolState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PoolState {
+    /// Whether the pool is alive (created and not destroyed).
+    pub fn is_live(&self) -> bool {
+        self.live
+    }
+
+    /// The state of a pool not yet created.
+    pub const fn new() -> Self {
+        Self {
+            reserve: None,
+            live: false,
+            waiters: 0,
+            stats: PoolStats {
+                curr_nr: 0,
+                min_nr: 0,
+                allocs_backing: 0,
+                allocs_reserve: 0,
+                frees_to_reserve: 0,
+                frees_to_backing: 0,
+                waits: 0,
+                wakeups: 0,
+                failures: 0,
+                outstanding: 0,
+            },
+        }
+    }
+
+    /// Adds an element to the reserve.
+    ///
+    /// # Safety
+    ///
+    /// `p` must be an element of the pool's backing (at least
+    /// [`MIN_ELEMENT`] bytes) that nobody else uses from now on.
+    unsafe fn push(&mut self, p: NonNull<u8>) {
+        let next = self.reserve.map_or(core::ptr::null_mut(), NonNull::as_ptr);
+        // SAFETY: `p` is ours and has room for one pointer (contract);
+        // unaligned access because the backing's alignment is unknown.
+        unsafe { p.as_ptr().cast::<*mut u8>().write_unaligned(next) };
+        // INVARIANT: `p` links to the previous head.
+        self.reserve = Some(p);
+        self.stats.curr_nr = self.stats.curr_nr.wrapping_add(1);
+    }
+
+    /// Takes an element from the reserve.
+    fn pop(&mut self) -> Option<NonNull<u8>> {
+        let p = self.reserve?;
+        // SAFETY: `p` heads the reserve chain, so it is ours and its first
+        // word holds the next link (type invariant).
+        let next = unsafe { p.as_ptr().cast::<*mut u8>().read_unaligned() };
+        // INVARIANT: the rest of the chain is unchanged.
+        self.reserve = NonNull::new(next);
+        self.stats.curr_nr = self.stats.curr_nr.saturating_sub(1);
+        Some(p)
+    }
+}
+
+/// Everything a pool needs from its surroundings.
+pub trait PoolEnv {
+    /// The backing allocator.
+    type Backing: Backing + ?Sized;
+
+    /// A held lock on the pool state.
+    type Guard<'a>: DerefMut<Target = PoolState>
+    where
+        Self: 'a;
+
+    /// The backing allocator.
+    fn backing(&self) -> &Self::Backing;
+
+    /// Takes the pool lock (kernel: a `SpinLock`; never held while the
+    /// backing allocator runs).
+    fn lock(&self) -> Self::Guard<'_>;
+
+    /// Releases the lock, sleeps until [`PoolEnv::notify_one`] (or a
+    /// timeout, or spuriously), and retakes it (kernel: `CondVar::wait`).
+    fn wait(&self, guard: &mut Self::Guard<'_>);
+
+    /// Wakes one sleeper in [`PoolEnv::wait`].
+    fn notify_one(&self);
+}
+
+/// Gives a chain of elements (linked like the reserve) back to the backing.
+fn free_chain<P: PoolEnv + ?Sized>(env: &P, mut chain: PoolState) {
+    while let Some(p) = chain.pop() {
+        // SAFETY: reserve elements came from `Backing::alloc` and are owned
+        // by the pool alone; `p` is off every list now.
+        unsafe { env.backing().free(p) };
+    }
+}
+
+/// Creates the pool (`mempool_init()`): preallocates `min_nr` elements with
+/// `req`, outside the lock. On failure everything obtained is freed.
+pub fn create<P: PoolEnv + ?Sized>(
+    env: &P,
+    min_nr: usize,
+    req: PageRequest,
+) -> Result<(), PoolError> {
+    if env.backing().element_size() < MIN_ELEMENT {
+        return Err(PoolError::ElementTooSmall);
+    }
+    let mut got = PoolState::new();
+    for _ in 0..min_nr {
+        match env.backing().alloc(req) {
+            // SAFETY: a fresh element of at least MIN_ELEMENT bytes.
+            Some(p) => unsafe { got.push(p) },
+            None => {
+                free_chain(env, got);
+                return Err(PoolError::NoMemory);
+            }
+        }
+    }
+    let mut g = env.lock();
+    while let Some(p) = got.pop() {
+        // SAFETY: moved from one chain to the other; ours alone.
+        unsafe { g.push(p) };
+    }
+    g.stats.min_nr = min_nr;
+    g.live = true;
+    Ok(())
+}
+
+/// Allocates an element (`mempool_alloc()`); see the module documentation.
+pub fn alloc<P: PoolEnv + ?Sized>(env: &P, req: PageRequest) -> Result<NonNull<u8>, PoolError> {
+    loop {
+        // Opportunistic attempt first: leave the reserve for emergencies.
+        let p = env.backing().alloc(req.opportunistic());
+        let mut g = env.lock();
+        if !g.live {
+            drop(g);
+            if let Some(p) = p {
+                // SAFETY: just allocated, never handed out.
+                unsafe { env.backing().free(p) };
+            }
+            return Err(PoolError::Destroyed);
+        }
+        if let Some(p) = p {
+            g.stats.allocs_backing = g.stats.allocs_backing.wrapping_add(1);
+            g.stats.outstanding = g.stats.outstanding.wrapping_add(1);
+            return Ok(p);
+        }
+        if let Some(p) = g.pop() {
+            g.stats.allocs_reserve = g.stats.allocs_reserve.wrapping_add(1);
+            g.stats.outstanding = g.stats.outstanding.wrapping_add(1);
+            return Ok(p);
+        }
+        if !req.may_sleep {
+            g.stats.failures = g.stats.failures.wrapping_add(1);
+            return Err(PoolError::NoMemory);
+        }
+        g.stats.waits = g.stats.waits.wrapping_add(1);
+        g.waiters = g.waiters.wrapping_add(1);
+        // Checking the reserve and sleeping happen under one lock, and
+        // `free` refills under it, so a wakeup cannot be lost.
+        env.wait(&mut g);
+        g.waiters = g.waiters.saturating_sub(1);
+        // If the reserve got an element it is taken on the next round
+        // (after one more opportunistic try, as mempool.c does).
+    }
+}
+
+/// Frees an element (`mempool_free()`): refills the reserve if it is short
+/// (waking a waiter), else returns it to the backing allocator.
+///
+/// # Safety
+///
+/// `p` must come from [`alloc`] on this pool and not have been freed since;
+/// the caller must not use it afterwards.
+pub unsafe fn free<P: PoolEnv + ?Sized>(env: &P, p: NonNull<u8>) {
+    let mut g = env.lock();
+    g.stats.outstanding = g.stats.outstanding.saturating_sub(1);
+    if g.live && g.stats.curr_nr < g.stats.min_nr {
+        // SAFETY: the caller gives the element up (contract).
+        unsafe { g.push(p) };
+        g.stats.frees_to_reserve = g.stats.frees_to_reserve.wrapping_add(1);
+        if g.waiters > 0 {
+            g.stats.wakeups = g.stats.wakeups.wrapping_add(1);
+            env.notify_one();
+        }
+        return;
+    }
+    g.stats.frees_to_backing = g.stats.frees_to_backing.wrapping_add(1);
+    drop(g);
+    // SAFETY: `p` came from the backing (contract) and is ours now.
+    unsafe { env.backing().free(p) };
+}
+
+/// Changes the reserve target (`mempool_resize()`); see the module
+/// documentation. Growth allocates with `req`, outside the lock.
+pub fn resize<P: PoolEnv + ?Sized>(
+    env: &P,
+    new_min: usize,
+    req: PageRequest,
+) -> Result<(), PoolError> {
+    let mut surplus = PoolState::new();
+    {
+        let mut g = env.lock();
+        if !g.live {
+            return Err(PoolError::Destroyed);
+        }
+        g.stats.min_nr = new_min;
+        while g.stats.curr_nr > new_min {
+            match g.pop() {
+                // SAFETY: moved from the reserve to a private chain.
+                Some(p) => unsafe { surplus.push(p) },
+                None => break,
+            }
+        }
+    }
+    free_chain(env, surplus);
+    loop {
+        {
+            let g = env.lock();
+            if !g.live {
+                return Err(PoolError::Destroyed);
+            }
+            if g.stats.curr_nr >= g.stats.min_nr {
+                return Ok(());
+            }
+        }
+        let p = env.backing().alloc(req).ok_or(PoolError::NoMemory)?;
+        let mut g = env.lock();
+        if g.live && g.stats.curr_nr < g.stats.min_nr {
+            // SAFETY: a fresh element.
+            unsafe { g.push(p) };
+            if g.waiters > 0 {
+                g.stats.wakeups = g.stats.wakeups.wrapping_add(1);
+                env.notify_one();
+            }
+        } else {
+            drop(g);
+            // SAFETY: a fresh element nobody saw.
+            unsafe { env.backing().free(p) };
+        }
+    }
+}
+
+/// Destroys the pool (`mempool_destroy()`): refuses while elements are
+/// outstanding, otherwise frees the reserve.
+pub fn destroy<P: PoolEnv + ?Sized>(env: &P) -> Result<(), PoolError> {
+    let mut chain = PoolState::new();
+    {
+        let mut g = env.lock();
+        if !g.live {
+            return Err(PoolError::Destroyed);
+        }
+        if g.stats.outstanding > 0 {
+            return Err(PoolError::Busy {
+                outstanding: g.stats.outstanding,
+            });
+        }
+        g.live = false;
+        g.stats.min_nr = 0;
+        while let Some(p) = g.pop() {
+            // SAFETY: moved from the reserve to a private chain.
+            unsafe { chain.push(p) };
+        }
+    }
+    free_chain(env, chain);
+    Ok(())
+}
+
+/// A statistics snapshot.
+pub fn stats<P: PoolEnv + ?Sized>(env: &P) -> PoolStats {
+    env.lock().stats
+}

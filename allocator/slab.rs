@@ -1,0 +1,520 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! One slab: the on-slab header, its free list and its allocation bitmap.
+//!
+//! This file is the raw-memory boundary of the allocator: it is the only
+//! place that reads or writes slab headers and free-list links, and it
+//! hands the debug checks their byte slices. Everything above it (depot
+//! lists, magazines, statistics) is safe code.
+//!
+//! A slab is a run of `2^order` pages from the [`PageSource`], naturally
+//! aligned, so the slab of any object is found by masking its address with
+//! `!(slab_bytes - 1)` (SLUB uses `virt_to_slab()`, i.e. `struct page`; we
+//! cannot touch `struct page` from a module, hence the header). The header
+//! sits at the run's base, like the on-slab `struct slab` of the historic
+//! SLAB allocator:
+//!
+//! ```text
+//! base: magic | cache_id | next | prev | free_head | inuse | quarantined | list
+//!       bitmap: one AtomicU64 per 64 objects (bit set = allocated to a user)
+//! first_slot: object slots, `stride` bytes each (see `layout.rs`)
+//! ```
+//!
+//! `magic` and `cache_id` are written once before the slab is published,
+//! so [`locate`] may read them without the depot lock. Retiring a slab
+//! follows the RCU pattern: unlink it and wipe its magic under the depot
+//! lock (unpublish: later lookups see a foreign pointer), wait for every
+//! lookup that may have seen the old magic (`CacheEnv::quiesce`), then free
+//! the pages. The bitmap is atomic:
+//! `free` clears a bit with `fetch_and` (already clear ⇒ double free),
+//! `alloc` sets it with `fetch_or`. All other fields belong to the depot and
+//! are touched only under its lock (or by whoever owns a slab that is not
+//! yet published or already detached).
+//!
+//! The free list is a chain of `u32` object indices stored intrusively in
+//! the free objects (at `fp_offset`), like SLUB's freepointer. Links are
+//! bounds-checked and the chain length is checked against the counts, so
+//! a use-after-free write can lose objects (they are then quarantined) but
+//! cannot make the allocator hand out an address outside the slab.
+
+use core::mem::size_of;
+use core::ptr::{addr_of, addr_of_mut, NonNull};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use super::cache::FreeError;
+use super::layout::CacheLayout;
+use super::order::bitmap_words;
+use super::page_source::PageSource;
+
+/// The value of the first header word of every live slab ("LDD_SLAB").
+pub const SLAB_MAGIC: u64 = 0x4c44_445f_534c_4142;
+
+/// The free-list terminator.
+const NO_OBJ: u32 = u32::MAX;
+
+/// The on-slab header. The allocation bitmap follows it directly.
+#[repr(C)]
+struct SlabHeader {
+    magic: u64,
+    cache_id: u64,
+    next: *mut SlabHeader,
+    prev: *mut SlabHeader,
+    free_head: u32,
+    inuse: u32,
+    quarantined: u32,
+    list: u32,
+}
+
+/// The size of the fixed part of the on-slab header (the bitmap follows).
+pub const HEADER_FIXED: usize = size_of::<SlabHeader>();
+
+// The bitmap words that follow the header must be 8-byte aligned.
+const _: () = assert!(HEADER_FIXED & 7 == 0);
+
+/// The bytes [`locate`] reads through [`PageSource::read_nofault`].
+const ID_BYTES: usize = 16;
+
+/// Which depot list a slab is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ListId {
+    /// Not on a depot list (new, or detached for freeing).
+    None,
+    /// Some objects free, some in use.
+    Partial,
+    /// No free object.
+    Full,
+    /// No object in use.
+    Empty,
+}
+
+impl ListId {
+    fn to_raw(self) -> u32 {
+        match self {
+            ListId::None => 0,
+            ListId::Partial => 1,
+            ListId::Full => 2,
+            ListId::Empty => 3,
+        }
+    }
+
+    fn from_raw(v: u32) -> Self {
+        match v {
+            1 => ListId::Partial,
+            2 => ListId::Full,
+            3 => ListId::Empty,
+            _ => ListId::None,
+        }
+    }
+}
+
+/// The outcome of popping a slab's free list.
+pub(crate) struct Popped {
+    /// The object index taken, if any.
+    pub(crate) index: Option<u32>,
+    /// Free objects lost to a corrupted free list (now quarantined).
+    pub(crate) lost: u32,
+}
+
+/// A handle to a live slab.
+///
+/// # Invariants
+///
+/// `self.0` points to the header of a slab initialized by [`init_slab`]: a
+/// run of `layout.slab_bytes()` bytes aligned to its size, which stays
+/// allocated for as long as the handle is used. The atomic bitmap may be
+/// used by anyone for whom the slab is known to be alive. The non-atomic
+/// header fields and the links inside free objects are used only by the
+/// slab's owner: the depot, with its lock held, or the single owner of a
+/// slab not yet published or already detached. Every method that takes a
+/// [`CacheLayout`] is given the layout of the cache owning the slab.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SlabPtr(NonNull<SlabHeader>);
+
+impl SlabPtr {
+    fn hdr(self) -> *mut SlabHeader {
+        self.0.as_ptr()
+    }
+
+    /// The run's base address.
+    pub(crate) fn base(self) -> NonNull<u8> {
+        self.0.cast()
+    }
+
+    /// The next slab on the same list.
+    pub(crate) fn next(self) -> Option<SlabPtr> {
+        // SAFETY: by the type invariant the header is live and we are its
+        // owner, so nobody writes this field concurrently.
+        let p = unsafe { (*self.hdr()).next };
+        // INVARIANT: list links only ever point at live slabs of the list.
+        NonNull::new(p).map(SlabPtr)
+    }
+
+    /// Sets the next link.
+    pub(crate) fn set_next(self, next: Option<SlabPtr>) {
+        let p = next.map_or(core::ptr::null_mut(), |s| s.hdr());
+        // SAFETY: as in `next`.
+        unsafe { (*self.hdr()).next = p };
+    }
+
+    /// The previous slab on the same list.
+    pub(crate) fn prev(self) -> Option<SlabPtr> {
+        // SAFETY: as in `next`.
+        let p = unsafe { (*self.hdr()).prev };
+        // INVARIANT: as in `next`.
+        NonNull::new(p).map(SlabPtr)
+    }
+
+    /// Sets the previous link.
+    pub(crate) fn set_prev(self, prev: Option<SlabPtr>) {
+        let p = prev.map_or(core::ptr::null_mut(), |s| s.hdr());
+        // SAFETY: as in `next`.
+        unsafe { (*self.hdr()).prev = p };
+    }
+
+    /// Objects handed out of the free list (to users or magazines).
+    pub(crate) fn inuse(self) -> u32 {
+        // SAFETY: as in `next`.
+        unsafe { (*self.hdr()).inuse }
+    }
+
+    /// Sets the in-use count.
+    pub(crate) fn set_inuse(self, v: u32) {
+        // SAFETY: as in `next`.
+        unsafe { (*self.hdr()).inuse = v };
+    }
+
+    /// Objects withdrawn for good after a detected corruption.
+    pub(crate) fn quarantined(self) -> u32 {
+        // SAFETY: as in `next`.
+        unsafe { (*self.hdr()).quarantined }
+    }
+
+    /// Sets the quarantined count.
+    pub(crate) fn set_quarantined(self, v: u32) {
+        // SAFETY: as in `next`.
+        unsafe { (*self.hdr()).quarantined = v };
+    }
+
+    /// The list the slab is on.
+    pub(crate) fn list(self) -> ListId {
+        // SAFETY: as in `next`.
+        ListId::from_raw(unsafe { (*self.hdr()).list })
+    }
+
+    /// Records the list the slab is on.
+    pub(crate) fn set_list(self, l: ListId) {
+        // SAFETY: as in `next`.
+        unsafe { (*self.hdr()).list = l.to_raw() };
+    }
+
+    fn free_head(self) -> u32 {
+        // SAFETY: as in `next`.
+        unsafe { (*self.hdr()).free_head }
+    }
+
+    fn set_free_head(self, v: u32) {
+        // SAFETY: as in `next`.
+        unsafe { (*self.hdr()).free_head = v };
+    }
+
+    /// Objects on the free list.
+    pub(crate) fn nfree(self, layout: &CacheLayout) -> u32 {
+        layout
+            .objects()
+            .saturating_sub(self.inuse())
+            .saturating_sub(self.quarantined())
+    }
+
+    /// The address of object `index`, `None` if out of range.
+    pub(crate) fn object(self, layout: &CacheLayout, index: u32) -> Option<NonNull<u8>> {
+        let off = layout.object_offset(index)?;
+        // `off < slab_bytes`, so the result is inside the run.
+        NonNull::new(self.base().as_ptr().wrapping_add(off))
+    }
+
+    /// The free-list link slot of object `index`.
+    fn link(self, layout: &CacheLayout, index: u32) -> Option<*mut u32> {
+        let obj = self.object(layout, index)?;
+        // In bounds and 4-aligned by the layout invariant (`fp_offset + 4`
+        // fits in the slot; objects are 8-aligned).
+        Some(obj.as_ptr().wrapping_add(layout.fp_offset()).cast::<u32>())
+    }
+
+    fn read_link(self, layout: &CacheLayout, index: u32) -> u32 {
+        match self.link(layout, index) {
+            // SAFETY: the link slot is inside a free object of this live
+            // slab, which belongs to the owner (type invariant). Volatile
+            // because a buggy user may still scribble on a freed object.
+            Some(p) => unsafe { p.read_volatile() },
+            None => NO_OBJ,
+        }
+    }
+
+    fn write_link(self, layout: &CacheLayout, index: u32, next: u32) {
+        if let Some(p) = self.link(layout, index) {
+            // SAFETY: as in `read_link`; the object is being put on the free
+            // list, so it is the owner's.
+            unsafe { p.write_volatile(next) };
+        }
+    }
+
+    /// Takes the first object off the free list (does not touch `inuse`).
+    ///
+    /// If the list disagrees with the counts or a link is out of range, the
+    /// rest of the list is dropped and its objects are quarantined.
+    pub(crate) fn pop_free(self, layout: &CacheLayout) -> Popped {
+        let head = self.free_head();
+        let free = self.nfree(layout);
+        if head == NO_OBJ && free == 0 {
+            return Popped {
+                index: None,
+                lost: 0,
+            };
+        }
+        if head >= layout.objects() || free == 0 {
+            self.set_free_head(NO_OBJ);
+            self.set_quarantined(self.quarantined().saturating_add(free));
+            return Popped {
+                index: None,
+                lost: free,
+            };
+        }
+        let next = self.read_link(layout, head);
+        let next_ok = if next == NO_OBJ {
+            free == 1
+        } else {
+            next < layout.objects() && next != head && free > 1
+        };
+        if next_ok {
+            self.set_free_head(next);
+            return Popped {
+                index: Some(head),
+                lost: 0,
+            };
+        }
+        let lost = free - 1;
+        self.set_free_head(NO_OBJ);
+        self.set_quarantined(self.quarantined().saturating_add(lost));
+        Popped {
+            index: Some(head),
+            lost,
+        }
+    }
+
+    /// Puts object `index` at the head of the free list (does not touch
+    /// `inuse`).
+    pub(crate) fn push_free(self, layout: &CacheLayout, index: u32) {
+        self.write_link(layout, index, self.free_head());
+        self.set_free_head(index);
+    }
+
+    /// The allocation bitmap word holding object `index`'s bit, and the bit.
+    fn bit(self, layout: &CacheLayout, index: u32) -> Option<(&AtomicU64, u64)> {
+        if index >= layout.objects() {
+            return None;
+        }
+        let word = (index / 64) as usize;
+        let ptr = self
+            .base()
+            .as_ptr()
+            .wrapping_add(HEADER_FIXED + word * 8)
+            .cast::<AtomicU64>();
+        // SAFETY: `init_slab` wrote `bitmap_words(objects)` initialized,
+        // 8-aligned `AtomicU64`s after the header, `word` is in range, and
+        // the slab is alive while the handle is used (type invariant).
+        // Shared references to atomics may coexist across CPUs.
+        let word = unsafe { &*ptr };
+        Some((word, 1u64 << (index % 64)))
+    }
+
+    /// Sets object `index`'s allocated bit; returns whether it was set
+    /// before, `None` for an out-of-range index.
+    pub(crate) fn test_and_set(self, layout: &CacheLayout, index: u32) -> Option<bool> {
+        let (w, b) = self.bit(layout, index)?;
+        Some(w.fetch_or(b, Ordering::AcqRel) & b != 0)
+    }
+
+    /// Clears object `index`'s allocated bit; returns whether it was set
+    /// before, `None` for an out-of-range index.
+    pub(crate) fn test_and_clear(self, layout: &CacheLayout, index: u32) -> Option<bool> {
+        let (w, b) = self.bit(layout, index)?;
+        Some(w.fetch_and(!b, Ordering::AcqRel) & b != 0)
+    }
+
+    /// Whether object `index`'s allocated bit is set.
+    pub(crate) fn test(self, layout: &CacheLayout, index: u32) -> Option<bool> {
+        let (w, b) = self.bit(layout, index)?;
+        Some(w.load(Ordering::Acquire) & b != 0)
+    }
+
+    /// The bytes of object `index`'s whole slot (`stride` bytes, starting
+    /// with the left red zone).
+    ///
+    /// # Safety
+    ///
+    /// The caller owns the object for the lifetime `'a`: it is free and the
+    /// caller is the slab's owner, or the caller is the owner freeing or
+    /// allocating it under the depot lock. No other reference to the slot
+    /// may exist during `'a`.
+    pub(crate) unsafe fn slot_mut<'a>(
+        self,
+        layout: &CacheLayout,
+        index: u32,
+    ) -> Option<&'a mut [u8]> {
+        let obj = self.object(layout, index)?;
+        let slot = obj.as_ptr().wrapping_sub(layout.red_left());
+        // SAFETY: the slot is `stride` bytes inside the live run (layout
+        // invariant) and exclusively the caller's (function contract).
+        Some(unsafe { core::slice::from_raw_parts_mut(slot, layout.stride()) })
+    }
+
+    /// Finds the slab and index of an object the caller knows is a valid
+    /// object of this cache.
+    ///
+    /// # Safety
+    ///
+    /// `obj` must be the address of an object of a live slab of the cache
+    /// whose layout is `layout` (e.g. one validated by [`locate`] and still
+    /// counted as in use), and the usual owner rules apply to the result.
+    pub(crate) unsafe fn containing(
+        layout: &CacheLayout,
+        obj: NonNull<u8>,
+    ) -> Option<(SlabPtr, u32)> {
+        let off = (obj.as_ptr() as usize) & (layout.slab_bytes() - 1);
+        let index = layout.index_of_offset(off)?;
+        let base = NonNull::new(obj.as_ptr().wrapping_sub(off))?;
+        // INVARIANT: by the function contract `base` is the header of a
+        // live slab of this cache.
+        Some((SlabPtr(base.cast()), index))
+    }
+
+    /// Unpublishes the slab: wipes its magic so that lookups starting from
+    /// now on refuse pointers into it as foreign. Lookups already past the
+    /// magic check are waited for by `CacheEnv::quiesce` before the pages
+    /// are freed.
+    ///
+    /// # Safety
+    ///
+    /// The slab must have been unlinked from the depot (under its lock) with
+    /// no object in use, and must be freed only after a quiescence.
+    pub(crate) unsafe fn wipe(self) {
+        // SAFETY: the header is live (contract) and the magic word is
+        // 8-aligned; concurrent lookups only read it, so an atomic store is
+        // the right way to change it under them.
+        unsafe {
+            let magic = addr_of_mut!((*self.hdr()).magic).cast::<AtomicU64>();
+            (*magic).store(0, Ordering::Release);
+        }
+    }
+}
+
+/// Turns a fresh run into a slab of `layout`: writes the header, clears the
+/// bitmap, threads every object onto the free list, fills the debug
+/// patterns and runs the constructor (SLUB's `allocate_slab()` and
+/// `setup_object()`). Called outside every lock: constructors may be slow.
+///
+/// # Safety
+///
+/// `base` must be a run of `layout.slab_bytes()` bytes aligned to that size,
+/// readable and writable, and exclusively owned by the caller.
+pub(crate) unsafe fn init_slab(base: NonNull<u8>, layout: &CacheLayout) -> SlabPtr {
+    let hdr = base.cast::<SlabHeader>();
+    // SAFETY: the run is ours and aligned far beyond the header's needs.
+    unsafe {
+        hdr.as_ptr().write(SlabHeader {
+            magic: SLAB_MAGIC,
+            cache_id: layout.cache_id(),
+            next: core::ptr::null_mut(),
+            prev: core::ptr::null_mut(),
+            free_head: NO_OBJ,
+            inuse: 0,
+            quarantined: 0,
+            list: ListId::None.to_raw(),
+        })
+    };
+    let words = bitmap_words(layout.objects() as usize);
+    let bitmap = base.as_ptr().wrapping_add(HEADER_FIXED).cast::<AtomicU64>();
+    for w in 0..words {
+        // SAFETY: the bitmap fits before `first_slot` (layout invariant)
+        // and is 8-aligned (`HEADER_FIXED % 8 == 0`).
+        unsafe { bitmap.add(w).write(AtomicU64::new(0)) };
+    }
+    // INVARIANT: the header and bitmap are initialized; the caller owns the
+    // unpublished slab.
+    let slab = SlabPtr(hdr);
+    // Thread the free list backwards so that index 0 ends up first.
+    let mut index = layout.objects();
+    while index > 0 {
+        index -= 1;
+        if layout.debug() {
+            // SAFETY: the slab is unpublished, so every object is ours.
+            if let Some(slot) = unsafe { slab.slot_mut(layout, index) } {
+                super::debug::init_free_slot(slot, layout);
+            }
+        }
+        if let (Some(ctor), Some(obj)) = (layout.ctor(), slab.object(layout, index)) {
+            ctor(obj);
+        }
+        slab.push_free(layout, index);
+    }
+    slab
+}
+
+/// Validates `ptr` as an object of the cache with `layout`, without locks.
+///
+/// Reads the supposed header at `ptr & !(slab_bytes - 1)` with
+/// [`PageSource::read_nofault`]: unreadable memory, a wrong magic or another
+/// cache's identity make the pointer [`FreeError::Foreign`] (so does a
+/// pointer into the header itself); a pointer into our slab that is not at
+/// `first_object + k * stride` with `k < objects` is
+/// [`FreeError::Misaligned`].
+///
+/// The check defends against bugs, not attacks: a forged header with the
+/// right magic and identity would pass.
+///
+/// # Safety
+///
+/// The caller must be in a section that [`super::cache::CacheEnv::quiesce`]
+/// waits for (inside `CacheEnv::with_magazine`) for as long as it uses the
+/// returned handle without otherwise knowing the slab is alive.
+pub(crate) unsafe fn locate<S: PageSource + ?Sized>(
+    src: &S,
+    layout: &CacheLayout,
+    ptr: NonNull<u8>,
+) -> Result<(SlabPtr, u32), FreeError> {
+    let addr = ptr.as_ptr() as usize;
+    let off = addr & (layout.slab_bytes() - 1);
+    let base = addr - off;
+    let mut id = [0u8; ID_BYTES];
+    if !src.read_nofault(base, &mut id) {
+        return Err(FreeError::Foreign);
+    }
+    let [m0, m1, m2, m3, m4, m5, m6, m7, c0, c1, c2, c3, c4, c5, c6, c7] = id;
+    let magic = u64::from_ne_bytes([m0, m1, m2, m3, m4, m5, m6, m7]);
+    let cache_id = u64::from_ne_bytes([c0, c1, c2, c3, c4, c5, c6, c7]);
+    if magic != SLAB_MAGIC || cache_id != layout.cache_id() {
+        return Err(FreeError::Foreign);
+    }
+    if off < layout.first_slot() {
+        return Err(FreeError::Foreign);
+    }
+    let index = layout.index_of_offset(off).ok_or(FreeError::Misaligned)?;
+    let hdr = NonNull::new(ptr.as_ptr().wrapping_sub(off)).ok_or(FreeError::Foreign)?;
+    // INVARIANT: the run at `base` carries our magic and identity, so it is
+    // a live slab of this cache, kept alive by the caller's quiescence
+    // section (function contract).
+    Ok((SlabPtr(hdr.cast()), index))
+}
+
+/// Reads the identity words of a slab header (used by tests via the
+/// depot's consistency check).
+pub(crate) fn header_identity(slab: SlabPtr) -> (u64, u64) {
+    // SAFETY: the handle's slab is live (type invariant); these words are
+    // never written while the slab is live, so shared reads are fine.
+    unsafe {
+        (
+            addr_of!((*slab.hdr()).magic).read(),
+            addr_of!((*slab.hdr()).cache_id).read(),
+        )
+    }
+}

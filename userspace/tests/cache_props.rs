@@ -1,0 +1,954 @@
+//! Property and scenario tests of the lookaside cache core, run over the
+//! mmap page source with several simulated CPUs.
+//!
+//! The model keeps, per cache, the objects the test holds and the counters
+//! it expects; after every operation the cache's statistics, its depot
+//! bookkeeping and the page source's page count must agree with it.
+
+use std::collections::HashSet;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use ldd_alloc::allocator::debug::{POISON_END, POISON_FREE, RED_ACTIVE};
+use ldd_alloc::allocator::{
+    self, AllocError, CacheConfig, CacheEnv, CacheFlags, CacheName, DestroyError, FreeError,
+    PageRequest, Zone, MAG_CAPACITY,
+};
+use ldd_alloc::host_pages::{set_cpu, HostCache, HostPages};
+use proptest::prelude::*;
+
+const NCPUS: usize = 4;
+const CTOR_WORD: u64 = 0xc0c0_c0c0_c0c0_c0c0;
+
+fn ctor(p: NonNull<u8>) {
+    // SAFETY: the core passes a fresh object of at least 8 bytes, aligned
+    // to 8.
+    unsafe { p.as_ptr().cast::<u64>().write(CTOR_WORD) };
+}
+
+fn config(size: usize, align: usize, flags: CacheFlags, with_ctor: bool) -> CacheConfig {
+    CacheConfig {
+        name: CacheName::new(b"test"),
+        size,
+        align,
+        flags,
+        ctor: if with_ctor { Some(ctor) } else { None },
+    }
+}
+
+fn new_cache(pages: &Arc<HostPages>, size: usize, flags: CacheFlags, with_ctor: bool) -> HostCache {
+    HostCache::new(&config(size, 0, flags, with_ctor), pages.clone(), NCPUS).expect("create")
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Create {
+        size: usize,
+        align_shift: u32,
+        hwcache: bool,
+        poison: bool,
+        red_zone: bool,
+        ctor: bool,
+    },
+    Alloc {
+        cache: usize,
+        cpu: usize,
+        n: usize,
+    },
+    Free {
+        cache: usize,
+        obj: usize,
+        cpu: usize,
+    },
+    FreeTwice {
+        cache: usize,
+        obj: usize,
+        cpu: usize,
+    },
+    ForeignOther {
+        cache: usize,
+        other: usize,
+        obj: usize,
+    },
+    ForeignHeap {
+        cache: usize,
+    },
+    ForeignHeader {
+        cache: usize,
+        obj: usize,
+        delta: usize,
+    },
+    Misaligned {
+        cache: usize,
+        obj: usize,
+        delta: usize,
+    },
+    RedzoneSmash {
+        cache: usize,
+        obj: usize,
+        left: bool,
+    },
+    UafWrite {
+        cache: usize,
+        obj: usize,
+        at: usize,
+    },
+    InjectFail {
+        n: usize,
+    },
+    Shrink {
+        cache: usize,
+    },
+    Destroy {
+        cache: usize,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let idx = 0usize..64;
+    prop_oneof![
+        2 => (8usize..=8192, 0u32..=7, any::<bool>(), prop::bool::weighted(0.3),
+              prop::bool::weighted(0.3), prop::bool::weighted(0.2))
+            .prop_map(|(size, align_shift, hwcache, poison, red_zone, ctor)| Op::Create {
+                size, align_shift, hwcache, poison, red_zone, ctor
+            }),
+        30 => (idx.clone(), 0usize..NCPUS, 1usize..40).prop_map(|(cache, cpu, n)| Op::Alloc { cache, cpu, n }),
+        30 => (idx.clone(), 0usize..1000, 0usize..NCPUS).prop_map(|(cache, obj, cpu)| Op::Free { cache, obj, cpu }),
+        3 => (idx.clone(), 0usize..1000, 0usize..NCPUS).prop_map(|(cache, obj, cpu)| Op::FreeTwice { cache, obj, cpu }),
+        2 => (idx.clone(), idx.clone(), 0usize..1000).prop_map(|(cache, other, obj)| Op::ForeignOther { cache, other, obj }),
+        1 => idx.clone().prop_map(|cache| Op::ForeignHeap { cache }),
+        1 => (idx.clone(), 0usize..1000, 0usize..48).prop_map(|(cache, obj, delta)| Op::ForeignHeader { cache, obj, delta }),
+        2 => (idx.clone(), 0usize..1000, 1usize..8192).prop_map(|(cache, obj, delta)| Op::Misaligned { cache, obj, delta }),
+        2 => (idx.clone(), 0usize..1000, any::<bool>()).prop_map(|(cache, obj, left)| Op::RedzoneSmash { cache, obj, left }),
+        2 => (idx.clone(), 0usize..1000, 0usize..8192).prop_map(|(cache, obj, at)| Op::UafWrite { cache, obj, at }),
+        1 => (0usize..3).prop_map(|n| Op::InjectFail { n }),
+        2 => idx.clone().prop_map(|cache| Op::Shrink { cache }),
+        1 => idx.prop_map(|cache| Op::Destroy { cache }),
+    ]
+}
+
+/// One cache and what the test expects of it.
+struct Model {
+    env: HostCache,
+    live: Vec<(usize, u8)>,
+    dead: bool,
+    allocs: u64,
+    frees: u64,
+    foreign: u64,
+    misaligned: u64,
+    double: u64,
+    redzone: u64,
+    /// Free objects written to after free, not yet detected.
+    corrupted: HashSet<usize>,
+    /// Corruptions whose slab was freed before detection.
+    corruptions_dropped: u64,
+    corruptions: u64,
+}
+
+impl Model {
+    fn new(env: HostCache) -> Self {
+        Self {
+            env,
+            live: Vec::new(),
+            dead: false,
+            allocs: 0,
+            frees: 0,
+            foreign: 0,
+            misaligned: 0,
+            double: 0,
+            redzone: 0,
+            corrupted: HashSet::new(),
+            corruptions_dropped: 0,
+            corruptions: 0,
+        }
+    }
+
+    fn tag_range(&self) -> (usize, usize) {
+        let l = self.env.layout();
+        let start = if l.ctor().is_some() { 8 } else { 0 };
+        (start, l.size())
+    }
+
+    fn fill(&self, p: usize, tag: u8) {
+        let (s, e) = self.tag_range();
+        // SAFETY: the object is live and ours; [s, e) is inside it.
+        unsafe { std::ptr::write_bytes((p + s) as *mut u8, tag, e - s) };
+    }
+
+    fn intact(&self, p: usize, tag: u8) -> bool {
+        let (s, e) = self.tag_range();
+        // SAFETY: as in `fill`.
+        let b = unsafe { std::slice::from_raw_parts((p + s) as *const u8, e - s) };
+        b.iter().all(|x| *x == tag)
+    }
+
+    /// Drops pending corruptions whose run has been returned.
+    fn forget_unmapped(&mut self, host: &HostPages) {
+        let gone: Vec<usize> = self
+            .corrupted
+            .iter()
+            .copied()
+            .filter(|p| host.run_containing(*p, 1).is_none())
+            .collect();
+        for p in gone {
+            self.corrupted.remove(&p);
+            self.corruptions_dropped += 1;
+        }
+    }
+
+    fn check(&self) {
+        let s = allocator::stats(&self.env);
+        let l = self.env.layout();
+        assert_eq!(allocator::check(&self.env), Ok(()));
+        assert_eq!(s.allocs, self.allocs, "allocs");
+        assert_eq!(s.frees, self.frees, "frees");
+        assert_eq!(s.active_objs - s.cached_objs, self.live.len(), "live");
+        assert_eq!(s.refused_foreign, self.foreign, "foreign");
+        assert_eq!(s.refused_misaligned, self.misaligned, "misaligned");
+        assert_eq!(s.refused_double, self.double, "double");
+        assert_eq!(s.redzone_errors, self.redzone, "redzone");
+        assert!(s.poison_errors <= self.corruptions, "poison");
+        assert_eq!(s.num_objs, s.slabs() * l.objects() as usize);
+        assert!(s.active_objs + s.quarantined <= s.num_objs);
+        assert_eq!(
+            s.cached_objs,
+            self.env.magazine_lens().iter().sum::<usize>()
+        );
+        assert!(self.env.magazine_lens().iter().all(|n| *n <= MAG_CAPACITY));
+        if l.debug() {
+            assert_eq!(s.cached_objs, 0, "debug caches bypass magazines");
+        }
+        assert_eq!(s.slabs_created - s.slabs_freed, s.slabs() as u64);
+    }
+
+    fn pages(&self) -> usize {
+        let s = allocator::stats(&self.env);
+        s.slabs() * s.pagesperslab
+    }
+}
+
+struct World {
+    host: Arc<HostPages>,
+    caches: Vec<Model>,
+    all_live: HashSet<usize>,
+    tag: u8,
+    injected: usize,
+}
+
+impl World {
+    fn new() -> Self {
+        Self {
+            host: Arc::new(HostPages::new()),
+            caches: Vec::new(),
+            all_live: HashSet::new(),
+            tag: 0,
+            injected: 0,
+        }
+    }
+
+    fn pick(&self, i: usize) -> Option<usize> {
+        (!self.caches.is_empty()).then(|| i % self.caches.len())
+    }
+
+    fn alloc_one(&mut self, ci: usize) -> Result<usize, AllocError> {
+        self.tag = self.tag.wrapping_add(1) | 1;
+        let tag = self.tag;
+        let m = &mut self.caches[ci];
+        let l = *m.env.layout();
+        let failures_before = self.host.failures();
+        let r = allocator::alloc(&m.env, PageRequest::KERNEL);
+        let p = match r {
+            Ok(p) => p.as_ptr() as usize,
+            Err(AllocError::NoMemory) => {
+                assert!(self.host.failures() > failures_before, "spurious NoMemory");
+                return Err(AllocError::NoMemory);
+            }
+            Err(e) => {
+                assert!(m.dead, "unexpected {e:?}");
+                return Err(e);
+            }
+        };
+        assert!(!m.dead, "allocation from a destroyed cache");
+        assert_eq!(p % l.align(), 0, "alignment");
+        let (base, len) = self
+            .host
+            .run_containing(p, l.size())
+            .expect("object outside every live run");
+        assert_eq!(len, l.slab_bytes());
+        assert_eq!(base, p & !(l.slab_bytes() - 1));
+        assert!(self.all_live.insert(p), "object handed out twice");
+        assert!(!m.corrupted.contains(&p), "corrupted object handed out");
+        if l.ctor().is_some() {
+            // SAFETY: live object of at least 8 bytes.
+            assert_eq!(
+                unsafe { *(p as *const u64) },
+                CTOR_WORD,
+                "constructed state"
+            );
+        }
+        if l.red_zone() {
+            // SAFETY: the red zones of a live object lie inside its slot.
+            unsafe {
+                assert_eq!(*((p - 1) as *const u8), RED_ACTIVE);
+                assert_eq!(*((p + l.size()) as *const u8), RED_ACTIVE);
+            }
+        }
+        if l.poison() {
+            // SAFETY: a freshly allocated debug object still carries poison.
+            let b = unsafe { std::slice::from_raw_parts(p as *const u8, l.size()) };
+            let (last, body) = b.split_last().unwrap();
+            assert!(*last == POISON_END && body.iter().all(|x| *x == POISON_FREE));
+        }
+        m.fill(p, tag);
+        m.live.push((p, tag));
+        m.allocs += 1;
+        Ok(p)
+    }
+
+    fn free_at(&mut self, ci: usize, oi: usize) -> Option<usize> {
+        let m = &mut self.caches[ci];
+        if m.live.is_empty() {
+            return None;
+        }
+        let (p, tag) = m.live.swap_remove(oi % m.live.len());
+        assert!(m.intact(p, tag), "object contents clobbered while live");
+        assert_eq!(
+            allocator::free(&m.env, NonNull::new(p as *mut u8).unwrap()),
+            Ok(())
+        );
+        m.frees += 1;
+        self.all_live.remove(&p);
+        Some(p)
+    }
+
+    fn refuse(&mut self, ci: usize, p: usize, want: FreeError) {
+        let m = &mut self.caches[ci];
+        let r = allocator::free(&m.env, NonNull::new(p as *mut u8).unwrap());
+        assert_eq!(r, Err(want), "free of {p:#x}");
+        match want {
+            FreeError::Foreign => m.foreign += 1,
+            FreeError::Misaligned => m.misaligned += 1,
+            FreeError::DoubleFree => m.double += 1,
+            FreeError::RedZone => m.redzone += 1,
+        }
+    }
+
+    fn apply(&mut self, op: &Op) {
+        match *op {
+            Op::Create {
+                size,
+                align_shift,
+                hwcache,
+                poison,
+                red_zone,
+                ctor: with_ctor,
+            } => {
+                if self.caches.len() >= 8 {
+                    return;
+                }
+                let flags = CacheFlags {
+                    hwcache_align: hwcache,
+                    poison,
+                    red_zone,
+                };
+                let align = if align_shift == 0 {
+                    0
+                } else {
+                    1 << align_shift
+                };
+                let env = HostCache::new(
+                    &config(size, align, flags, with_ctor),
+                    self.host.clone(),
+                    NCPUS,
+                )
+                .expect("create");
+                if align > 0 {
+                    assert_eq!(env.layout().align() % align, 0);
+                }
+                if hwcache {
+                    assert_eq!(env.layout().align() % 64, 0);
+                }
+                self.caches.push(Model::new(env));
+            }
+            Op::Alloc { cache, cpu, n } => {
+                let Some(ci) = self.pick(cache) else { return };
+                set_cpu(cpu);
+                for _ in 0..n {
+                    if self.alloc_one(ci).is_err() {
+                        break;
+                    }
+                }
+            }
+            Op::Free { cache, obj, cpu } => {
+                let Some(ci) = self.pick(cache) else { return };
+                set_cpu(cpu);
+                self.free_at(ci, obj);
+            }
+            Op::FreeTwice { cache, obj, cpu } => {
+                let Some(ci) = self.pick(cache) else { return };
+                set_cpu(cpu);
+                if let Some(p) = self.free_at(ci, obj) {
+                    set_cpu(cpu + 1);
+                    self.refuse(ci, p, FreeError::DoubleFree);
+                }
+            }
+            Op::ForeignOther { cache, other, obj } => {
+                let (Some(ci), Some(oi)) = (self.pick(cache), self.pick(other)) else {
+                    return;
+                };
+                if ci == oi || self.caches[oi].live.is_empty() {
+                    return;
+                }
+                let o = &self.caches[oi];
+                let p = o.live[obj % o.live.len()].0;
+                self.refuse(ci, p, FreeError::Foreign);
+            }
+            Op::ForeignHeap { cache } => {
+                let Some(ci) = self.pick(cache) else { return };
+                let b = Box::new([0u64; 8]);
+                let p = b.as_ptr() as usize;
+                self.refuse(ci, p, FreeError::Foreign);
+                drop(b);
+            }
+            Op::ForeignHeader { cache, obj, delta } => {
+                let Some(ci) = self.pick(cache) else { return };
+                let m = &self.caches[ci];
+                if m.live.is_empty() {
+                    return;
+                }
+                let l = m.env.layout();
+                let base = m.live[obj % m.live.len()].0 & !(l.slab_bytes() - 1);
+                self.refuse(ci, base + delta, FreeError::Foreign);
+            }
+            Op::Misaligned { cache, obj, delta } => {
+                let Some(ci) = self.pick(cache) else { return };
+                let m = &self.caches[ci];
+                if m.live.is_empty() {
+                    return;
+                }
+                let l = *m.env.layout();
+                let p = m.live[obj % m.live.len()].0;
+                let base = p & !(l.slab_bytes() - 1);
+                let mut q = p + delta % l.stride();
+                if q == p {
+                    q += 1;
+                }
+                // Stay inside the object area of the slab.
+                if q >= base + l.slab_bytes() {
+                    q = base + l.slab_bytes() - 1;
+                }
+                let last = base + l.first_object() + (l.objects() as usize - 1) * l.stride();
+                let want = if q > last || !(q - base - l.first_object()).is_multiple_of(l.stride())
+                {
+                    FreeError::Misaligned
+                } else {
+                    return;
+                };
+                self.refuse(ci, q, want);
+            }
+            Op::RedzoneSmash { cache, obj, left } => {
+                let Some(ci) = self.pick(cache) else { return };
+                let m = &self.caches[ci];
+                if m.live.is_empty() || !m.env.layout().red_zone() {
+                    return;
+                }
+                let l = *m.env.layout();
+                let p = m.live[obj % m.live.len()].0;
+                let at = if left { p - 1 } else { p + l.size() };
+                // SAFETY: red zone bytes of a live slot.
+                unsafe { *(at as *mut u8) = 0x42 };
+                self.refuse(ci, p, FreeError::RedZone);
+                // SAFETY: as above; repair, then the free must succeed.
+                unsafe { *(at as *mut u8) = RED_ACTIVE };
+                let oi = self.caches[ci]
+                    .live
+                    .iter()
+                    .position(|(q, _)| *q == p)
+                    .unwrap();
+                self.free_at(ci, oi);
+            }
+            Op::UafWrite { cache, obj, at } => {
+                let Some(ci) = self.pick(cache) else { return };
+                if !self.caches[ci].env.layout().poison() {
+                    return;
+                }
+                if let Some(p) = self.free_at(ci, obj) {
+                    let m = &mut self.caches[ci];
+                    let off = at % m.env.layout().size();
+                    // SAFETY: the object was just freed to its (live) slab;
+                    // this is the use-after-free write under test.
+                    unsafe { *((p + off) as *mut u8) ^= 0x5a };
+                    m.corrupted.insert(p);
+                    m.corruptions += 1;
+                }
+            }
+            Op::InjectFail { n } => {
+                self.host.fail_next(n);
+                self.injected += n;
+            }
+            Op::Shrink { cache } => {
+                let Some(ci) = self.pick(cache) else { return };
+                let before = self.host.pages_out();
+                let freed = allocator::shrink(&self.caches[ci].env);
+                assert_eq!(self.host.pages_out(), before - freed);
+                let s = allocator::stats(&self.caches[ci].env);
+                assert_eq!(s.slabs_empty, 0);
+                assert_eq!(s.cached_objs, 0);
+                let host = self.host.clone();
+                self.caches[ci].forget_unmapped(&host);
+            }
+            Op::Destroy { cache } => {
+                let Some(ci) = self.pick(cache) else { return };
+                let m = &mut self.caches[ci];
+                let r = allocator::destroy(&m.env);
+                if m.live.is_empty() {
+                    assert_eq!(r, Ok(()));
+                    m.dead = true;
+                    assert_eq!(allocator::stats(&m.env).slabs(), 0);
+                    let host = self.host.clone();
+                    self.caches[ci].forget_unmapped(&host);
+                } else {
+                    assert_eq!(r, Err(DestroyError::Busy { live: m.live.len() }));
+                }
+            }
+        }
+    }
+
+    fn check(&self) {
+        for m in &self.caches {
+            m.check();
+        }
+        let pages: usize = self.caches.iter().map(|m| m.pages()).sum();
+        assert_eq!(self.host.pages_out(), pages, "pages out vs slabs");
+    }
+
+    /// Allocates until a new slab is needed, so every free object has been
+    /// examined, then checks every corruption was caught.
+    fn sweep_poison(&mut self) {
+        self.host.fail_next(0);
+        for ci in 0..self.caches.len() {
+            let m = &self.caches[ci];
+            if m.dead || !m.env.layout().poison() {
+                continue;
+            }
+            let created = allocator::stats(&m.env).slabs_created;
+            let bound = allocator::stats(&m.env).num_objs + 1;
+            for _ in 0..bound {
+                self.alloc_one(ci).expect("alloc");
+                if allocator::stats(&self.caches[ci].env).slabs_created != created {
+                    break;
+                }
+            }
+            let m = &self.caches[ci];
+            let s = allocator::stats(&m.env);
+            assert_eq!(
+                s.poison_errors,
+                m.corruptions - m.corruptions_dropped,
+                "undetected use-after-free"
+            );
+        }
+    }
+
+    fn teardown(mut self) {
+        self.sweep_poison();
+        self.check();
+        for ci in 0..self.caches.len() {
+            while self.free_at(ci, 0).is_some() {}
+            let m = &self.caches[ci];
+            allocator::shrink(&m.env);
+            let s = allocator::stats(&m.env);
+            assert_eq!(s.active_objs, 0);
+            assert_eq!(s.slabs_partial + s.slabs_empty, 0);
+            if s.quarantined == 0 {
+                assert_eq!(s.slabs(), 0, "slabs left after full free + shrink");
+            }
+            m.check();
+        }
+        for m in &self.caches {
+            assert_eq!(allocator::destroy(&m.env), Ok(()));
+        }
+        assert_eq!(self.host.pages_out(), 0, "pages not returned");
+        assert_eq!(self.host.live_runs(), 0);
+    }
+}
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    #[test]
+    fn cache_model(first in (8usize..=8192, any::<bool>(), any::<bool>()), ops in prop::collection::vec(op(), 1..300)) {
+        let mut w = World::new();
+        let (size, poison, red_zone) = first;
+        w.apply(&Op::Create { size, align_shift: 0, hwcache: false, poison, red_zone, ctor: false });
+        for op in &ops {
+            w.apply(op);
+            w.check();
+        }
+        w.teardown();
+    }
+}
+
+#[test]
+fn magazines_absorb_steady_state() {
+    let pages = Arc::new(HostPages::new());
+    let env = new_cache(&pages, 64, CacheFlags::default(), false);
+    set_cpu(0);
+    let mut v = Vec::new();
+    for _ in 0..1000 {
+        v.push(allocator::alloc(&env, PageRequest::KERNEL).unwrap());
+        let p = v.pop().unwrap();
+        allocator::free(&env, p).unwrap();
+    }
+    let s = allocator::stats(&env);
+    assert_eq!((s.allocs, s.frees), (1000, 1000));
+    assert_eq!(s.refills, 1);
+    assert_eq!(s.cpu_alloc_hits, 999);
+    assert_eq!(s.cpu_free_hits, 1000);
+    assert_eq!(s.drains, 0);
+    // Free on another CPU: drains happen once its magazine fills.
+    let objs: Vec<_> = (0..100)
+        .map(|_| allocator::alloc(&env, PageRequest::KERNEL).unwrap())
+        .collect();
+    set_cpu(1);
+    for p in objs {
+        allocator::free(&env, p).unwrap();
+    }
+    let s = allocator::stats(&env);
+    assert!(s.drains >= 4, "{s:?}");
+    assert!(allocator::shrink(&env) > 0);
+    assert_eq!(pages.pages_out(), 0);
+    allocator::destroy(&env).unwrap();
+}
+
+#[test]
+fn refusals_leave_cache_consistent() {
+    let pages = Arc::new(HostPages::new());
+    let a = new_cache(&pages, 100, CacheFlags::default(), false);
+    let b = new_cache(&pages, 100, CacheFlags::default(), false);
+    let p = allocator::alloc(&a, PageRequest::KERNEL).unwrap();
+    let q = allocator::alloc(&b, PageRequest::KERNEL).unwrap();
+    let at = |x: usize| NonNull::new(x as *mut u8).unwrap();
+    let base = p.as_ptr() as usize & !(a.layout().slab_bytes() - 1);
+    assert_eq!(allocator::free(&a, q), Err(FreeError::Foreign));
+    assert_eq!(allocator::free(&a, at(base)), Err(FreeError::Foreign));
+    assert_eq!(allocator::free(&a, at(base + 8)), Err(FreeError::Foreign));
+    let heap = Box::new(0u64);
+    assert_eq!(
+        allocator::free(&a, at(&*heap as *const u64 as usize)),
+        Err(FreeError::Foreign)
+    );
+    assert_eq!(
+        allocator::free(&a, at(p.as_ptr() as usize + 4)),
+        Err(FreeError::Misaligned)
+    );
+    assert_eq!(
+        allocator::free(&a, at(base + a.layout().slab_bytes() - 1)),
+        Err(FreeError::Misaligned)
+    );
+    assert_eq!(allocator::free(&a, p), Ok(()));
+    assert_eq!(allocator::free(&a, p), Err(FreeError::DoubleFree));
+    let s = allocator::stats(&a);
+    assert_eq!(
+        (s.refused_foreign, s.refused_misaligned, s.refused_double),
+        (4, 2, 1)
+    );
+    assert_eq!(allocator::check(&a), Ok(()));
+    assert_eq!(allocator::destroy(&b), Err(DestroyError::Busy { live: 1 }));
+    allocator::free(&b, q).unwrap();
+    allocator::destroy(&a).unwrap();
+    allocator::destroy(&b).unwrap();
+    assert_eq!(
+        allocator::alloc(&a, PageRequest::KERNEL),
+        Err(AllocError::Destroyed)
+    );
+    // A stale pointer into a destroyed cache is foreign, not a crash.
+    assert_eq!(allocator::free(&a, p), Err(FreeError::Foreign));
+    assert_eq!(pages.pages_out(), 0);
+}
+
+#[test]
+fn poison_detects_use_after_free_and_quarantines() {
+    let pages = Arc::new(HostPages::new());
+    let flags = CacheFlags {
+        poison: true,
+        ..CacheFlags::default()
+    };
+    let env = new_cache(&pages, 128, flags, false);
+    let p = allocator::alloc(&env, PageRequest::KERNEL).unwrap();
+    allocator::free(&env, p).unwrap();
+    // SAFETY: use after free, on purpose; the slab is still mapped.
+    unsafe { *p.as_ptr().add(5) = 0 };
+    let q = allocator::alloc(&env, PageRequest::KERNEL).unwrap();
+    assert_ne!(p, q, "the corrupted object must not be handed out");
+    let s = allocator::stats(&env);
+    assert_eq!((s.poison_errors, s.quarantined), (1, 1));
+    // The quarantined object is not allocated: freeing it is a double free.
+    assert_eq!(allocator::free(&env, p), Err(FreeError::DoubleFree));
+    allocator::free(&env, q).unwrap();
+    assert_eq!(allocator::check(&env), Ok(()));
+    assert_eq!(allocator::shrink(&env), 1);
+    assert_eq!(allocator::stats(&env).quarantined, 0);
+    allocator::destroy(&env).unwrap();
+    assert_eq!(pages.pages_out(), 0);
+}
+
+#[test]
+fn red_zone_overrun_is_refused_and_counted() {
+    let pages = Arc::new(HostPages::new());
+    let flags = CacheFlags {
+        red_zone: true,
+        ..CacheFlags::default()
+    };
+    let env = new_cache(&pages, 24, flags, false);
+    let p = allocator::alloc(&env, PageRequest::KERNEL).unwrap();
+    // SAFETY: one byte past the object: its right red zone.
+    unsafe { *p.as_ptr().add(24) = 0 };
+    assert_eq!(allocator::free(&env, p), Err(FreeError::RedZone));
+    assert_eq!(allocator::stats(&env).redzone_errors, 1);
+    assert_eq!(
+        allocator::destroy(&env),
+        Err(DestroyError::Busy { live: 1 })
+    );
+    // SAFETY: repair it.
+    unsafe { *p.as_ptr().add(24) = RED_ACTIVE };
+    allocator::free(&env, p).unwrap();
+    // A write into the red zone of a free object is caught on allocation.
+    // SAFETY: the slot is free but its slab is mapped.
+    unsafe { *p.as_ptr().sub(1) = 0 };
+    let q = allocator::alloc(&env, PageRequest::KERNEL).unwrap();
+    assert_ne!(p, q);
+    let s = allocator::stats(&env);
+    assert_eq!((s.redzone_errors, s.quarantined), (2, 1));
+    allocator::free(&env, q).unwrap();
+    allocator::destroy(&env).unwrap();
+    assert_eq!(pages.pages_out(), 0);
+}
+
+#[test]
+fn ctor_state_survives_and_poison_is_ignored() {
+    let pages = Arc::new(HostPages::new());
+    let flags = CacheFlags {
+        poison: true,
+        red_zone: true,
+        ..CacheFlags::default()
+    };
+    let env = new_cache(&pages, 8, flags, true);
+    assert!(!env.layout().poison());
+    let objs: Vec<_> = (0..50)
+        .map(|_| allocator::alloc(&env, PageRequest::KERNEL).unwrap())
+        .collect();
+    for p in &objs {
+        // SAFETY: live 8-byte object.
+        assert_eq!(unsafe { *p.as_ptr().cast::<u64>() }, CTOR_WORD);
+        allocator::free(&env, *p).unwrap();
+    }
+    let again = allocator::alloc(&env, PageRequest::KERNEL).unwrap();
+    // SAFETY: live object.
+    assert_eq!(unsafe { *again.as_ptr().cast::<u64>() }, CTOR_WORD);
+    allocator::free(&env, again).unwrap();
+    allocator::destroy(&env).unwrap();
+}
+
+#[test]
+fn zones_and_page_failures_pass_through() {
+    let pages = Arc::new(HostPages::new());
+    let env = new_cache(&pages, 4000, CacheFlags::default(), false);
+    let dma = PageRequest {
+        zone: Zone::Dma,
+        ..PageRequest::KERNEL
+    };
+    let p = allocator::alloc(&env, dma).unwrap();
+    assert_eq!(pages.zone_pages(Zone::Dma), 8);
+    pages.set_fail_all(true);
+    let held: Vec<_> = (0..7)
+        .map(|_| allocator::alloc(&env, dma).unwrap())
+        .collect();
+    assert_eq!(allocator::alloc(&env, dma), Err(AllocError::NoMemory));
+    pages.set_fail_all(false);
+    for q in held.into_iter().chain([p]) {
+        allocator::free(&env, q).unwrap();
+    }
+    allocator::destroy(&env).unwrap();
+    assert_eq!(pages.pages_out(), 0);
+}
+
+#[test]
+fn threads_hammer_one_cache() {
+    const THREADS: usize = 4;
+    const ROUNDS: usize = 20_000;
+    let pages = Arc::new(HostPages::new());
+    let env = Arc::new(
+        HostCache::new(
+            &config(48, 0, CacheFlags::default(), false),
+            pages.clone(),
+            THREADS,
+        )
+        .unwrap(),
+    );
+    // Objects handed from one thread to another (remote frees).
+    let mailbox: Arc<Mutex<Vec<usize>>> = Arc::new(Mutex::new(Vec::new()));
+    let live = Arc::new(Mutex::new(HashSet::new()));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (env, mailbox, live) = (env.clone(), mailbox.clone(), live.clone());
+            std::thread::spawn(move || {
+                set_cpu(t);
+                let mut mine: Vec<usize> = Vec::new();
+                let mut x = 0x9e37_79b9u32.wrapping_mul(t as u32 + 1);
+                for i in 0..ROUNDS {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    match x % 8 {
+                        0..=3 => {
+                            let p = allocator::alloc(&*env, PageRequest::KERNEL)
+                                .unwrap()
+                                .as_ptr() as usize;
+                            assert!(live.lock().unwrap().insert(p), "handed out twice");
+                            // SAFETY: a live 48-byte object of ours.
+                            unsafe { std::ptr::write_bytes(p as *mut u8, t as u8, 48) };
+                            mine.push(p);
+                        }
+                        4..=5 if !mine.is_empty() => {
+                            let p = mine.swap_remove(x as usize % mine.len());
+                            // SAFETY: still ours.
+                            let b = unsafe { std::slice::from_raw_parts(p as *const u8, 48) };
+                            assert!(b.iter().all(|v| *v == t as u8), "clobbered");
+                            assert!(live.lock().unwrap().remove(&p));
+                            allocator::free(&*env, NonNull::new(p as *mut u8).unwrap()).unwrap();
+                        }
+                        6 if !mine.is_empty() => {
+                            let p = mine.swap_remove(0);
+                            assert!(live.lock().unwrap().remove(&p));
+                            mailbox.lock().unwrap().push(p);
+                        }
+                        7 => {
+                            let got = std::mem::take(&mut *mailbox.lock().unwrap());
+                            for p in got {
+                                allocator::free(&*env, NonNull::new(p as *mut u8).unwrap())
+                                    .unwrap();
+                            }
+                            if i % 512 == 0 {
+                                allocator::shrink(&*env);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                for p in mine {
+                    assert!(live.lock().unwrap().remove(&p));
+                    allocator::free(&*env, NonNull::new(p as *mut u8).unwrap()).unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    for p in std::mem::take(&mut *mailbox.lock().unwrap()) {
+        allocator::free(&*env, NonNull::new(p as *mut u8).unwrap()).unwrap();
+    }
+    assert!(live.lock().unwrap().is_empty());
+    let s = allocator::stats(&*env);
+    assert_eq!(s.allocs, s.frees);
+    assert_eq!(s.active_objs, s.cached_objs);
+    assert_eq!(allocator::check(&*env), Ok(()));
+    allocator::shrink(&*env);
+    assert_eq!(pages.pages_out(), 0);
+    allocator::destroy(&*env).unwrap();
+}
+
+/// Every thread frees every object at once while another shrinks: exactly
+/// one free per object succeeds; the others are refused as double frees, or
+/// as foreign once the emptied slab has been returned (never a crash: the
+/// lock-free validation runs inside `with_magazine`, which `quiesce` waits
+/// for before pages are unmapped).
+#[test]
+fn racing_double_frees() {
+    const THREADS: usize = 4;
+    let pages = Arc::new(HostPages::new());
+    let env = Arc::new(
+        HostCache::new(
+            &config(200, 0, CacheFlags::default(), false),
+            pages.clone(),
+            THREADS,
+        )
+        .unwrap(),
+    );
+    for round in 0..50 {
+        let objs: Vec<usize> = (0..300)
+            .map(|_| {
+                allocator::alloc(&*env, PageRequest::KERNEL)
+                    .unwrap()
+                    .as_ptr() as usize
+            })
+            .collect();
+        let objs = Arc::new(objs);
+        let ok = Arc::new(AtomicUsize::new(0));
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (env, objs, ok) = (env.clone(), objs.clone(), ok.clone());
+                std::thread::spawn(move || {
+                    set_cpu(t);
+                    for (i, p) in objs.iter().enumerate() {
+                        let p = *objs.get((i + t * 7 + round) % objs.len()).unwrap_or(p);
+                        match allocator::free(&*env, NonNull::new(p as *mut u8).unwrap()) {
+                            Ok(()) => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(FreeError::DoubleFree) | Err(FreeError::Foreign) => {}
+                            Err(e) => panic!("{e:?}"),
+                        }
+                        if t == 0 && i % 50 == 0 {
+                            allocator::shrink(&*env);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(ok.load(Ordering::Relaxed), objs.len());
+        let s = allocator::stats(&*env);
+        assert_eq!(
+            s.refused_double + s.refused_foreign,
+            ((round + 1) * objs.len() * (THREADS - 1)) as u64
+        );
+        assert_eq!(allocator::check(&*env), Ok(()));
+    }
+    allocator::shrink(&*env);
+    assert_eq!(pages.pages_out(), 0);
+    allocator::destroy(&*env).unwrap();
+}
+
+#[test]
+fn tiny_red_zoned_objects() {
+    let pages = Arc::new(HostPages::new());
+    let flags = CacheFlags {
+        hwcache_align: true,
+        red_zone: true,
+        ..CacheFlags::default()
+    };
+    for size in 1..=8 {
+        let env = HostCache::new(&config(size, 4, flags, false), pages.clone(), 1).unwrap();
+        let v: Vec<_> = (0..100)
+            .map(|_| allocator::alloc(&env, PageRequest::KERNEL).unwrap())
+            .collect();
+        for p in v {
+            allocator::free(&env, p).unwrap();
+        }
+        let s = allocator::stats(&env);
+        assert_eq!((s.redzone_errors, s.quarantined), (0, 0), "size {size}");
+        allocator::destroy(&env).unwrap();
+    }
+    assert_eq!(pages.pages_out(), 0);
+}

@@ -1,0 +1,316 @@
+//! Tests of the mempool core over the mmap page source, with injected
+//! page failures and real threads for the sleeping path.
+
+use std::ptr::NonNull;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ldd_alloc::allocator::mempool::{self, PoolError, SlabBacking};
+use ldd_alloc::allocator::{self, CacheConfig, CacheFlags, CacheName, PageRequest};
+use ldd_alloc::host_pages::{HostCache, HostPages, HostPool, PageBacking};
+use proptest::prelude::*;
+
+fn page_pool(min_nr: usize) -> (Arc<HostPages>, Arc<HostPool<PageBacking>>) {
+    let pages = Arc::new(HostPages::new());
+    let pool = Arc::new(HostPool::new(PageBacking(pages.clone())));
+    mempool::create(&*pool, min_nr, PageRequest::KERNEL).unwrap();
+    (pages, pool)
+}
+
+#[test]
+fn reserve_serves_exactly_min_nr_under_page_failure() {
+    let (pages, pool) = page_pool(4);
+    assert_eq!(pages.pages_out(), 4);
+    pages.set_fail_all(true);
+    let got: Vec<_> = (0..4)
+        .map(|_| mempool::alloc(&*pool, PageRequest::ATOMIC).unwrap())
+        .collect();
+    assert_eq!(
+        mempool::alloc(&*pool, PageRequest::ATOMIC),
+        Err(PoolError::NoMemory)
+    );
+    let s = mempool::stats(&*pool);
+    assert_eq!(
+        (
+            s.allocs_reserve,
+            s.allocs_backing,
+            s.failures,
+            s.curr_nr,
+            s.outstanding
+        ),
+        (4, 0, 1, 0, 4)
+    );
+    pages.set_fail_all(false);
+    // With memory back, allocations bypass the (empty) reserve.
+    let extra = mempool::alloc(&*pool, PageRequest::ATOMIC).unwrap();
+    assert_eq!(mempool::stats(&*pool).allocs_backing, 1);
+    for p in got.into_iter().chain([extra]) {
+        // SAFETY: from this pool, freed once.
+        unsafe { mempool::free(&*pool, p) };
+    }
+    let s = mempool::stats(&*pool);
+    assert_eq!(
+        (
+            s.curr_nr,
+            s.frees_to_reserve,
+            s.frees_to_backing,
+            s.outstanding
+        ),
+        (4, 4, 1, 0)
+    );
+    assert_eq!(pages.pages_out(), 4);
+    mempool::destroy(&*pool).unwrap();
+    assert_eq!(pages.pages_out(), 0);
+}
+
+#[test]
+fn create_fails_cleanly() {
+    let pages = Arc::new(HostPages::new());
+    let pool = HostPool::new(PageBacking(pages.clone()));
+    pages.fail_after(3, 1);
+    assert_eq!(
+        mempool::create(&pool, 5, PageRequest::KERNEL),
+        Err(PoolError::NoMemory)
+    );
+    assert_eq!(pages.pages_out(), 0);
+    assert_eq!(
+        mempool::alloc(&pool, PageRequest::ATOMIC),
+        Err(PoolError::Destroyed)
+    );
+    let tiny = HostCache::new(
+        &CacheConfig {
+            name: CacheName::new(b"tiny"),
+            size: 4,
+            align: 0,
+            flags: CacheFlags::default(),
+            ctor: None,
+        },
+        pages.clone(),
+        1,
+    )
+    .unwrap();
+    let p = HostPool::new(SlabBacking(&tiny));
+    assert_eq!(
+        mempool::create(&p, 1, PageRequest::KERNEL),
+        Err(PoolError::ElementTooSmall)
+    );
+}
+
+#[test]
+fn sleeping_alloc_is_woken_by_free() {
+    let (pages, pool) = page_pool(2);
+    pages.set_fail_all(true);
+    let a = mempool::alloc(&*pool, PageRequest::KERNEL).unwrap();
+    let b = mempool::alloc(&*pool, PageRequest::KERNEL).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let p2 = pool.clone();
+    let t = std::thread::spawn(move || {
+        let p = mempool::alloc(&*p2, PageRequest::KERNEL).unwrap();
+        tx.send(p.as_ptr() as usize).unwrap();
+    });
+    // The sleeper must not get anything while the reserve is empty.
+    assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
+    assert!(mempool::stats(&*pool).waits >= 1);
+    // SAFETY: from this pool, freed once.
+    unsafe { mempool::free(&*pool, a) };
+    let got = rx
+        .recv_timeout(Duration::from_secs(2))
+        .expect("sleeper not woken within 2 s");
+    assert_eq!(
+        got,
+        a.as_ptr() as usize,
+        "the freed element went to the sleeper"
+    );
+    t.join().unwrap();
+    let s = mempool::stats(&*pool);
+    assert_eq!((s.wakeups, s.allocs_reserve, s.outstanding), (1, 3, 2));
+    assert_eq!(
+        mempool::destroy(&*pool),
+        Err(PoolError::Busy { outstanding: 2 })
+    );
+    pages.set_fail_all(false);
+    for p in [b, NonNull::new(got as *mut u8).unwrap()] {
+        // SAFETY: from this pool, freed once.
+        unsafe { mempool::free(&*pool, p) };
+    }
+    mempool::destroy(&*pool).unwrap();
+    assert_eq!(pages.pages_out(), 0);
+}
+
+#[test]
+fn resize_up_and_down() {
+    let (pages, pool) = page_pool(2);
+    mempool::resize(&*pool, 5, PageRequest::KERNEL).unwrap();
+    assert_eq!((mempool::stats(&*pool).curr_nr, pages.pages_out()), (5, 5));
+    mempool::resize(&*pool, 1, PageRequest::KERNEL).unwrap();
+    assert_eq!((mempool::stats(&*pool).curr_nr, pages.pages_out()), (1, 1));
+    pages.fail_after(2, 1);
+    assert_eq!(
+        mempool::resize(&*pool, 6, PageRequest::KERNEL),
+        Err(PoolError::NoMemory)
+    );
+    let s = mempool::stats(&*pool);
+    assert_eq!(
+        (s.min_nr, s.curr_nr),
+        (6, 3),
+        "the new minimum stands, frees top it up"
+    );
+    let p = mempool::alloc(&*pool, PageRequest::KERNEL).unwrap();
+    // SAFETY: from this pool.
+    unsafe { mempool::free(&*pool, p) };
+    assert_eq!(mempool::stats(&*pool).curr_nr, 4);
+    mempool::destroy(&*pool).unwrap();
+    assert_eq!(
+        mempool::alloc(&*pool, PageRequest::KERNEL),
+        Err(PoolError::Destroyed)
+    );
+    assert_eq!(pages.pages_out(), 0);
+}
+
+#[test]
+fn slab_backed_pool() {
+    let pages = Arc::new(HostPages::new());
+    let cache = HostCache::new(
+        &CacheConfig {
+            name: CacheName::new(b"pool"),
+            size: 96,
+            align: 0,
+            flags: CacheFlags::default(),
+            ctor: None,
+        },
+        pages.clone(),
+        2,
+    )
+    .unwrap();
+    let pool = HostPool::new(SlabBacking(&cache));
+    mempool::create(&pool, 10, PageRequest::KERNEL).unwrap();
+    let v: Vec<_> = (0..30)
+        .map(|_| mempool::alloc(&pool, PageRequest::ATOMIC).unwrap())
+        .collect();
+    for p in v {
+        // SAFETY: from this pool.
+        unsafe { mempool::free(&pool, p) };
+    }
+    mempool::destroy(&pool).unwrap();
+    assert_eq!(
+        allocator::stats(&cache).active_objs,
+        allocator::stats(&cache).cached_objs
+    );
+    allocator::destroy(&cache).unwrap();
+    assert_eq!(pages.pages_out(), 0);
+}
+
+#[test]
+fn threads_share_a_tiny_reserve() {
+    const THREADS: usize = 4;
+    let (pages, pool) = page_pool(2);
+    pages.set_fail_all(true);
+    let handles: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                for _ in 0..500 {
+                    let p = mempool::alloc(&*pool, PageRequest::KERNEL).unwrap();
+                    // SAFETY: a page of ours.
+                    unsafe { p.as_ptr().write_bytes(0x11, 64) };
+                    std::thread::yield_now();
+                    // SAFETY: from this pool, freed once.
+                    unsafe { mempool::free(&*pool, p) };
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let s = mempool::stats(&*pool);
+    assert_eq!((s.outstanding, s.curr_nr, s.allocs_reserve), (0, 2, 2000));
+    assert!(s.waits > 0 && s.wakeups > 0, "{s:?}");
+    pages.set_fail_all(false);
+    mempool::destroy(&*pool).unwrap();
+    assert_eq!(pages.pages_out(), 0);
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Alloc,
+    Free(usize),
+    Resize(usize),
+    Fail(bool),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => Just(Op::Alloc),
+        4 => (0usize..100).prop_map(Op::Free),
+        1 => (0usize..8).prop_map(Op::Resize),
+        1 => any::<bool>().prop_map(Op::Fail),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    /// Against an exact model: who serves each allocation, reserve size,
+    /// outstanding count, pages out.
+    #[test]
+    fn pool_model(min in 0usize..6, ops in prop::collection::vec(op(), 1..200)) {
+        let (pages, pool) = page_pool(min);
+        let (mut min_nr, mut curr, mut failing) = (min, min, false);
+        let mut live = Vec::new();
+        for op in ops {
+            match op {
+                Op::Alloc => {
+                    let r = mempool::alloc(&*pool, PageRequest::ATOMIC);
+                    if !failing {
+                        live.push(r.unwrap());
+                    } else if curr > 0 {
+                        live.push(r.unwrap());
+                        curr -= 1;
+                    } else {
+                        prop_assert_eq!(r, Err(PoolError::NoMemory));
+                    }
+                }
+                Op::Free(i) if !live.is_empty() => {
+                    let p = live.swap_remove(i % live.len());
+                    // SAFETY: from this pool, freed once.
+                    unsafe { mempool::free(&*pool, p) };
+                    if curr < min_nr {
+                        curr += 1;
+                    }
+                }
+                Op::Free(_) => {}
+                Op::Resize(n) => {
+                    let r = mempool::resize(&*pool, n, PageRequest::KERNEL);
+                    min_nr = n;
+                    if curr > n {
+                        curr = n;
+                    }
+                    if curr < n && failing {
+                        prop_assert_eq!(r, Err(PoolError::NoMemory));
+                    } else {
+                        prop_assert_eq!(r, Ok(()));
+                        curr = n;
+                    }
+                }
+                Op::Fail(on) => {
+                    failing = on;
+                    pages.set_fail_all(on);
+                }
+            }
+            let s = mempool::stats(&*pool);
+            prop_assert_eq!((s.curr_nr, s.min_nr, s.outstanding), (curr, min_nr, live.len()));
+            prop_assert!(s.curr_nr <= s.min_nr);
+            prop_assert_eq!(pages.pages_out(), curr + live.len());
+        }
+        prop_assert_eq!(mempool::destroy(&*pool).is_err(), !live.is_empty());
+        pages.set_fail_all(false);
+        for p in live {
+            // SAFETY: from this pool, freed once.
+            unsafe { mempool::free(&*pool, p) };
+        }
+        let _ = mempool::destroy(&*pool);
+        prop_assert_eq!(pages.pages_out(), 0);
+    }
+}
