@@ -8,6 +8,8 @@
 #   make test            all tests: host (cargo test) and VM (module loaded)
 #   make shell           an interactive shell in the VM with the module loaded
 #   make vm CMD='...'    run CMD in the VM, print its output, exit with its status
+#   make bench           benchmarks in the VM (tables, JSON, plot)
+#   make test-debug      the VM suite on the KASAN/lockdep/kmemleak kernel
 #   make clean
 
 SHELL := /bin/bash
@@ -23,7 +25,7 @@ else
   KDIR = $(eval KDIR := $$(shell $(TOP)/scripts/build-kernel.sh base))$(KDIR)
 endif
 
-.PHONY: all modules modules_install rust-analyzer setup kernel userspace run test test-debug shell vm clean check-kdir clippy
+.PHONY: bench fuzz-core all modules modules_install rust-analyzer setup kernel userspace run test test-debug shell vm clean check-kdir clippy
 
 all: modules
 
@@ -60,6 +62,14 @@ test: setup
 
 test-debug: setup
 	@PROFILE=debug $(TOP)/scripts/test.sh
+
+# Benchmarks in the VM: tables, JSON and an SVG plot in bench/ (see README).
+bench: modules userspace
+	@$(TOP)/scripts/bench.sh --kdir $(KDIR)
+
+# Fuzzing: the allocator core in userspace (cargo fuzz), SECONDS=600 by default.
+fuzz-core:
+	@$(TOP)/scripts/fuzz-core.sh $(or $(SECONDS),600)
 
 shell: modules userspace
 	@$(TOP)/scripts/vm.sh --kdir $(KDIR) shell

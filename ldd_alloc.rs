@@ -22,6 +22,7 @@
 use kernel::prelude::*;
 
 pub mod allocator;
+mod bench;
 mod caches;
 mod chrdev;
 mod gfp;

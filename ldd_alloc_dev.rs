@@ -284,6 +284,7 @@ impl CharDevice for ScullDev {
                 crate::pools::destroy(u32::try_from(arg).map_err(|_| EINVAL)?)?;
                 Ok(0)
             }
+            cmd if uapi::ioc_nr(cmd) >= uapi::BENCH_NR_FIRST => crate::bench::ioctl(cmd, arg),
             uapi::LDD_IOC_BAD_FREE => {
                 let scenario = u32::try_from(arg).map_err(|_| EINVAL)?;
                 Ok(crate::caches::bad_free(scenario)? as isize)

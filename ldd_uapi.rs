@@ -752,3 +752,10 @@ pub const LDD_IOC_POOL_DESTROY: u32 = io(MAGIC, 58);
 
 const _: () = assert!(size_of::<PoolInfo>() == 40 + 12 * 8);
 const _: () = assert!(size_of::<PoolResize>() == 8);
+
+// ---------------------------------------------------------------------------
+// Benchmarks: timing loops that run inside the kernel (bench.rs).
+// ---------------------------------------------------------------------------
+
+/// Command numbers from here up belong to the benchmarks.
+pub const BENCH_NR_FIRST: u8 = 64;

@@ -90,6 +90,9 @@ pub enum Cmd {
     },
     /// The chapter-8 tour: each claim of LDD3 and Love, checked live.
     Tour,
+    /// Benchmarks: our caches and mempools against SLUB, kmalloc, mempool
+    /// and the page allocator, timed inside the kernel.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Arguments of `ldd-alloc alloc`.
@@ -457,6 +460,7 @@ pub fn main() -> ExitCode {
             .map_err(|e| ioctl_err("LDD_IOC_FAULT", e))
         }),
         Cmd::Tour => tour(&cli),
+        Cmd::Bench(b) => crate::bench::run(cli.dev, cli.json, b),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

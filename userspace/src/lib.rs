@@ -10,6 +10,7 @@ pub mod uapi;
 #[path = "../../allocator/mod.rs"]
 pub mod allocator;
 
+pub mod bench;
 pub mod cli;
 pub mod device;
 pub mod fuzz_model;
