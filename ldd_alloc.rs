@@ -27,6 +27,7 @@ mod caches;
 mod chrdev;
 mod gfp;
 mod kernel_caches;
+mod kunit_core;
 mod lab;
 mod lab_context;
 mod ldd_alloc_dev;

@@ -101,6 +101,19 @@ passed=$((passed + p - s))
 skipped=$((skipped + s))
 failed=$((failed + f))
 grep -q '^# Totals:' "$vm_log" || record vm/suite-completed fail "(no TAP totals: see $vm_log)"
+# KUnit: the allocator core's in-kernel tests ran at the first insmod; their
+# KTAP is in the kernel log (later reloads run them again: count the first).
+kunit=$(awk '/# Subtest: ldd_alloc_core/ { on = 1; next }
+	on { sub(/^\[[^]]*\] /, ""); if ($0 ~ /^(not )?ok [0-9]+ ldd_alloc_core/) exit; if ($0 ~ /^ +(not )?ok [0-9]+ /) print }' \
+	"$LDD_TOP/.vm/dmesg-test-last.log" 2>/dev/null)
+if [ -z "$kunit" ]; then
+	record kunit/ldd_alloc_core fail "(no KUnit results in the kernel log)"
+else
+	echo "# KUnit ldd_alloc_core (in-kernel):"
+	echo "$kunit" | sed 's/^ */# /'
+	passed=$((passed + $(echo "$kunit" | grep -cE '^ *ok ')))
+	failed=$((failed + $(echo "$kunit" | grep -cE '^ *not ok ')))
+fi
 # The run itself: clean kernel log, insmod/rmmod, no timeout.
 if [ $vm_rc = 0 ] || { [ $vm_rc = 1 ] && [ "$f" -gt 0 ] && ! grep -q 'VM run failed' "$vm_log"; }; then
 	record vm/clean-run ok

@@ -80,6 +80,7 @@ status=$(sed -n 's/^LDD-EXIT-STATUS=//p' "$console" | tail -1)
 
 dmesg_log="$LDD_TOP/.vm/dmesg-$mode-$stamp.log"
 sed -n '/^LDD-DMESG-BEGIN/,/^LDD-DMESG-END/p' "$console" >"$dmesg_log"
+cp "$dmesg_log" "$LDD_TOP/.vm/dmesg-$mode-last.log"
 if bad=$("$LDD_TOP/scripts/check-kernel-log.sh" "$dmesg_log"); then :; else
 	echo "$bad" | head -40 >&2
 	fail "the kernel log has reports (see $dmesg_log)"
