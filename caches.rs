@@ -90,9 +90,13 @@ impl CacheEnv for OurCache {
         let cpu = CpuId::current().as_u32() as usize;
         match self.slots.get(cpu) {
             Some(slot) => f(&mut slot.lock_with(&irq)),
-            // No slot for this CPU (cannot happen: one per possible CPU): work
-            // without a magazine, straight on the depot.
-            None => f(&mut Magazine::new()),
+            // A CPU id past nr_cpu_ids cannot happen; should it, share the
+            // first slot (its lock keeps access exclusive).
+            None => match self.slots.first() {
+                Some(slot) => f(&mut slot.lock()),
+                // `create` refuses to build a cache without slots.
+                None => f(&mut Magazine::new()),
+            },
         }
     }
 
@@ -127,8 +131,9 @@ impl OurCache {
             ctor: None,
         };
         let layout = CacheLayout::new(&cfg).map_err(|_| EINVAL)?;
-        let mut slots = KVec::with_capacity(nr_cpu_ids() as usize, GFP_KERNEL)?;
-        for _ in 0..nr_cpu_ids() {
+        let cpus = nr_cpu_ids().max(1);
+        let mut slots = KVec::with_capacity(cpus as usize, GFP_KERNEL)?;
+        for _ in 0..cpus {
             slots.push(
                 KBox::pin_init(
                     new_spinlock_irq!(Magazine::new(), "OurCache::slot"),
@@ -243,6 +248,8 @@ impl PinnedDrop for OurCache {
 
 /// Flag of a mempool's private backing cache.
 pub(crate) const POOL_PRIVATE: u32 = cache_flags::POOL_PRIVATE;
+/// Flag of the private caches of `LDD_IOC_BAD_FREE`.
+const BAD_FREE_PRIVATE: u32 = cache_flags::TEST_PRIVATE;
 
 /// Most caches the registry holds.
 const MAX_CACHES: usize = 32;
@@ -254,8 +261,11 @@ global_lock! {
 
 /// Sets up the registry.
 pub(crate) fn init() -> Result {
-    // SAFETY: Called once, at module init, before any other use of CACHES.
-    unsafe { CACHES.init() };
+    // SAFETY: Called once, at module init, before any other use of these.
+    unsafe {
+        CACHES.init();
+        BAD_FREES.init();
+    }
     Ok(())
 }
 
@@ -381,15 +391,27 @@ pub(crate) fn write_slabinfo(f: &mut core::fmt::Formatter<'_>) -> core::fmt::Res
     Ok(())
 }
 
+global_lock! {
+    // SAFETY: Initialized in `init()` before any use.
+    unsafe(uninit) static BAD_FREES: Mutex<()> = ();
+}
+
 /// `LDD_IOC_BAD_FREE`: one deliberately wrong free on a test cache of
 /// 64-byte objects, to show it is refused and counted. Returns the
 /// [`uapi::refusal`] the cache gave.
+///
+/// The cache is private to this ioctl and the scenarios run one at a time,
+/// so between the two frees of DOUBLE no one can allocate the object again
+/// (which would make the second free legitimate). A concurrent SHRINK may
+/// give the emptied slab back in between: the second free is then refused
+/// as FOREIGN instead.
 pub(crate) fn bad_free(scenario: u32) -> Result<i32> {
     use uapi::bad_free as bf;
     if scenario >= bf::COUNT {
         return Err(EINVAL);
     }
-    let cache = get(64, 0)?;
+    let _one_at_a_time = BAD_FREES.lock();
+    let cache = get(64, BAD_FREE_PRIVATE)?;
     let refusal = |r: core::result::Result<(), FreeError>| match r {
         Ok(()) => uapi::refusal::ACCEPTED,
         Err(FreeError::Foreign) => uapi::refusal::FOREIGN,
@@ -411,7 +433,7 @@ pub(crate) fn bad_free(scenario: u32) -> Result<i32> {
         return Ok(r);
     }
     if scenario == bf::FOREIGN_CACHE {
-        let other = get(128, 0)?;
+        let other = get(128, BAD_FREE_PRIVATE)?;
         let p = other.alloc(true)?;
         let r = refusal(cache.free(p));
         if other.free(p).is_err() {

@@ -333,6 +333,7 @@ abi_plain_bytes!(
     uapi::StackInfo,
     uapi::PoolInfo,
     uapi::PoolResize,
+    uapi::BenchRun,
 );
 
 /// Reads a `T` from the user pointer `arg`.

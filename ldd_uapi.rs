@@ -260,6 +260,8 @@ pub mod cache_flags {
     pub const CACHE_DMA: u32 = 1 << 3;
     /// The private backing cache of one of our mempools.
     pub const POOL_PRIVATE: u32 = 1 << 4;
+    /// A private cache of [`super::LDD_IOC_BAD_FREE`].
+    pub const TEST_PRIVATE: u32 = 1 << 5;
 }
 
 /// Read one of our caches.
@@ -759,3 +761,125 @@ const _: () = assert!(size_of::<PoolResize>() == 8);
 
 /// Command numbers from here up belong to the benchmarks.
 pub const BENCH_NR_FIRST: u8 = 64;
+
+/// What a benchmark run times ([`BenchRun::op`]).
+pub mod bench_op {
+    /// `iters` alloc+free pairs, one after the other.
+    pub const PAIR: u32 = 0;
+    /// `burst` allocations then `burst` frees, repeated to about `iters`.
+    pub const BURST: u32 = 1;
+    /// alloc+free pairs of a mempool whose backing allocator fails, so
+    /// every allocation comes from the reserve and every free refills it.
+    pub const RESERVE: u32 = 2;
+    /// `iters` of one primitive our cache's fast path uses ([`bench_prim`]
+    /// in `alloc`): evidence of where its time goes.
+    pub const PRIM: u32 = 3;
+    /// Number of operations.
+    pub const COUNT: u32 = 4;
+    /// Names, indexed by value.
+    pub const NAMES: [&str; COUNT as usize] = ["pair", "burst", "reserve", "prim"];
+}
+
+/// Primitives timed by [`bench_op::PRIM`] (in [`BenchRun::alloc`]).
+pub mod bench_prim {
+    /// `local_interrupt_disable()` and the guard's drop.
+    pub const IRQ_GUARD: u32 = 0;
+    /// An uncontended `SpinLockIrq` lock and unlock.
+    pub const SPINLOCK_IRQ: u32 = 1;
+    /// `copy_from_kernel_nofault()` of 16 bytes (our free's header check).
+    pub const READ_NOFAULT: u32 = 2;
+    /// `CpuId::current()` with interrupts off (one guard around the loop).
+    pub const CPU_ID: u32 = 3;
+    /// Number of primitives.
+    pub const COUNT: u32 = 4;
+    /// Names, indexed by value.
+    pub const NAMES: [&str; COUNT as usize] =
+        ["irq_guard", "spinlock_irq", "read_nofault_16", "cpu_id"];
+}
+
+/// Which allocator a benchmark run uses ([`BenchRun::alloc`]).
+pub mod bench_alloc {
+    /// Our cache of `size`-byte objects (`caches::get(size, 0)`).
+    pub const OUR_CACHE: u32 = 0;
+    /// A SLUB `kmem_cache` of `size`-byte objects, flags 0.
+    pub const KMEM_CACHE: u32 = 1;
+    /// `kmalloc(size, GFP_KERNEL)` / `kfree()`.
+    pub const KMALLOC: u32 = 2;
+    /// Our mempool of `size`-byte elements (`pools::get(size)`).
+    pub const OUR_POOL: u32 = 3;
+    /// The kernel's mempool over a `kmem_cache` (`mempool_alloc_slab`).
+    pub const KERNEL_POOL: u32 = 4;
+    /// `kmem_cache_alloc_bulk()` / `kmem_cache_free_bulk()` (bursts only).
+    pub const KMEM_BULK: u32 = 5;
+    /// `alloc_pages(GFP_KERNEL, order)` / `__free_pages()`; `size` is the order.
+    pub const ALLOC_PAGES: u32 = 6;
+    /// `__get_free_pages(GFP_KERNEL, order)` / `free_pages()`; `size` is the order.
+    pub const GET_FREE_PAGES: u32 = 7;
+    /// `__vmalloc(PAGE_SIZE << order, GFP_KERNEL)` / `kvfree()`; `size` is the order.
+    pub const VMALLOC: u32 = 8;
+    /// Number of allocators.
+    pub const COUNT: u32 = 9;
+    /// Names, indexed by value.
+    pub const NAMES: [&str; COUNT as usize] = [
+        "our_cache",
+        "kmem_cache",
+        "kmalloc",
+        "our_mempool",
+        "kernel_mempool",
+        "kmem_cache_bulk",
+        "alloc_pages",
+        "__get_free_pages",
+        "vmalloc",
+    ];
+}
+
+/// Most kthreads one benchmark run may use (one per CPU).
+pub const BENCH_MAX_THREADS: usize = 8;
+/// Fewest operations in one run.
+pub const BENCH_MIN_ITERS: u32 = 1000;
+/// Most operations in one run.
+pub const BENCH_MAX_ITERS: u32 = 10_000_000;
+/// Largest object size of the byte allocators.
+pub const BENCH_MAX_SIZE: u32 = 8192;
+/// Smallest object size of the byte allocators.
+pub const BENCH_MIN_SIZE: u32 = 8;
+/// Largest page order of the page allocators.
+pub const BENCH_MAX_ORDER: u32 = 3;
+/// Largest burst.
+pub const BENCH_MAX_BURST: u32 = 65536;
+
+/// One benchmark run, timed inside the kernel: fields up to `threads` are
+/// in, the rest out. Times are raw: subtract the empty loop (`base_*`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BenchRun {
+    /// In: a [`bench_op`].
+    pub op: u32,
+    /// In: a [`bench_alloc`].
+    pub alloc: u32,
+    /// In: object size in bytes, or the page order of the page allocators.
+    pub size: u32,
+    /// In: objects per burst ([`bench_op::BURST`]), 1..=[`BENCH_MAX_BURST`].
+    pub burst: u32,
+    /// In: operations (pairs), [`BENCH_MIN_ITERS`]..=[`BENCH_MAX_ITERS`].
+    pub iters: u32,
+    /// In: 0 runs in the ioctl's task; N runs in N kthreads bound to CPUs
+    /// 0..N, released together ([`bench_op::PAIR`] only).
+    pub threads: u32,
+    /// Out: operations (alloc+free pairs) timed per thread.
+    pub ops: u64,
+    /// Out: nanoseconds of an empty loop of `ops` iterations.
+    pub base_ns: u64,
+    /// Out: TSC cycles of the same empty loop (0 where there is no TSC).
+    pub base_cycles: u64,
+    /// Out: nanoseconds (`ktime_get_mono_fast_ns`) of each thread's timed
+    /// loop (index 0 only when `threads` is 0).
+    pub ns: [u64; BENCH_MAX_THREADS],
+    /// Out: TSC cycles of each thread's timed loop.
+    pub cycles: [u64; BENCH_MAX_THREADS],
+}
+
+/// Run one benchmark (one allocator, one case); EBUSY while another runs.
+pub const LDD_IOC_BENCH: u32 = iowr::<BenchRun>(MAGIC, 64);
+
+const _: () = assert!(size_of::<BenchRun>() == 24 + 3 * 8 + 2 * 8 * BENCH_MAX_THREADS);

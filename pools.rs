@@ -202,6 +202,11 @@ pub(crate) fn exit() {
 
 /// The live pool of `size`-byte elements, created on first use.
 pub(crate) fn get(size: usize) -> Result<Arc<OurPool>> {
+    // The reserve is a list threaded through the elements: each must hold
+    // a pointer. Checked before a backing cache is made for nothing.
+    if size < mempool::MIN_ELEMENT {
+        return Err(EINVAL);
+    }
     let mut pools = POOLS.lock();
     if let Some(p) = pools
         .iter()

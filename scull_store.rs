@@ -15,6 +15,9 @@
 //! - Holes (quanta never written below the device size, after an `lseek` past
 //!   the end and a write) read as zeros, like a sparse file. LDD3's scull ends
 //!   the read at a hole instead.
+//! - A device holds at most `max_mib` MiB (module parameter), and at most
+//!   2^20 quanta and 2^20 quantum sets: past either, a write gets ENOSPC
+//!   (a short count if some bytes were stored).
 //! - A write from a bad user buffer returns EFAULT. As in LDD3, the bytes of
 //!   the quantum it was copying into may be left zeroed (`copy_from_user()`
 //!   zero-fills what it could not copy); nothing outside the write's range
@@ -25,10 +28,18 @@ use kernel::uaccess::{UserSliceReader, UserSliceWriter};
 
 use crate::quantum_backend::{Backend, Block};
 
-/// One quantum set: `qset` slots, each empty or holding a quantum.
+/// One quantum set: `qset` slots, each empty or holding a quantum. Up to
+/// 65536 slots: kvmalloc'ed, so a large qset never needs a high-order run.
 struct QuantumSet {
-    data: KVec<Option<Block>>,
+    data: KVVec<Option<Block>>,
 }
+
+/// Most quanta one device holds, whatever the geometry: with `quantum=1` a
+/// device of `max_mib` would otherwise need hundreds of millions of them.
+const MAX_QUANTA: u64 = 1 << 20;
+
+/// Most quantum sets one device holds (same reason, with `qset=1`).
+const MAX_SETS: usize = 1 << 20;
 
 /// The data of one scull device.
 ///
@@ -38,7 +49,7 @@ struct QuantumSet {
 /// long; `held` is the number of blocks; `size` is one past the highest byte
 /// ever written since the last trim.
 pub(crate) struct ScullStore {
-    sets: KVec<QuantumSet>,
+    sets: KVVec<QuantumSet>,
     backend: Backend,
     quantum: usize,
     qset: usize,
@@ -50,7 +61,7 @@ impl ScullStore {
     /// An empty store.
     pub(crate) fn new(backend: Backend, quantum: usize, qset: usize) -> Self {
         Self {
-            sets: KVec::new(),
+            sets: KVVec::new(),
             quantum: backend.quantum_for(quantum),
             backend,
             qset,
@@ -197,8 +208,11 @@ impl ScullStore {
     fn write_chunk(&mut self, input: &mut UserSliceReader, pos: u64, left: usize) -> Result<usize> {
         let (set, slot, offset) = self.locate(pos)?;
         let chunk = (self.quantum - offset).min(left);
+        if set >= MAX_SETS {
+            return Err(ENOSPC);
+        }
         while self.sets.len() <= set {
-            let mut data = KVec::with_capacity(self.qset, GFP_KERNEL)?;
+            let mut data = KVVec::with_capacity(self.qset, GFP_KERNEL)?;
             for _ in 0..self.qset {
                 data.push(None, GFP_KERNEL)?;
             }
@@ -211,6 +225,9 @@ impl ScullStore {
             .and_then(|s| s.data.get_mut(slot))
             .ok_or(EINVAL)?;
         if entry.is_none() {
+            if self.held >= MAX_QUANTA {
+                return Err(ENOSPC);
+            }
             let mut block = self.backend.alloc(quantum)?;
             // A fresh quantum is zeroed so that the bytes around a partial
             // write read back as zeros, like the holes.

@@ -91,7 +91,7 @@ log "host tests counted from $host_log"
 
 # --- VM ----------------------------------------------------------------------
 vm_log="$LDD_TOP/.vm/vm-test-$profile.log"
-VM_MEM=${VM_MEM:-1024} "$LDD_TOP/scripts/vm.sh" --kdir "$kdir" test >"$vm_log" 2>&1
+"$LDD_TOP/scripts/vm.sh" --kdir "$kdir" test >"$vm_log" 2>&1
 vm_rc=$?
 cat "$vm_log"
 p=$(grep -cE '^ok [0-9]+ ' "$vm_log" | head -1)

@@ -6,7 +6,9 @@
 #   vm.sh [options] shell         an interactive busybox shell on the console
 #   vm.sh [options] cmd 'CMD'     run CMD, print its output, exit with its status
 # Options: --kdir DIR (the kernel build; default: the cached pinned kernel),
-#   --ko FILE, --mem MiB, --smp N, --timeout SECONDS, --params 'insmod params',
+#   --ko FILE, --mem MiB (default 5120: above 4 GiB, so ZONE_NORMAL exists
+#   beside DMA and DMA32; TCG only touches the memory the guest uses),
+#   --smp N, --timeout SECONDS, --params 'insmod params',
 #   --kvm (opt-in: only on hosts where KVM works).
 # A run fails on a timeout, a failed insmod/rmmod, or a kernel log with
 # BUG/WARNING/Oops/KASAN/Call Trace/general protection/kmemleak reports; the
@@ -14,7 +16,7 @@
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
-kdir="" ko="$LDD_TOP/ldd_alloc.ko" mem=${VM_MEM:-1024} smp=${VM_SMP:-2}
+kdir="" ko="$LDD_TOP/ldd_alloc.ko" mem=${VM_MEM:-5120} smp=${VM_SMP:-2}
 timeout=${VM_TIMEOUT:-900} params="" accel=tcg
 while [ $# -gt 0 ]; do
 	case "$1" in

@@ -257,7 +257,8 @@ mod tests {
         // /dev/null does not touch the buffer; /dev/zero does.
         let z = Fd::open("/dev/zero", libc::O_RDONLY).unwrap();
         assert_eq!(z.read_raw(h.guard() - 10, 10), Ok(10));
-        assert_eq!(z.read_raw(h.guard() - 10, 20), Err(Errno::EFAULT));
+        // Past the guard page: a short count or EFAULT, never the full 20.
+        assert_ne!(z.read_raw(h.guard() - 10, 20), Ok(20));
         assert_eq!(z.read_raw(h.ro(), 4), Err(Errno::EFAULT));
         assert_eq!(fd.write_raw(KERNEL_PTR, 4), Err(Errno::EFAULT));
     }

@@ -80,7 +80,7 @@ fn bad_frees() -> TestResult {
         d.caches()
             .ctx("CACHE_INFO")?
             .into_iter()
-            .find(|c| c.objsize == 64 && c.flags == 0)
+            .find(|c| c.objsize == 64 && c.flags == uapi::cache_flags::TEST_PRIVATE)
             .ok_or_else(|| "no 64-byte cache".to_string())
     };
     // Create the test cache first so the "before" counters exist.

@@ -191,6 +191,8 @@ struct Fuzz {
     desc: String,
     malformed: u64,
     counts: BTreeMap<&'static str, u64>,
+    /// Outcomes worth knowing were reached (short writes, ENOSPC, ...).
+    events: BTreeMap<&'static str, u64>,
     devs: Vec<DevModel>,
     ctl: Vec<Fd>,
     files: Vec<FileModel>,
@@ -217,6 +219,7 @@ struct Fuzz {
     rbuf: Vec<u8>,
     initial: Vec<(u32, u32)>,
     baseline_pages: i64,
+    tracing: bool,
 }
 
 type R = Result<(), String>;
@@ -264,6 +267,10 @@ impl Fuzz {
             return Err(self.fail(format!("{what}: want {want:?}, got {got:?}")));
         }
         Ok(())
+    }
+
+    fn event(&mut self, what: &'static str) {
+        *self.events.entry(what).or_default() += 1;
     }
 
     fn count(&mut self, what: &'static str, malformed: bool) {
@@ -352,7 +359,7 @@ impl Fuzz {
     /// `caches::get(size, flags)` on the model: Ok if it exists or there is
     /// room for it, ENOSPC otherwise (the registry holds 32).
     fn cache_room(&self, size: u64, flags: u32) -> Result<(), Errno> {
-        if self.caches.iter().any(|&c| c == (size, flags)) || self.caches.len() < MAX_CACHES {
+        if self.caches.contains(&(size, flags)) || self.caches.len() < MAX_CACHES {
             Ok(())
         } else {
             Err(Errno::ENOSPC)
@@ -430,9 +437,9 @@ impl Fuzz {
             be::PAGES if order <= STORE_MAX_ORDER => Ok(false),
             be::MEMPOOL if !self.mempool => Err(Errno::ENODEV),
             be::MEMPOOL if self.pools.contains(&quantum) => Ok(false),
-            // Elements below the core's MIN_ELEMENT (8): pools.rs maps
-            // `ElementTooSmall` to ENOMEM (EINVAL would be the honest errno).
-            be::MEMPOOL if quantum < MIN_ELEMENT => Err(Errno::ENOMEM),
+            // Elements below the core's MIN_ELEMENT (8) cannot carry the
+            // reserve's links: refused before any cache is made.
+            be::MEMPOOL if quantum < MIN_ELEMENT => Err(Errno::EINVAL),
             be::MEMPOOL if self.pool_entries >= MAX_POOLS => Err(Errno::ENOSPC),
             be::MEMPOOL => self
                 .cache_room(quantum, uapi::cache_flags::POOL_PRIVATE)
@@ -652,6 +659,7 @@ impl Fuzz {
         let trims = acc == libc::O_WRONLY && flags & libc::O_TRUNC != 0;
         let _ = write!(self.desc, " open dev {d} flags {flags:#o}");
         self.count(if trims { "open_trim" } else { "open" }, false);
+        self.trace();
         let r = Fd::open(&format!("/dev/ldd_alloc{d}"), flags);
         if trims {
             self.check_trim(d, &r)?;
@@ -771,6 +779,7 @@ impl Fuzz {
                 None => format!(" f_pos {fpos} append {append}"),
             }
         );
+        self.trace();
         let r = match off {
             Some(o) => self.files[fi].fd.pwrite_raw(addr, len, o),
             None => self.files[fi].fd.write_raw(addr, len),
@@ -791,13 +800,19 @@ impl Fuzz {
         if let Some(e) = early {
             return self.expect("write (VFS check)", r, Err(e));
         }
-        let start = if append { self.devs[d].size } else { ppos as u64 };
+        let start = if append {
+            self.devs[d].size
+        } else {
+            ppos as u64
+        };
         // The driver: the size limit first.
         let mut want = len as u64;
         if start.saturating_add(want) > self.limit {
             if start >= self.limit {
+                self.event("write_enospc");
                 return self.expect("write past the limit", r, Err(Errno::ENOSPC));
             }
+            self.event("write_cut_at_limit");
             want = self.limit - start;
         }
         let want = want as usize;
@@ -845,6 +860,12 @@ impl Fuzz {
                     held == before + 1
                 }
             };
+            self.event(match (copy, r) {
+                (true, Ok(_)) => "write_short_fault",
+                (true, _) => "write_efault_in_driver",
+                (false, Ok(_)) => "write_short_enomem",
+                (false, _) => "write_enomem",
+            });
             Some((i, copy))
         };
         // Apply what was done.
@@ -1025,7 +1046,10 @@ impl Fuzz {
         let (kind, malformed) = if roll < 90 {
             (Ptr::Valid, false)
         } else {
-            (self.pick(&[Ptr::Null, Ptr::Bad, Ptr::Kernel, Ptr::ReadOnly]), true)
+            (
+                self.pick(&[Ptr::Null, Ptr::Bad, Ptr::Kernel, Ptr::ReadOnly]),
+                true,
+            )
         };
         let partial = roll >= 97;
         let mut off = None;
@@ -1065,6 +1089,7 @@ impl Fuzz {
             if off.is_some() { "pread" } else { "read" },
             malformed || bad_off || !readable || k.is_some(),
         );
+        self.trace();
         let r = match off {
             Some(o) => self.files[fi].fd.pread_raw(addr, len, o),
             None => self.files[fi].fd.read_raw(addr, len),
@@ -1179,8 +1204,11 @@ impl Fuzz {
         if self.chance(50) {
             // Empty it first, with a trim through a file of its own.
             let _ = write!(self.desc, " trim dev {d} first;");
-            let r = Fd::open(&format!("/dev/ldd_alloc{d}"), libc::O_WRONLY | libc::O_TRUNC)
-                .map(drop);
+            let r = Fd::open(
+                &format!("/dev/ldd_alloc{d}"),
+                libc::O_WRONLY | libc::O_TRUNC,
+            )
+            .map(drop);
             self.check_trim(d, &r)?;
         }
         let arg: u64 = match self.rng.below(20) {
@@ -1218,14 +1246,22 @@ impl Fuzz {
             self.backend_ok(value, order, q).map(|maybe| (maybe, q))
         };
         self.count("set_backend", want.is_err());
-        let r = self.files[fi].fd.ioctl(uapi::LDD_IOC_SET_BACKEND, arg as usize);
+        self.trace();
+        let r = self.files[fi]
+            .fd
+            .ioctl(uapi::LDD_IOC_SET_BACKEND, arg as usize);
         match (r, want) {
             (Ok(0), Ok((_, q))) => {
                 let qs = self.devs[d].qset;
                 self.devs[d].trim_to(value, order, q, qs);
             }
-            (Err(Errno::ENOMEM), Ok((true, _))) => {}
-            (Err(e), Err(w)) if e == w => {}
+            (Err(Errno::ENOMEM), Ok((true, _))) => self.event("set_backend_pool_enomem"),
+            (Err(e), Err(w)) if e == w => self.event(match e {
+                Errno::EBUSY => "set_backend_ebusy",
+                Errno::EINVAL if value == be::MEMPOOL => "set_backend_pool_too_small",
+                Errno::ENOSPC => "set_backend_enospc",
+                _ => "set_backend_einval",
+            }),
             (r, w) => return Err(self.fail(format!("SET_BACKEND: want {w:?}, got {r:?}"))),
         }
         if arg <= u64::from(u32::MAX) {
@@ -1247,7 +1283,11 @@ impl Fuzz {
                 self.pick(&QUANTA)
             }
         } else {
-            let max = if qset { uapi::QSET_MAX } else { uapi::QUANTUM_MAX };
+            let max = if qset {
+                uapi::QSET_MAX
+            } else {
+                uapi::QUANTUM_MAX
+            };
             self.pick(&[
                 0,
                 -1,
@@ -1260,7 +1300,11 @@ impl Fuzz {
     }
 
     fn valid(v: i64, qset: bool) -> bool {
-        let max = if qset { uapi::QSET_MAX } else { uapi::QUANTUM_MAX };
+        let max = if qset {
+            uapi::QSET_MAX
+        } else {
+            uapi::QUANTUM_MAX
+        };
         v >= 1 && v <= i64::from(max)
     }
 
@@ -1288,8 +1332,16 @@ impl Fuzz {
         let cur = if qset { self.gqs } else { self.gq } as i64;
         // Boundaries: the largest value is accepted (set it and put it back).
         if matches!(nr, 11 | 12) && self.admin && self.chance(10) {
-            let max = if qset { uapi::QSET_MAX } else { uapi::QUANTUM_MAX };
-            let _ = write!(self.desc, " H{} {max} and back", if qset { "QSET" } else { "QUANTUM" });
+            let max = if qset {
+                uapi::QSET_MAX
+            } else {
+                uapi::QUANTUM_MAX
+            };
+            let _ = write!(
+                self.desc,
+                " H{} {max} and back",
+                if qset { "QSET" } else { "QUANTUM" }
+            );
             self.count("scull", false);
             let r = self.files[fi].fd.ioctl(cmd, max as usize);
             self.expect("H max", r, Ok(cur as i32))?;
@@ -1550,7 +1602,10 @@ impl Fuzz {
             ..Default::default()
         };
         let arg = self.addr(p, &mut ci as *mut _ as usize);
-        let _ = write!(self.desc, " CACHE_INFO index {index} ptr {p:?} ({n} caches)");
+        let _ = write!(
+            self.desc,
+            " CACHE_INFO index {index} ptr {p:?} ({n} caches)"
+        );
         let want = match p {
             Ptr::Valid if (index as usize) < self.caches.len() => Ok(0),
             Ptr::Valid => Err(Errno::ENOENT),
@@ -1659,17 +1714,19 @@ impl Fuzz {
         let want = if arg >= u64::from(uapi::bad_free::COUNT) {
             Err(Errno::EINVAL)
         } else {
-            let r = self.cache_room(64, 0);
+            // BAD_FREE works on its own private caches (TEST_PRIVATE).
+            let test = uapi::cache_flags::TEST_PRIVATE;
+            let r = self.cache_room(64, test);
             let r = match r {
                 Ok(()) if arg == u64::from(uapi::bad_free::FOREIGN_CACHE) => {
                     // Room for both when neither exists.
-                    let both = !self.caches.contains(&(64, 0))
-                        && !self.caches.contains(&(128, 0))
+                    let both = !self.caches.contains(&(64, test))
+                        && !self.caches.contains(&(128, test))
                         && self.caches.len() + 1 >= MAX_CACHES;
                     if both {
                         Err(Errno::ENOSPC)
                     } else {
-                        self.cache_room(128, 0)
+                        self.cache_room(128, test)
                     }
                 }
                 other => other,
@@ -1683,7 +1740,9 @@ impl Fuzz {
             })
         };
         self.count("bad_free", true);
-        let r = self.files[fi].fd.ioctl(uapi::LDD_IOC_BAD_FREE, arg as usize);
+        let r = self.files[fi]
+            .fd
+            .ioctl(uapi::LDD_IOC_BAD_FREE, arg as usize);
         self.resync_caches()?;
         if r == Err(Errno::ENOMEM)
             && self.armed()
@@ -1762,7 +1821,11 @@ impl Fuzz {
     // The allocation lab.
     // ---------------------------------------------------------------------
 
-    fn list(&self, fi: usize, max: u32) -> Result<(uapi::ListRequest, Vec<uapi::HandleInfo>), Errno> {
+    fn list(
+        &self,
+        fi: usize,
+        max: u32,
+    ) -> Result<(uapi::ListRequest, Vec<uapi::HandleInfo>), Errno> {
         let mut entries = vec![uapi::HandleInfo::default(); max as usize];
         let mut req = uapi::ListRequest {
             max,
@@ -1958,7 +2021,9 @@ impl Fuzz {
             match r {
                 Err(e) if ok_errs.contains(&e) => {}
                 other => {
-                    return Err(self.fail(format!("ALLOC ({fault}): want one of {ok_errs:?}, got {other:?}")))
+                    return Err(self.fail(format!(
+                        "ALLOC ({fault}): want one of {ok_errs:?}, got {other:?}"
+                    )))
                 }
             }
             return self.check_list(fi);
@@ -2005,7 +2070,10 @@ impl Fuzz {
         } else {
             let r = self.rng.below(1 << 20);
             let h = self.pick(&[0u64, u64::from(u32::MAX), 1 << 32, r]);
-            (h, h <= u64::from(u32::MAX) && self.files[fi].handles.contains(&(h as u32)))
+            (
+                h,
+                h <= u64::from(u32::MAX) && self.files[fi].handles.contains(&(h as u32)),
+            )
         };
         let _ = write!(self.desc, " FREE fd {fi} handle {h} live {live}");
         self.count("lab", !live);
@@ -2023,8 +2091,19 @@ impl Fuzz {
     // The run.
     // ---------------------------------------------------------------------
 
+    /// With `LDD_FUZZ_TRACE` set: the op about to reach the kernel, so a
+    /// hang names its op.
+    fn trace(&self) {
+        if self.tracing {
+            use std::io::Write as _;
+            println!("# trace op {}: {}", self.op, self.desc);
+            let _ = std::io::stdout().flush();
+        }
+    }
+
     fn step(&mut self) -> R {
         self.desc.clear();
+        self.trace();
         match self.rng.below(1000) {
             0..=219 => self.op_write(),
             220..=399 => self.op_read(),
@@ -2077,6 +2156,7 @@ impl Fuzz {
             desc: "setup".into(),
             malformed: 0,
             counts: BTreeMap::new(),
+            events: BTreeMap::new(),
             devs: Vec::new(),
             ctl,
             files: Vec::new(),
@@ -2100,6 +2180,7 @@ impl Fuzz {
             rbuf: Vec::new(),
             initial: Vec::new(),
             baseline_pages: 0,
+            tracing: std::env::var_os("LDD_FUZZ_TRACE").is_some(),
         };
         f.setup()?;
         Ok(f)
@@ -2107,20 +2188,30 @@ impl Fuzz {
 
     fn setup(&mut self) -> R {
         let c = &self.ctl[0];
-        c.ioctl(uapi::LDD_IOC_FAULT, &uapi::FaultSpec::default() as *const _ as usize)
-            .map_err(|e| format!("FAULT off: {e}"))?;
+        c.ioctl(
+            uapi::LDD_IOC_FAULT,
+            &uapi::FaultSpec::default() as *const _ as usize,
+        )
+        .map_err(|e| format!("FAULT off: {e}"))?;
         if self.admin {
             c.ioctl(uapi::SCULL_IOCRESET, 0)
                 .map_err(|e| format!("RESET: {e}"))?;
         }
-        self.dq = c.ioctl(uapi::SCULL_IOCQQUANTUM, 0).map_err(|e| format!("Q: {e}"))? as u64;
-        self.dqs = c.ioctl(uapi::SCULL_IOCQQSET, 0).map_err(|e| format!("Q: {e}"))? as u64;
+        self.dq = c
+            .ioctl(uapi::SCULL_IOCQQUANTUM, 0)
+            .map_err(|e| format!("Q: {e}"))? as u64;
+        self.dqs = c
+            .ioctl(uapi::SCULL_IOCQQSET, 0)
+            .map_err(|e| format!("Q: {e}"))? as u64;
         self.gq = self.dq;
         self.gqs = self.dqs;
         for d in 0..NDEV {
             drop(
-                Fd::open(&format!("/dev/ldd_alloc{d}"), libc::O_WRONLY | libc::O_TRUNC)
-                    .map_err(|e| format!("trim {d}: {e}"))?,
+                Fd::open(
+                    &format!("/dev/ldd_alloc{d}"),
+                    libc::O_WRONLY | libc::O_TRUNC,
+                )
+                .map_err(|e| format!("trim {d}: {e}"))?,
             );
             let i = self.ctl[d]
                 .ioctl_get::<uapi::DeviceInfo>(uapi::LDD_IOC_INFO)
@@ -2201,7 +2292,9 @@ impl Fuzz {
                 return Err(self.fail(format!("device {d} after the final trim: {i:?}")));
             }
         }
-        self.ctl[0].ioctl(uapi::LDD_IOC_SHRINK, 0).map_err(|e| self.fail(e))?;
+        self.ctl[0]
+            .ioctl(uapi::LDD_IOC_SHRINK, 0)
+            .map_err(|e| self.fail(e))?;
         let s = self.ctl[0]
             .ioctl_get::<uapi::PageStats>(uapi::LDD_IOC_PAGE_STATS)
             .map_err(|e| self.fail(e))?;
@@ -2223,7 +2316,8 @@ impl Fuzz {
                 index: i as u32,
                 ..Default::default()
             };
-            self.ctl[0].ioctl(uapi::LDD_IOC_CACHE_INFO, &mut ci as *mut _ as usize)
+            self.ctl[0]
+                .ioctl(uapi::LDD_IOC_CACHE_INFO, &mut ci as *mut _ as usize)
                 .map_err(|e| self.fail(e))?;
             let private = ci.flags & uapi::cache_flags::POOL_PRIVATE != 0;
             if !private && (ci.active_objs != 0 || ci.num_objs != 0) {
@@ -2255,13 +2349,20 @@ fn cleanup(ctl: &[Fd], initial: &[(u32, u32)], admin: bool) -> R {
             err.get_or_insert(format!("cleanup: {what}: {e}"));
         }
     };
-    note(ctl[0].ioctl(uapi::LDD_IOC_FAULT, &off as *const _ as usize), "FAULT off");
+    note(
+        ctl[0].ioctl(uapi::LDD_IOC_FAULT, &off as *const _ as usize),
+        "FAULT off",
+    );
     if admin {
         note(ctl[0].ioctl(uapi::SCULL_IOCRESET, 0), "RESET");
     }
     for (d, &(b, o)) in initial.iter().enumerate() {
         note(
-            Fd::open(&format!("/dev/ldd_alloc{d}"), libc::O_WRONLY | libc::O_TRUNC).map(|_| 0),
+            Fd::open(
+                &format!("/dev/ldd_alloc{d}"),
+                libc::O_WRONLY | libc::O_TRUNC,
+            )
+            .map(|_| 0),
             "trim",
         );
         note(
@@ -2280,7 +2381,11 @@ fn ioctl_sequences() -> TestResult {
     let mut f = Fuzz::new(seed)?;
     println!(
         "# fuzz: mempool backend {}, lab ioctls {}, {} caches at start, baseline {} pages",
-        if f.mempool { "present" } else { "absent (ENODEV)" },
+        if f.mempool {
+            "present"
+        } else {
+            "absent (ENODEV)"
+        },
         if f.lab { "present" } else { "absent (ENOTTY)" },
         f.caches.len(),
         f.baseline_pages
@@ -2301,8 +2406,10 @@ fn ioctl_sequences() -> TestResult {
     }
     let secs = start.elapsed().as_secs_f64();
     let counts: Vec<String> = f.counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    println!("# ops {}, malformed {}, seed {seed}", f.op, f.malformed, );
+    println!("# ops {}, malformed {}, seed {seed}", f.op, f.malformed,);
     println!("# by kind: {}", counts.join(", "));
+    let events: Vec<String> = f.events.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    println!("# outcomes: {}", events.join(", "));
     println!(
         "# {:.1} s, {} caches at the end, {} pages injected failures",
         secs,

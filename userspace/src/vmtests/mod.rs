@@ -5,8 +5,8 @@ pub mod caches;
 pub mod errors;
 pub mod fuzz;
 pub mod lab;
-pub mod pools;
 pub mod module;
+pub mod pools;
 pub mod scull;
 pub mod stress;
 

@@ -141,7 +141,7 @@ fn truncate(backend: u32) -> TestResult {
     // O_APPEND writes at the end.
     let app = Device::open_with(dev.path(), libc::O_WRONLY | libc::O_APPEND).ctx("append")?;
     app.file().write_all(b"abc").ctx("w1")?;
-    (&*app.file()).seek(SeekFrom::Start(0)).ctx("seek")?;
+    app.file().seek(SeekFrom::Start(0)).ctx("seek")?;
     app.file().write_all(b"def").ctx("w2")?;
     let mut back = [0u8; 6];
     dev.file().read_exact_at(&mut back, 0).ctx("read")?;
@@ -273,7 +273,8 @@ pub fn backends() -> Vec<u32> {
 
 /// Every scull test, once per backend.
 pub fn tests() -> Vec<Test> {
-    let cases: [(&str, fn(u32) -> TestResult); 6] = [
+    type Case = (&'static str, fn(u32) -> TestResult);
+    let cases: [Case; 6] = [
         ("sizes", sizes),
         ("lseek", seek),
         ("trim", truncate),

@@ -87,7 +87,10 @@ fn caches(fd: &Fd) -> Result<Vec<uapi::CacheInfo>, String> {
 fn put(fd: &Fd, data: &[u8], pos: u64, what: &str) -> Result<(), String> {
     match fd.pwrite(data, pos) {
         Ok(n) if n == data.len() => Ok(()),
-        other => Err(format!("{what}: pwrite of {} at {pos}: {other:?}", data.len())),
+        other => Err(format!(
+            "{what}: pwrite of {} at {pos}: {other:?}",
+            data.len()
+        )),
     }
 }
 
@@ -96,7 +99,12 @@ fn check(fd: &Fd, want: &[u8], pos: u64, what: &str) -> Result<(), String> {
     let mut got = vec![0u8; want.len()];
     match fd.pread(&mut got, pos) {
         Ok(n) if n == want.len() => {}
-        other => return Err(format!("{what}: pread of {} at {pos}: {other:?}", want.len())),
+        other => {
+            return Err(format!(
+                "{what}: pread of {} at {pos}: {other:?}",
+                want.len()
+            ))
+        }
     }
     match first_diff(&got, want) {
         None => Ok(()),
@@ -197,8 +205,13 @@ fn worker(t: usize, deadline: Instant, stop: &AtomicBool, mempool: bool) -> Resu
             let len = 1 + rng.below(max) as usize;
             let off = rng.below((REGION - len) as u64 + 1) as usize;
             if rng.below(3) == 0 {
-                check(&shared, &region[off..off + len], base + off as u64, "shared read")
-                    .map_err(fail)?;
+                check(
+                    &shared,
+                    &region[off..off + len],
+                    base + off as u64,
+                    "shared read",
+                )
+                .map_err(fail)?;
             } else {
                 rng.fill(&mut buf[..len]);
                 put(&shared, &buf[..len], base + off as u64, "shared write").map_err(fail)?;
@@ -227,7 +240,11 @@ fn worker(t: usize, deadline: Instant, stop: &AtomicBool, mempool: bool) -> Resu
                     &[be::KMALLOC, be::CACHE, be::PAGES, be::VMALLOC]
                 };
                 let b = backends[rng.below(backends.len() as u64) as usize];
-                let order = if b == be::PAGES { rng.below(4) as u32 } else { 0 };
+                let order = if b == be::PAGES {
+                    rng.below(4) as u32
+                } else {
+                    0
+                };
                 trim(3).map_err(fail)?;
                 fd.ioctl(uapi::LDD_IOC_SET_BACKEND, (b | order << 8) as usize)
                     .map_err(|e| fail(format!("SET_BACKEND {b} order {order}: {e}")))?;
@@ -257,8 +274,13 @@ fn worker(t: usize, deadline: Instant, stop: &AtomicBool, mempool: bool) -> Resu
     }
     // Final check of everything this thread owns.
     for off in (0..REGION).step_by(256 << 10) {
-        check(&shared, &region[off..off + (256 << 10)], base + off as u64, "final shared")
-            .map_err(fail)?;
+        check(
+            &shared,
+            &region[off..off + (256 << 10)],
+            base + off as u64,
+            "final shared",
+        )
+        .map_err(fail)?;
     }
     if let Some(fd) = &own {
         check(fd, &own_model[..own_size], 0, "final own").map_err(fail)?;
@@ -297,7 +319,12 @@ fn threads_4() -> TestResult {
         .map_err(|e| format!("SHRINK: {e}"))?;
     let base = pages_out(&ctl)? - private_pages(&ctl)?;
     // The shared device is 4 MiB from the start, so every region reads in full.
-    put(&open(SHARED)?, &[0], (THREADS * REGION) as u64 - 1, "size the shared device")?;
+    put(
+        &open(SHARED)?,
+        &[0],
+        (THREADS * REGION) as u64 - 1,
+        "size the shared device",
+    )?;
     let deadline = Instant::now() + Duration::from_secs(secs);
     let stop = AtomicBool::new(false);
     let start = Instant::now();
@@ -330,14 +357,16 @@ fn threads_4() -> TestResult {
             Err(e) => errors.push(e.clone()),
         }
     }
-    println!("# {elapsed:.1} s, mempool backend {}", if mempool { "present" } else { "absent" });
+    println!(
+        "# {elapsed:.1} s, mempool backend {}",
+        if mempool { "present" } else { "absent" }
+    );
     // Everything back: trims, shrink, baseline; first backends again.
     let mut after = Ok(());
-    for d in 0..THREADS {
+    for (d, i) in initial.iter().enumerate() {
         if let Err(e) = trim(d) {
             after = Err(e);
         }
-        let i = &initial[d];
         let _ = open(d).map(|f| {
             f.ioctl(
                 uapi::LDD_IOC_SET_BACKEND,
@@ -360,7 +389,10 @@ fn threads_4() -> TestResult {
     }
     for c in caches(&ctl)? {
         if c.flags & uapi::cache_flags::POOL_PRIVATE == 0 && c.active_objs != 0 {
-            return Err(format!("cache {} has live objects after the trims: {c:?}", c.index));
+            return Err(format!(
+                "cache {} has live objects after the trims: {c:?}",
+                c.index
+            ));
         }
     }
     Ok(Outcome::Pass)
@@ -405,6 +437,8 @@ fn reload_cycles() -> TestResult {
     let cycles = env_u64("LDD_RELOAD_CYCLES", 100);
     let budget = Duration::from_secs(env_u64("LDD_RELOAD_SECS", 60));
     let mut rng = Rng::new(0x7e10ad);
+    let (_, lines) = sh("dmesg | wc -l")?;
+    let log_start: usize = lines.trim().parse().unwrap_or(0);
     let start = Instant::now();
     let mut done = 0;
     while done < cycles {
@@ -428,12 +462,18 @@ fn reload_cycles() -> TestResult {
         for d in [1, 2] {
             let i = info(&open(d)?)?;
             if i.size != 0 || i.quanta != 0 {
-                return Err(format!("cycle {done}: device {d} not empty after load: {i:?}"));
+                return Err(format!(
+                    "cycle {done}: device {d} not empty after load: {i:?}"
+                ));
             }
         }
         done += 1;
         if done % 10 == 0 || done == cycles {
-            let (_, log) = sh("dmesg | grep -E 'leaked|refused|ldd_alloc.*(error|fail)' | tail -5")?;
+            // Only what the kernel said since this test started.
+            let (_, log) = sh(&format!(
+                "dmesg | tail -n +{} | grep -E 'leaked|refused|BUG:|WARNING:|not ok' | tail -5",
+                log_start + 1
+            ))?;
             if !log.trim().is_empty() {
                 return Err(format!("after {done} cycles the kernel log says:\n{log}"));
             }
