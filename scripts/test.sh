@@ -7,7 +7,8 @@
 #   4. the VM: the module loaded with scripts/ldd_alloc_load, the shipped
 #      ldd-alloc-test suite, KUnit results from the kernel log, a clean log
 # Ends with the line "N passed, N failed" summing every check and test.
-# PROFILE=debug runs the VM part on the debug kernel (make test-debug).
+# PROFILE=debug runs the VM part only, on the debug kernel (make test-debug),
+# with a longer fuzz run (LDD_FUZZ_OPS, default 100000 there).
 set -uo pipefail
 . "$(dirname "$0")/common.sh"
 
@@ -46,6 +47,11 @@ start=$(date +%s)
 kdir=$("$LDD_TOP/scripts/build-kernel.sh" "$profile") || { record kernel-build fail; finish; }
 log "kernel ready in $(($(date +%s) - start)) s: $kdir"
 
+if [ "$profile" = debug ]; then
+	export VM_ENV="LDD_FUZZ_OPS=${LDD_FUZZ_OPS:-100000} ${VM_ENV:-}"
+	export VM_TIMEOUT=${VM_TIMEOUT:-2400}
+fi
+if [ "$profile" != debug ]; then
 # --- lints -----------------------------------------------------------------
 if rustfmt --check --edition 2021 "$LDD_TOP"/*.rs "$LDD_TOP"/allocator/*.rs >/dev/null 2>&1 &&
 	(cd "$LDD_TOP/userspace" && cargo fmt --check >/dev/null 2>&1); then
@@ -61,7 +67,7 @@ else
 fi
 # A fresh module build, so that every warning shows in its log.
 rm -f "$LDD_TOP"/*.o "$LDD_TOP"/.*.o.cmd "$LDD_TOP"/ldd_alloc.ko
-if make -C "$LDD_TOP" KDIR="$kdir" modules >"$LDD_TOP/.vm/module-build.log" 2>&1; then
+if make -C "$LDD_TOP" KDIR="$kdir" LLVM="$LLVM_SUFFIX" modules >"$LDD_TOP/.vm/module-build.log" 2>&1; then
 	if grep -qE '^(warning|error)' "$LDD_TOP/.vm/module-build.log"; then
 		record module/build-no-warnings fail "(see .vm/module-build.log)"
 	else
@@ -88,6 +94,14 @@ if (cd "$LDD_TOP/userspace" && cargo test --release --locked) >"$host_log" 2>&1;
 fi
 count_cargo "$host_log"
 log "host tests counted from $host_log"
+else
+	# The debug profile tests the module only: build it against the debug tree.
+	rm -f "$LDD_TOP"/*.o "$LDD_TOP"/.*.o.cmd "$LDD_TOP"/ldd_alloc.ko
+	if ! make -C "$LDD_TOP" KDIR="$kdir" LLVM="$LLVM_SUFFIX" modules >"$LDD_TOP/.vm/module-build-debug.log" 2>&1; then
+		record module/build-debug fail "(see .vm/module-build-debug.log)"
+		finish
+	fi
+fi
 
 # --- VM ----------------------------------------------------------------------
 vm_log="$LDD_TOP/.vm/vm-test-$profile.log"
