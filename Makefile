@@ -57,10 +57,10 @@ userspace: setup
 run: modules userspace
 	@$(TOP)/scripts/vm.sh --kdir $(KDIR) demo
 
-test: setup
+test:
 	@$(TOP)/scripts/test.sh
 
-test-debug: setup
+test-debug:
 	@PROFILE=debug $(TOP)/scripts/test.sh
 
 # Benchmarks in the VM: tables, JSON and an SVG plot in bench/ (see README).

@@ -26,8 +26,8 @@ stamp=$(date +%Y%m%d-%H%M%S)
 
 # The guest prints the tables, then the JSON and the SVG between markers.
 guest_cmd="ldd-alloc bench $quick --out /tmp/bench.json --svg /tmp/plot.svg && \
-echo BENCH-JSON-BEGIN && cat /tmp/bench.json && echo BENCH-JSON-END && \
-echo BENCH-SVG-BEGIN && cat /tmp/plot.svg && echo BENCH-SVG-END"
+echo BENCH-JSON-BEGIN && cat /tmp/bench.json && echo && echo BENCH-JSON-END && \
+echo BENCH-SVG-BEGIN && cat /tmp/plot.svg && echo && echo BENCH-SVG-END"
 
 run_one() { # NAME [extra qemu args, via VM_QEMU_EXTRA]
 	local name=$1 raw="$out/.raw-$1.txt"

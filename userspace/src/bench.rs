@@ -103,6 +103,9 @@ pub fn run(dev: u32, json_out: bool, args: &BenchArgs) -> Result<(), String> {
          (ktime_get_mono_fast_ns and TSC cycles, empty loop subtracted)\n",
         b.kernel, b.cpus, b.reps
     ));
+    if !json_out {
+        print!("{report}");
+    }
     let mut sections = serde_json::Map::new();
     for case in &cases {
         let (text, value) = match *case {
@@ -134,10 +137,10 @@ pub fn run(dev: u32, json_out: bool, args: &BenchArgs) -> Result<(), String> {
         "raw": b.raw,
         "report": report,
     });
-    let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
+    let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())? + "\n";
     std::fs::write(&args.out, text.as_bytes()).map_err(|e| format!("{}: {e}", args.out))?;
     if json_out {
-        println!("{text}");
+        print!("{text}");
     }
     if let Some(svg) = b.svg_plot() {
         std::fs::write(&args.svg, svg).map_err(|e| format!("{}: {e}", args.svg))?;

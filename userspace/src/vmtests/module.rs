@@ -84,10 +84,56 @@ fn busy_while_open() -> TestResult {
     Ok(Outcome::Pass)
 }
 
+/// `scripts/ldd_alloc_load` without devtmpfs makes the nodes itself, with
+/// the mode and group asked for, like LDD3's scull_load; unload removes them.
+fn load_script_without_devtmpfs() -> TestResult {
+    if let Some(why) = needs_reload()? {
+        return Ok(Outcome::Skip(why));
+    }
+    let (ok, out) = sh("ldd_alloc_unload")?;
+    ensure!(ok, "unload: {out}");
+    // Hide devtmpfs under an empty tmpfs: /dev has no ldd_alloc nodes now.
+    // Command::output() opens /dev/null for stdin: give the empty /dev one
+    // (and unmount lazily at the end: that very /dev/null is open then).
+    let (ok, out) = sh("mount -t tmpfs none /dev && mknod -m 666 /dev/null c 1 3")?;
+    ensure!(ok, "mount: {out}");
+    let result = (|| -> Result<(), String> {
+        let (ok, out) = sh("LDD_ALLOC_MODE=640 LDD_ALLOC_GROUP=0 ldd_alloc_load nr_devs=2")?;
+        ensure!(ok, "load: {out}");
+        let (ok, out) = sh("stat -c '%F %a' /dev/ldd_alloc0 /dev/ldd_alloc1; ls /dev")?;
+        ensure!(ok, "stat: {out}");
+        ensure!(
+            out.lines()
+                .take(2)
+                .all(|l| l == "character special file 640"),
+            "nodes: {out}"
+        );
+        ensure!(!out.contains("ldd_alloc2"), "only nr_devs nodes: {out}");
+        let info = Device::open_index(1)
+            .ctx("open the made node")?
+            .info()
+            .ctx("INFO")?;
+        ensure_eq!(info.index, 1, "the node reaches device 1");
+        let (ok, out) = sh("ldd_alloc_unload && ls /dev")?;
+        ensure!(ok, "unload: {out}");
+        ensure!(!out.contains("ldd_alloc"), "unload left nodes: {out}");
+        Ok(())
+    })();
+    let _ = sh("grep -q '^ldd_alloc ' /proc/modules && ldd_alloc_unload");
+    let (ok, out) = sh("umount -l /dev && ldd_alloc_load")?;
+    ensure!(ok, "back to devtmpfs: {out}");
+    result?;
+    Ok(Outcome::Pass)
+}
+
 /// The module tests.
 pub fn tests() -> Vec<Test> {
     vec![
         Test::new("module/bad_params", bad_params),
         Test::new("module/busy_while_open", busy_while_open),
+        Test::new(
+            "module/load_script_without_devtmpfs",
+            load_script_without_devtmpfs,
+        ),
     ]
 }
