@@ -201,6 +201,11 @@ enum Resource {
     Realloc(NonNull<u8>),
 }
 
+/// Whether a lab backend hands out whole pages (sized by order, not bytes).
+fn is_pages(backend: u32) -> bool {
+    matches!(backend, lb::ALLOC_PAGES | lb::GET_FREE_PAGES | lb::GET_ZEROED_PAGE)
+}
+
 /// Checks a request against the rules and limits; returns the kernel flags.
 ///
 /// `__GFP_NOWARN` is always added: a failure the lab was asked to provoke
@@ -376,7 +381,8 @@ fn actual_size(req: &uapi::AllocRequest, mem: &LabMem) -> u64 {
     }
 }
 
-/// Physical range, contiguity, zone, zeroing, vmalloc area of `len` bytes.
+/// Physical range, contiguity, zone, zeroing, vmalloc area of the first
+/// `len` bytes (those the caller asked for: see `alloc`).
 fn measure(mem: &LabMem, len: u64, reply: &mut uapi::AllocReply) {
     let addr = mem.addr();
     let len = len as usize;
@@ -455,10 +461,15 @@ pub(crate) fn alloc(table: &Mutex<LabTable>, arg: usize, limits: LabLimits) -> R
             latency_ns: ns,
             ..Default::default()
         };
-        measure(&mem, actual, &mut reply);
+        // Only the bytes asked for may be touched: ksize() reports the size
+        // class's slack, but KASAN keeps it poisoned (using it would need
+        // krealloc); vmalloc likewise unpoisons just the request. The page
+        // backends own whole pages.
+        let mine = if is_pages(req.backend) { actual } else { req.size };
+        measure(&mem, mine, &mut reply);
         if req.flags & alloc_flags::TOUCH != 0 {
-            // SAFETY: The memory is ours and `actual` bytes long.
-            unsafe { core::ptr::write_bytes(mem.addr() as *mut u8, 0xa5, actual as usize) };
+            // SAFETY: The memory is ours and at least `mine` bytes long.
+            unsafe { core::ptr::write_bytes(mem.addr() as *mut u8, 0xa5, mine as usize) };
         }
         if req.backend == lb::KREALLOC {
             // krealloc freed (or kept) the old object: the old handle now owns

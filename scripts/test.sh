@@ -48,7 +48,9 @@ kdir=$("$LDD_TOP/scripts/build-kernel.sh" "$profile") || { record kernel-build f
 log "kernel ready in $(($(date +%s) - start)) s: $kdir"
 
 if [ "$profile" = debug ]; then
-	export VM_ENV="LDD_FUZZ_OPS=${LDD_FUZZ_OPS:-100000} ${VM_ENV:-}"
+	# 10^5 fuzz ops (about 8 minutes under KASAN and lockdep); 30 reload
+	# cycles instead of 100 (a minute there).
+	export VM_ENV="LDD_FUZZ_OPS=${LDD_FUZZ_OPS:-100000} LDD_RELOAD_CYCLES=${LDD_RELOAD_CYCLES:-30} ${VM_ENV:-}"
 	export VM_TIMEOUT=${VM_TIMEOUT:-2400}
 fi
 if [ "$profile" != debug ]; then
