@@ -285,6 +285,15 @@ impl CharDevice for ScullDev {
                 Ok(0)
             }
             cmd if uapi::ioc_nr(cmd) >= uapi::BENCH_NR_FIRST => crate::bench::ioctl(cmd, arg),
+            uapi::LDD_IOC_FREE_NULL => {
+                // SAFETY: Each accepts NULL (0) and then does nothing.
+                unsafe {
+                    bindings::kfree(core::ptr::null());
+                    bindings::kvfree(core::ptr::null());
+                    bindings::free_pages(0, 0);
+                }
+                Ok(0)
+            }
             uapi::LDD_IOC_BAD_FREE => {
                 let scenario = u32::try_from(arg).map_err(|_| EINVAL)?;
                 Ok(crate::caches::bad_free(scenario)? as isize)

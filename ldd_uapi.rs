@@ -352,6 +352,9 @@ pub mod refusal {
 
 /// Do one bad free (`arg`: a [`bad_free`] scenario); returns the [`refusal`].
 pub const LDD_IOC_BAD_FREE: u32 = io(MAGIC, 44);
+/// `kfree(NULL)`, `kvfree(NULL)` and `free_pages(0, 0)`: all do nothing, by
+/// design (LDD3, Love); returns 0.
+pub const LDD_IOC_FREE_NULL: u32 = io(MAGIC, 45);
 
 const _: () = assert!(size_of::<CacheInfo>() == 40 + 23 * 8);
 const _: () = assert!(size_of::<PageStats>() == 9 * 8 + 3 * 8 + 8);

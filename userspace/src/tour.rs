@@ -307,6 +307,13 @@ pub fn run(dev: &Device) -> Tour {
         format!("{stale_free:?}"),
         stale_free == Some(Err(Errno::EINVAL)),
     );
+    let null = dev.ioctl_raw(uapi::LDD_IOC_FREE_NULL, 0);
+    t.check(
+        "kfree rules",
+        "kfree(NULL) is safe and does nothing (so are kvfree(NULL) and free_pages(0, order))",
+        format!("{null:?}"),
+        null == Ok(0),
+    );
     let pool = one(dev, lb::OUR_MEMPOOL, gfp::ATOMIC, 4000, 0, context::ATOMIC);
     t.check(
         "mempools",

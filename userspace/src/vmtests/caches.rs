@@ -178,6 +178,36 @@ fn injected_failure() -> TestResult {
     Ok(Outcome::Pass)
 }
 
+/// The debugfs knob drives the same injector as the ioctl.
+fn debugfs_fault_knob() -> TestResult {
+    let path = "/sys/kernel/debug/ldd_alloc/fault";
+    if std::fs::metadata(path).is_err() {
+        return Ok(Outcome::Skip(format!(
+            "{path} missing (debugfs not mounted?)"
+        )));
+    }
+    let dev = Device::open_index(0).ctx("open")?;
+    std::fs::write(path, "next 3 owner 2").ctx("write next 3")?;
+    let s = dev.page_stats().ctx("PAGE_STATS")?;
+    ensure_eq!((s.fail_next, s.fail_all, s.fail_owner), (3, 0, 2));
+    ensure!(
+        std::fs::read_to_string(path)
+            .ctx("read")?
+            .starts_with("next 3 all 0 owner 2"),
+        "read back"
+    );
+    std::fs::write(path, "all").ctx("write all")?;
+    ensure_eq!(dev.page_stats().ctx("PAGE_STATS")?.fail_all, 1);
+    std::fs::write(path, "off").ctx("write off")?;
+    let s = dev.page_stats().ctx("PAGE_STATS")?;
+    ensure_eq!((s.fail_next, s.fail_all), (0, 0));
+    ensure!(
+        std::fs::write(path, "sometimes").is_err(),
+        "a bad command is refused"
+    );
+    Ok(Outcome::Pass)
+}
+
 /// The cache tests.
 pub fn tests() -> Vec<Test> {
     vec![
@@ -185,5 +215,6 @@ pub fn tests() -> Vec<Test> {
         Test::new("caches/bad_frees_refused_and_counted", bad_frees),
         Test::new("caches/slabinfo_matches_ioctl", slabinfo_file),
         Test::new("caches/injected_page_failure", injected_failure),
+        Test::new("caches/debugfs_fault_knob", debugfs_fault_knob),
     ]
 }
