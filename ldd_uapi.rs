@@ -111,6 +111,22 @@ pub const SCULL_IOCXQSET: u32 = iowr::<i32>(MAGIC, 10);
 pub const SCULL_IOCHQUANTUM: u32 = io(MAGIC, 11);
 /// Set the qset to `arg`, return the old one.
 pub const SCULL_IOCHQSET: u32 = io(MAGIC, 12);
+/// Every scull command, by number (0..=12).
+pub const SCULL_IOCTLS: [u32; 13] = [
+    SCULL_IOCRESET,
+    SCULL_IOCSQUANTUM,
+    SCULL_IOCSQSET,
+    SCULL_IOCTQUANTUM,
+    SCULL_IOCTQSET,
+    SCULL_IOCGQUANTUM,
+    SCULL_IOCGQSET,
+    SCULL_IOCQQUANTUM,
+    SCULL_IOCQQSET,
+    SCULL_IOCXQUANTUM,
+    SCULL_IOCXQSET,
+    SCULL_IOCHQUANTUM,
+    SCULL_IOCHQSET,
+];
 /// The highest scull command number (13 and 14 are scullpipe's, not ours).
 pub const SCULL_IOC_MAXNR: u8 = 12;
 

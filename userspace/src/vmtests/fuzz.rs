@@ -1311,22 +1311,7 @@ impl Fuzz {
     fn op_scull(&mut self) -> R {
         let fi = self.pick_fd()?;
         let nr = self.rng.below(13) as u8;
-        let cmds = [
-            uapi::SCULL_IOCRESET,
-            uapi::SCULL_IOCSQUANTUM,
-            uapi::SCULL_IOCSQSET,
-            uapi::SCULL_IOCTQUANTUM,
-            uapi::SCULL_IOCTQSET,
-            uapi::SCULL_IOCGQUANTUM,
-            uapi::SCULL_IOCGQSET,
-            uapi::SCULL_IOCQQUANTUM,
-            uapi::SCULL_IOCQQSET,
-            uapi::SCULL_IOCXQUANTUM,
-            uapi::SCULL_IOCXQSET,
-            uapi::SCULL_IOCHQUANTUM,
-            uapi::SCULL_IOCHQSET,
-        ];
-        let cmd = cmds[nr as usize];
+        let cmd = uapi::SCULL_IOCTLS[nr as usize];
         let qset = matches!(nr, 2 | 4 | 6 | 8 | 10 | 12);
         let writes = !matches!(nr, 5..=8);
         let cur = if qset { self.gqs } else { self.gq } as i64;
@@ -1463,21 +1448,9 @@ impl Fuzz {
         Ok(())
     }
 
-    fn known_cmds(&self) -> [u32; 28] {
-        [
-            uapi::SCULL_IOCRESET,
-            uapi::SCULL_IOCSQUANTUM,
-            uapi::SCULL_IOCSQSET,
-            uapi::SCULL_IOCTQUANTUM,
-            uapi::SCULL_IOCTQSET,
-            uapi::SCULL_IOCGQUANTUM,
-            uapi::SCULL_IOCGQSET,
-            uapi::SCULL_IOCQQUANTUM,
-            uapi::SCULL_IOCQQSET,
-            uapi::SCULL_IOCXQUANTUM,
-            uapi::SCULL_IOCXQSET,
-            uapi::SCULL_IOCHQUANTUM,
-            uapi::SCULL_IOCHQSET,
+    fn known_cmds(&self) -> Vec<u32> {
+        let mut known = uapi::SCULL_IOCTLS.to_vec();
+        known.extend([
             uapi::LDD_IOC_INFO,
             uapi::LDD_IOC_SET_BACKEND,
             uapi::LDD_IOC_CACHE_INFO,
@@ -1485,6 +1458,7 @@ impl Fuzz {
             uapi::LDD_IOC_PAGE_STATS,
             uapi::LDD_IOC_FAULT,
             uapi::LDD_IOC_BAD_FREE,
+            uapi::LDD_IOC_FREE_NULL,
             uapi::LDD_IOC_ALLOC,
             uapi::LDD_IOC_FREE,
             uapi::LDD_IOC_FREE_ALL,
@@ -1493,7 +1467,9 @@ impl Fuzz {
             uapi::LDD_IOC_POOL_INFO,
             uapi::LDD_IOC_POOL_RESIZE,
             uapi::LDD_IOC_POOL_DESTROY,
-        ]
+            uapi::LDD_IOC_BENCH,
+        ]);
+        known
     }
 
     fn op_unknown(&mut self) -> R {
