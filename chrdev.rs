@@ -234,7 +234,7 @@ impl<T: CharDevice> Vtable<T> {
                 unsafe { (*file).f_pos = new };
                 new
             }
-            Err(e) => e.to_errno() as bindings::loff_t,
+            Err(e) => bindings::loff_t::from(e.to_errno()),
         }
     }
 
@@ -244,7 +244,7 @@ impl<T: CharDevice> Vtable<T> {
     unsafe extern "C" fn ioctl(file: *mut bindings::file, cmd: c_uint, arg: c_ulong) -> c_long {
         // SAFETY: Per the function's safety contract.
         let state = unsafe { Self::state(file) };
-        match T::ioctl(state, cmd, arg as usize) {
+        match T::ioctl(state, cmd, arg) {
             Ok(n) => n as c_long,
             Err(e) => e.to_errno() as c_long,
         }

@@ -87,8 +87,8 @@ impl LabMem {
 
 impl Drop for LabMem {
     fn drop(&mut self) {
-        // SAFETY (every arm): the memory came from the backend named by the
-        // variant and is not used after this (the lab owns it alone).
+        // SAFETY: In every arm the memory came from the backend the variant
+        // names and is not used after this (the lab owns it alone).
         unsafe {
             match self {
                 Self::Kmalloc(p) => bindings::kfree(p.as_ptr().cast()),
@@ -104,7 +104,7 @@ impl Drop for LabMem {
                     }
                 }
                 Self::Pages(page, order) => bindings::__free_pages(page.as_ptr(), *order),
-                Self::FreePages(p, order) => bindings::free_pages(p.as_ptr() as usize as _, *order),
+                Self::FreePages(p, order) => bindings::free_pages(p.as_ptr() as kernel::ffi::c_ulong, *order),
                 Self::Kvfree(p) => bindings::kvfree(p.as_ptr().cast()),
             }
         }
@@ -297,8 +297,8 @@ fn validate(req: &uapi::AllocRequest, limits: LabLimits) -> Result<Gfp> {
 fn allocate(req: &uapi::AllocRequest, gfp: Gfp, res: &Resource) -> Option<LabMem> {
     let size = req.size as usize;
     let order = req.order;
-    // SAFETY (every FFI call): the allocators accept any size, flags and
-    // order that `validate` let through; a null return is a failure.
+    // SAFETY: Every FFI call here accepts any size, flags and order that
+    // `validate` let through; a null return is a failure.
     unsafe {
         match (req.backend, res) {
             (lb::KMALLOC, _) => {
@@ -408,10 +408,10 @@ fn measure(mem: &LabMem, len: u64, reply: &mut uapi::AllocReply) {
     reply.phys_lo = lo;
     reply.phys_hi = hi;
     reply.pages = pages;
-    reply.contiguous = contiguous as u32;
-    reply.zeroed = bytes.iter().all(|&b| b == 0) as u32;
+    reply.contiguous = u32::from(contiguous);
+    reply.zeroed = u32::from(bytes.iter().all(|&b| b == 0));
     // SAFETY: Only compares the address.
-    reply.vmalloc_area = unsafe { bindings::is_vmalloc_addr(addr as *const c_void) } as u32;
+    reply.vmalloc_area = u32::from(unsafe { bindings::is_vmalloc_addr(addr as *const c_void) });
 }
 
 /// `LDD_IOC_ALLOC`.
@@ -543,7 +543,7 @@ fn cache_flags_of(gfp: Gfp) -> u32 {
 }
 
 fn write_replies(req: &uapi::AllocRequest, replies: &[uapi::AllocReply]) -> Result {
-    let len = replies.len() * core::mem::size_of::<uapi::AllocReply>();
+    let len = core::mem::size_of_val(replies);
     let mut w = UserSlice::new(UserPtr::from_addr(req.replies as usize), len).writer();
     for r in replies {
         w.write(r)?;
@@ -585,7 +585,7 @@ pub(crate) fn list(table: &Mutex<LabTable>, arg: usize) -> Result<isize> {
             }
         }
     }
-    let len = infos.len() * core::mem::size_of::<uapi::HandleInfo>();
+    let len = core::mem::size_of_val(&infos[..]);
     let mut w = UserSlice::new(UserPtr::from_addr(req.entries as usize), len).writer();
     for i in infos.iter() {
         w.write(i)?;
@@ -608,7 +608,7 @@ pub(crate) fn stack(arg: usize) -> Result<isize> {
         thread_size: thread_size as u64,
         used_in_ioctl: used,
         left_in_ioctl: (thread_size as u64).saturating_sub(used),
-        vmap_stack: cfg!(CONFIG_VMAP_STACK) as u32,
+        vmap_stack: u32::from(cfg!(CONFIG_VMAP_STACK)),
         page_size: PAGE_SIZE as u32,
     };
     crate::ldd_alloc_dev::write_user(arg, &info)?;

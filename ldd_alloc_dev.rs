@@ -314,7 +314,7 @@ fn page_stats() -> uapi::PageStats {
         failures: c.failures,
         injected: c.injected,
         fail_next,
-        fail_all: fail_all as u32,
+        fail_all: u32::from(fail_all),
         fail_owner,
     }
 }

@@ -43,7 +43,7 @@ fn write_pages(_: &(), f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
     writeln!(
         f,
         "fault: fail_next {next} fail_all {} owner {owner}",
-        all as u32
+        u32::from(all)
     )
 }
 
@@ -52,7 +52,7 @@ fn read_fault(_: &(), f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
     writeln!(
         f,
         "next {next} all {} owner {owner} injected {injected}",
-        all as u32
+        u32::from(all)
     )
 }
 
@@ -88,11 +88,11 @@ impl Debugfs {
     pub(crate) fn new() -> impl PinInit<Self> {
         let dir = Dir::new(c"ldd_alloc");
         pin_init!(Self {
-            slabinfo <- dir.read_callback_file(c"slabinfo", (), &|_: &(), f| {
+            slabinfo <- dir.read_callback_file(c"slabinfo", (), &|(): &(), f| {
                 crate::caches::write_slabinfo(f)
             }),
             pages <- dir.read_callback_file(c"pages", (), &write_pages),
-            pools <- dir.read_callback_file(c"pools", (), &|_: &(), f| crate::pools::write_pools(f)),
+            pools <- dir.read_callback_file(c"pools", (), &|(): &(), f| crate::pools::write_pools(f)),
             fault <- dir.read_write_callback_file(c"fault", (), &read_fault, &write_fault),
             _dir: dir,
         })

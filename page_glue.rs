@@ -111,6 +111,16 @@ struct ZoneCounters {
     frees: AtomicU64,
 }
 
+impl ZoneCounters {
+    const fn new() -> Self {
+        Self {
+            pages_out: AtomicI64::new(0),
+            allocs: AtomicU64::new(0),
+            frees: AtomicU64::new(0),
+        }
+    }
+}
+
 /// The host page allocator as a [`PageSource`], with counters.
 pub(crate) struct KernelPages {
     zones: [ZoneCounters; ZONES],
@@ -139,13 +149,8 @@ pub(crate) static PAGES: KernelPages = KernelPages::new();
 
 impl KernelPages {
     const fn new() -> Self {
-        const Z: ZoneCounters = ZoneCounters {
-            pages_out: AtomicI64::new(0),
-            allocs: AtomicU64::new(0),
-            frees: AtomicU64::new(0),
-        };
         Self {
-            zones: [Z, Z, Z],
+            zones: [ZoneCounters::new(), ZoneCounters::new(), ZoneCounters::new()],
             failures: AtomicU64::new(0),
             faults: FaultInjection {
                 fail_next: AtomicI64::new(0),
@@ -217,7 +222,7 @@ impl PageSource for KernelPages {
         zone.frees.fetch_add(1, Ordering::Relaxed);
         // SAFETY: The caller guarantees `run` came from `alloc_pages(order)`
         // (that is, `__get_free_pages`) and is no longer used.
-        unsafe { bindings::free_pages(run.as_ptr() as usize as _, order) };
+        unsafe { bindings::free_pages(run.as_ptr() as kernel::ffi::c_ulong, order) };
     }
 
     fn read_nofault(&self, addr: usize, out: &mut [u8]) -> bool {

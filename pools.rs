@@ -135,7 +135,7 @@ impl OurPool {
             core::fmt::Write::write_fmt(&mut w, format_args!("ldd-pool-{}", self.element_size()));
         uapi::PoolInfo {
             index,
-            live: self.state.lock().is_live() as u32,
+            live: u32::from(self.state.lock().is_live()),
             name,
             element_size: self.element_size() as u64,
             curr_nr: s.curr_nr as u64,

@@ -168,7 +168,7 @@ impl Backend {
             }
             Self::Pages { order } => {
                 // SAFETY: `ptr` came from `__get_free_pages(order)` and is no longer used.
-                unsafe { bindings::free_pages(ptr.as_ptr() as usize as _, order) }
+                unsafe { bindings::free_pages(ptr.as_ptr() as kernel::ffi::c_ulong, order) }
             }
             Self::Cache(_) | Self::Mempool(_) => crate::caches::store_free(self, ptr),
         }

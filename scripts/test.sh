@@ -81,6 +81,17 @@ else
 	finish
 fi
 
+# Clippy on the module, as the kernel runs it (make CLIPPY=1), then a plain
+# build again for the VM.
+if make -C "$LDD_TOP" KDIR="$kdir" LLVM="$LLVM_SUFFIX" clippy >"$LDD_TOP/.vm/module-clippy.log" 2>&1 &&
+	! grep -qE '^(warning|error)' "$LDD_TOP/.vm/module-clippy.log"; then
+	record lint/clippy-module ok
+else
+	record lint/clippy-module fail "(see .vm/module-clippy.log)"
+fi
+rm -f "$LDD_TOP"/*.o "$LDD_TOP"/.*.o.cmd "$LDD_TOP"/ldd_alloc.ko
+make -C "$LDD_TOP" KDIR="$kdir" LLVM="$LLVM_SUFFIX" modules >/dev/null 2>&1 || record module/rebuild fail
+
 # --- KDIR diagnostics on fake trees -----------------------------------------
 kd_log="$LDD_TOP/.vm/kdir-diagnostics.log"
 "$LDD_TOP/scripts/tests/kdir-diagnostics.sh" >"$kd_log" 2>&1
