@@ -259,8 +259,21 @@ global_lock! {
     unsafe(uninit) static CACHES: Mutex<KVec<Arc<OurCache>>> = KVec::new();
 }
 
-/// Sets up the registry.
-pub(crate) fn init() -> Result {
+/// Debug flags every cache gets (module parameter `cache_debug`, like the
+/// `slub_debug=PZ` boot parameter).
+static DEBUG_FLAGS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// Sets up the registry; `debug` is the `cache_debug` parameter (1 poison,
+/// 2 red zones).
+pub(crate) fn init(debug: u32) -> Result {
+    let mut flags = 0;
+    if debug & 1 != 0 {
+        flags |= cache_flags::POISON;
+    }
+    if debug & 2 != 0 {
+        flags |= cache_flags::RED_ZONE;
+    }
+    DEBUG_FLAGS.store(flags, core::sync::atomic::Ordering::Relaxed);
     // SAFETY: Called once, at module init, before any other use of these.
     unsafe {
         CACHES.init();
@@ -278,6 +291,7 @@ pub(crate) fn exit() {
 
 /// The cache of `size`-byte objects with `flags`, created on first use.
 pub(crate) fn get(size: usize, flags: u32) -> Result<Arc<OurCache>> {
+    let flags = flags | DEBUG_FLAGS.load(core::sync::atomic::Ordering::Relaxed);
     let mut caches = CACHES.lock();
     if let Some(c) = caches
         .iter()
@@ -319,7 +333,12 @@ pub(crate) fn info(index: u32) -> Result<uapi::CacheInfo> {
 }
 
 /// Shrinks every cache; returns the pages freed.
+///
+/// Waits for a running `LDD_IOC_BAD_FREE`: its write-after-free scenario
+/// writes into an object it has just freed, whose slab must not be given
+/// back to the page allocator meanwhile.
 pub(crate) fn shrink_all() -> usize {
+    let _no_bad_free = BAD_FREES.lock();
     let caches: KVec<Arc<OurCache>> = {
         let guard = CACHES.lock();
         let mut v = KVec::new();
@@ -353,6 +372,54 @@ pub(crate) fn store_free(backend: &Backend, ptr: NonNull<u8>) {
     if let Some(e) = refused {
         pr_err!("store free refused: {e:?}\n");
     }
+}
+
+/// The slub_debug=PZ scenarios of `LDD_IOC_BAD_FREE`, on a private debug
+/// cache of 96-byte objects. The corrupting writes land in our own slab
+/// pages (the object's poisoned body, the red zone after it), never outside.
+fn debug_scenario(
+    scenario: u32,
+    refusal: &dyn Fn(core::result::Result<(), FreeError>) -> i32,
+) -> Result<i32> {
+    const SIZE: usize = 96;
+    let flags = BAD_FREE_PRIVATE | cache_flags::POISON | cache_flags::RED_ZONE;
+    let cache = get(SIZE, flags)?;
+    let p = cache.alloc(true)?;
+    if scenario == uapi::bad_free::OVERFLOW {
+        // SAFETY: `p` is a live object of a red-zoned cache: the byte after
+        // it is the right red zone, inside the same slab.
+        unsafe { p.as_ptr().add(SIZE).write_volatile(0x41) };
+        // The free is refused and the object stays allocated, as SLUB's
+        // "Object ... not freed". Repair the red zone (SLUB_RED_ACTIVE) and
+        // free it for real, so the test cache holds nothing afterwards.
+        let r = refusal(cache.free(p));
+        // SAFETY: As above: the red-zone byte of a still-allocated object.
+        unsafe { p.as_ptr().add(SIZE).write_volatile(0xcc) };
+        if cache.free(p).is_err() {
+            pr_err!("bad_free: the repaired object was refused\n");
+        }
+        return Ok(r);
+    }
+    let before = cache.stats().poison_errors;
+    if cache.free(p).is_err() {
+        return Err(EINVAL);
+    }
+    // SAFETY: `p` was just freed into a poisoning cache: its body is in one
+    // of our slabs, filled with POISON_FREE; the middle byte is not the
+    // free-list link (debug caches keep it past the object).
+    unsafe { p.as_ptr().add(SIZE / 2).write_volatile(0x41) };
+    // The debug path hands out the most recently freed object first and
+    // checks its poison.
+    let q = cache.alloc(true)?;
+    let detected = cache.stats().poison_errors > before;
+    if cache.free(q).is_err() {
+        pr_err!("bad_free: a good free after the poison check was refused\n");
+    }
+    Ok(if detected {
+        uapi::refusal::POISON
+    } else {
+        uapi::refusal::ACCEPTED
+    })
 }
 
 /// `/proc/slabinfo`'s format (mm/slab_common.c), our counters appended.
@@ -416,8 +483,12 @@ pub(crate) fn bad_free(scenario: u32) -> Result<i32> {
         Ok(()) => uapi::refusal::ACCEPTED,
         Err(FreeError::Foreign) => uapi::refusal::FOREIGN,
         Err(FreeError::Misaligned) => uapi::refusal::MISALIGNED,
-        Err(FreeError::DoubleFree) | Err(FreeError::RedZone) => uapi::refusal::DOUBLE,
+        Err(FreeError::DoubleFree) => uapi::refusal::DOUBLE,
+        Err(FreeError::RedZone) => uapi::refusal::RED_ZONE,
     };
+    if scenario == bf::WRITE_AFTER_FREE || scenario == bf::OVERFLOW {
+        return debug_scenario(scenario, &refusal);
+    }
     if scenario == bf::FOREIGN_KMALLOC {
         let layout = core::alloc::Layout::from_size_align(64, 8).map_err(|_| EINVAL)?;
         let p: NonNull<u8> =

@@ -104,7 +104,9 @@ impl Drop for LabMem {
                     }
                 }
                 Self::Pages(page, order) => bindings::__free_pages(page.as_ptr(), *order),
-                Self::FreePages(p, order) => bindings::free_pages(p.as_ptr() as kernel::ffi::c_ulong, *order),
+                Self::FreePages(p, order) => {
+                    bindings::free_pages(p.as_ptr() as kernel::ffi::c_ulong, *order)
+                }
                 Self::Kvfree(p) => bindings::kvfree(p.as_ptr().cast()),
             }
         }
@@ -203,7 +205,10 @@ enum Resource {
 
 /// Whether a lab backend hands out whole pages (sized by order, not bytes).
 fn is_pages(backend: u32) -> bool {
-    matches!(backend, lb::ALLOC_PAGES | lb::GET_FREE_PAGES | lb::GET_ZEROED_PAGE)
+    matches!(
+        backend,
+        lb::ALLOC_PAGES | lb::GET_FREE_PAGES | lb::GET_ZEROED_PAGE
+    )
 }
 
 /// Checks a request against the rules and limits; returns the kernel flags.
@@ -465,7 +470,11 @@ pub(crate) fn alloc(table: &Mutex<LabTable>, arg: usize, limits: LabLimits) -> R
         // class's slack, but KASAN keeps it poisoned (using it would need
         // krealloc); vmalloc likewise unpoisons just the request. The page
         // backends own whole pages.
-        let mine = if is_pages(req.backend) { actual } else { req.size };
+        let mine = if is_pages(req.backend) {
+            actual
+        } else {
+            req.size
+        };
         measure(&mem, mine, &mut reply);
         if req.flags & alloc_flags::TOUCH != 0 {
             // SAFETY: The memory is ours and at least `mine` bytes long.

@@ -68,6 +68,10 @@ module! {
             default: 256,
             description: "Largest size of one device in MiB: writes past it get ENOSPC",
         },
+        cache_debug: u32 {
+            default: 0,
+            description: "slub_debug for our caches: 1 poison (P), 2 red zones (Z), 3 both",
+        },
         pool_min_nr: u32 {
             default: 16,
             description: "Elements each of our mempools keeps in reserve (min_nr)",
@@ -169,7 +173,8 @@ impl kernel::Module for LddAlloc {
         kernel_caches::init();
         lab_context::init();
 
-        caches::init()?;
+        let cache_debug = param_in("cache_debug", module_parameters::cache_debug.value(), 0, 3)?;
+        caches::init(cache_debug)?;
         let debugfs = KBox::pin_init(ldd_debugfs::Debugfs::new(), GFP_KERNEL)?;
 
         let mut devices = KVec::with_capacity(nr_devs as usize, GFP_KERNEL)?;

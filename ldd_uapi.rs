@@ -350,8 +350,14 @@ pub mod bad_free {
     pub const DOUBLE: u32 = 3;
     /// Free a pointer to the slab header.
     pub const SLAB_HEADER: u32 = 4;
+    /// On a debug cache (poison, red zones): write into an object after
+    /// freeing it; the next allocation finds the poison broken.
+    pub const WRITE_AFTER_FREE: u32 = 5;
+    /// On a debug cache: write one byte past an object, then free it; the
+    /// free finds the red zone broken.
+    pub const OVERFLOW: u32 = 6;
     /// Number of scenarios.
-    pub const COUNT: u32 = 5;
+    pub const COUNT: u32 = 7;
 }
 
 /// Refusal codes [`LDD_IOC_BAD_FREE`] returns: what the cache said.
@@ -364,6 +370,11 @@ pub mod refusal {
     pub const MISALIGNED: i32 = 2;
     /// Refused: already free.
     pub const DOUBLE: i32 = 3;
+    /// Detected: the poison of a free object was overwritten (the object is
+    /// quarantined, another one handed out).
+    pub const POISON: i32 = 4;
+    /// Detected and refused: the red zone after an object was overwritten.
+    pub const RED_ZONE: i32 = 5;
 }
 
 /// Do one bad free (`arg`: a [`bad_free`] scenario); returns the [`refusal`].

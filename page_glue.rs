@@ -150,7 +150,11 @@ pub(crate) static PAGES: KernelPages = KernelPages::new();
 impl KernelPages {
     const fn new() -> Self {
         Self {
-            zones: [ZoneCounters::new(), ZoneCounters::new(), ZoneCounters::new()],
+            zones: [
+                ZoneCounters::new(),
+                ZoneCounters::new(),
+                ZoneCounters::new(),
+            ],
             failures: AtomicU64::new(0),
             faults: FaultInjection {
                 fail_next: AtomicI64::new(0),

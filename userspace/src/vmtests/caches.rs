@@ -178,6 +178,49 @@ fn injected_failure() -> TestResult {
     Ok(Outcome::Pass)
 }
 
+/// slub_debug's P and Z in our caches, in the kernel: a write after free is
+/// caught by the poison at the next allocation, a write past the end by the
+/// red zone at free; both are counted, neither spreads.
+fn debug_poison_and_red_zone() -> TestResult {
+    let dev = Device::open_index(0).ctx("open")?;
+    let debug =
+        uapi::cache_flags::TEST_PRIVATE | uapi::cache_flags::POISON | uapi::cache_flags::RED_ZONE;
+    let find = |d: &Device| -> Result<Option<uapi::CacheInfo>, String> {
+        Ok(d.caches()
+            .ctx("CACHE_INFO")?
+            .into_iter()
+            .find(|c| c.objsize == 96 && c.flags & debug == debug))
+    };
+    let before = find(&dev)?.unwrap_or_default();
+    ensure_eq!(
+        dev.bad_free(bad_free::WRITE_AFTER_FREE)
+            .ctx("write after free")?,
+        refusal::POISON
+    );
+    ensure_eq!(
+        dev.bad_free(bad_free::OVERFLOW).ctx("overflow")?,
+        refusal::RED_ZONE
+    );
+    let after = find(&dev)?.ok_or("no debug cache of 96-byte objects")?;
+    ensure_eq!(
+        after.poison_errors - before.poison_errors,
+        1,
+        "poison errors"
+    );
+    ensure_eq!(
+        after.redzone_errors - before.redzone_errors,
+        1,
+        "red-zone errors"
+    );
+    ensure!(
+        after.stride > after.objsize,
+        "red zones make the stride {} > {}",
+        after.stride,
+        after.objsize
+    );
+    Ok(Outcome::Pass)
+}
+
 /// The debugfs knob drives the same injector as the ioctl.
 fn debugfs_fault_knob() -> TestResult {
     let path = "/sys/kernel/debug/ldd_alloc/fault";
@@ -216,5 +259,9 @@ pub fn tests() -> Vec<Test> {
         Test::new("caches/slabinfo_matches_ioctl", slabinfo_file),
         Test::new("caches/injected_page_failure", injected_failure),
         Test::new("caches/debugfs_fault_knob", debugfs_fault_knob),
+        Test::new(
+            "caches/debug_poison_and_red_zone",
+            debug_poison_and_red_zone,
+        ),
     ]
 }

@@ -1550,8 +1550,8 @@ impl Fuzz {
             && ci.stride >= ci.objsize
             && ci.num_objs >= ci.active_objs
             && ci.active_objs >= held
-            && ci.poison_errors == 0
-            && ci.redzone_errors == 0
+            && (flags & uapi::cache_flags::TEST_PRIVATE != 0
+                || (ci.poison_errors == 0 && ci.redzone_errors == 0))
             && ci.frees <= ci.allocs
             && (!exact || flags & uapi::cache_flags::POOL_PRIVATE != 0 || ci.active_objs == held);
         if !ok {
@@ -1682,7 +1682,7 @@ impl Fuzz {
     fn op_bad_free(&mut self) -> R {
         let fi = self.pick_fd()?;
         let arg: u64 = match self.rng.below(10) {
-            0 => 5 + self.rng.below(100),
+            0 => u64::from(uapi::bad_free::COUNT) + self.rng.below(100),
             1 => self.pick(&[u64::MAX, 1 << 32, u64::from(u32::MAX)]),
             _ => self.rng.below(5),
         };
@@ -2299,7 +2299,8 @@ impl Fuzz {
             if !private && (ci.active_objs != 0 || ci.num_objs != 0) {
                 return Err(self.fail(format!("cache {i} not empty at the end: {ci:?}")));
             }
-            if ci.poison_errors != 0 || ci.redzone_errors != 0 {
+            let test = ci.flags & uapi::cache_flags::TEST_PRIVATE != 0;
+            if !test && (ci.poison_errors != 0 || ci.redzone_errors != 0) {
                 return Err(self.fail(format!("cache {i} saw corruption: {ci:?}")));
             }
         }

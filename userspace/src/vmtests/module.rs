@@ -126,10 +126,48 @@ fn load_script_without_devtmpfs() -> TestResult {
     Ok(Outcome::Pass)
 }
 
+/// `cache_debug=3` (slub_debug=PZ for our caches): scullc works on poisoned,
+/// red-zoned caches and finds nothing wrong with its own use.
+fn cache_debug_param() -> TestResult {
+    if let Some(why) = needs_reload()? {
+        return Ok(Outcome::Skip(why));
+    }
+    let (ok, out) = sh("ldd_alloc_unload && ldd_alloc_load cache_debug=3")?;
+    ensure!(ok, "load cache_debug=3: {out}");
+    let result = (|| -> Result<(), String> {
+        use std::os::unix::fs::FileExt;
+        let dev = Device::open_index(1).ctx("open the cache device")?;
+        let data: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+        dev.file().write_all_at(&data, 0).ctx("write")?;
+        let mut back = vec![0u8; data.len()];
+        dev.file().read_exact_at(&mut back, 0).ctx("read")?;
+        ensure!(back == data, "data differs on a debug cache");
+        let want = crate::uapi::cache_flags::POISON | crate::uapi::cache_flags::RED_ZONE;
+        let caches = dev.caches().ctx("CACHE_INFO")?;
+        let c = caches
+            .iter()
+            .find(|c| c.objsize == 4000)
+            .ok_or("no cache for the 4000-byte quantum")?;
+        ensure_eq!(c.flags & want, want, "the quantum cache is a debug cache");
+        ensure!(
+            caches
+                .iter()
+                .all(|c| c.poison_errors == 0 && c.redzone_errors == 0),
+            "errors found"
+        );
+        Ok(())
+    })();
+    let (ok, out) = sh("ldd_alloc_unload && ldd_alloc_load")?;
+    ensure!(ok, "reload: {out}");
+    result?;
+    Ok(Outcome::Pass)
+}
+
 /// The module tests.
 pub fn tests() -> Vec<Test> {
     vec![
         Test::new("module/bad_params", bad_params),
+        Test::new("module/cache_debug_param", cache_debug_param),
         Test::new("module/busy_while_open", busy_while_open),
         Test::new(
             "module/load_script_without_devtmpfs",
