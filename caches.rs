@@ -158,13 +158,12 @@ impl OurCache {
     /// `kmem_cache_alloc()`: one object. `may_sleep` is the caller's GFP
     /// (only a new slab's page allocation can sleep).
     pub(crate) fn alloc(&self, may_sleep: bool) -> Result<NonNull<u8>> {
-        let req = PageRequest {
-            zone: self.zone,
-            may_sleep,
-            no_retry: false,
-            no_warn: false,
+        let req = if may_sleep {
+            PageRequest::KERNEL
+        } else {
+            PageRequest::ATOMIC
         };
-        allocator::alloc(self, req).map_err(|_| ENOMEM)
+        self.alloc_req(req).ok_or(ENOMEM)
     }
 
     /// `alloc` with a full page request (the mempool's opportunistic try).
@@ -259,6 +258,12 @@ global_lock! {
     unsafe(uninit) static CACHES: Mutex<KVec<Arc<OurCache>>> = KVec::new();
 }
 
+/// A NUL-padded ABI name as text (up to its first NUL).
+pub(crate) fn name_str(name: &[u8]) -> &str {
+    let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    core::str::from_utf8(name.get(..end).unwrap_or(&[])).unwrap_or("?")
+}
+
 /// Debug flags every cache gets (module parameter `cache_debug`, like the
 /// `slub_debug=PZ` boot parameter).
 static DEBUG_FLAGS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
@@ -320,8 +325,12 @@ pub(crate) fn get(size: usize, flags: u32) -> Result<Arc<OurCache>> {
         ""
     };
     let _ = core::fmt::Write::write_fmt(&mut w, format_args!("ldd-{pool}{dma}{size}{dbg}"));
-    let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
-    let cache = OurCache::create(&name[..len], size, flags, caches.len() as u32 + 1)?;
+    let cache = OurCache::create(
+        name_str(&name).as_bytes(),
+        size,
+        flags,
+        caches.len() as u32 + 1,
+    )?;
     caches.push(cache.clone(), GFP_KERNEL)?;
     Ok(cache)
 }
@@ -433,12 +442,11 @@ pub(crate) fn write_slabinfo(f: &mut core::fmt::Formatter<'_>) -> core::fmt::Res
     )?;
     let mut index = 0;
     while let Ok(i) = info(index) {
-        let name = i.name.iter().position(|&b| b == 0).unwrap_or(i.name.len());
         let slabs = i.partial_slabs + i.full_slabs + i.empty_slabs;
         writeln!(
             f,
             "{:<17} {:>6} {:>6} {:>6} {:>4} {:>4} : slabdata {:>6} {:>6} {:>6} : ldd {} {} {} {} {}",
-            core::str::from_utf8(&i.name[..name]).unwrap_or("?"),
+            name_str(&i.name),
             i.active_objs,
             i.num_objs,
             i.objsize,

@@ -255,11 +255,10 @@ pub(crate) fn write_pools(f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result
     )?;
     let mut index = 0;
     while let Ok(i) = info(index) {
-        let end = i.name.iter().position(|&b| b == 0).unwrap_or(i.name.len());
         writeln!(
             f,
             "{} {} {} {} {} {} {} {} {} {} {}",
-            core::str::from_utf8(&i.name[..end]).unwrap_or("?"),
+            crate::caches::name_str(&i.name),
             i.live,
             i.element_size,
             i.curr_nr,
