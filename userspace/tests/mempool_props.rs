@@ -109,9 +109,14 @@ fn sleeping_alloc_is_woken_by_free() {
         let p = mempool::alloc(&*p2, PageRequest::KERNEL).unwrap();
         tx.send(p.as_ptr() as usize).unwrap();
     });
-    // The sleeper must not get anything while the reserve is empty.
-    assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
-    assert!(mempool::stats(&*pool).waits >= 1);
+    // Wait until the thread sleeps in the pool (not for a fixed time: a
+    // loaded machine may start it late), then it must still have nothing.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while mempool::stats(&*pool).waits < 1 {
+        assert!(std::time::Instant::now() < deadline, "thread never slept");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
     // SAFETY: from this pool, freed once.
     unsafe { mempool::free(&*pool, a) };
     let got = rx
@@ -206,6 +211,14 @@ fn threads_share_a_tiny_reserve() {
     const THREADS: usize = 4;
     let (pages, pool) = page_pool(2);
     pages.set_fail_all(true);
+    // Hold the whole reserve before the threads start, so every thread's
+    // first allocation must sleep: contention is forced, not left to the
+    // scheduler (4 short threads on an idle machine may run one after
+    // another and never meet).
+    let held = [
+        mempool::alloc(&*pool, PageRequest::KERNEL).unwrap(),
+        mempool::alloc(&*pool, PageRequest::KERNEL).unwrap(),
+    ];
     let handles: Vec<_> = (0..THREADS)
         .map(|_| {
             let pool = pool.clone();
@@ -221,12 +234,27 @@ fn threads_share_a_tiny_reserve() {
             })
         })
         .collect();
+    // `waits` counts under the pool lock just before a thread sleeps.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while (mempool::stats(&*pool).waits as usize) < THREADS {
+        assert!(std::time::Instant::now() < deadline, "threads never slept");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(mempool::stats(&*pool).allocs_reserve, 2);
+    for p in held {
+        // SAFETY: from this pool, freed once.
+        unsafe { mempool::free(&*pool, p) };
+    }
     for h in handles {
         h.join().unwrap();
     }
     let s = mempool::stats(&*pool);
-    assert_eq!((s.outstanding, s.curr_nr, s.allocs_reserve), (0, 2, 2000));
-    assert!(s.waits > 0 && s.wakeups > 0, "{s:?}");
+    assert_eq!(
+        (s.outstanding, s.curr_nr, s.allocs_reserve),
+        (0, 2, 2 + 500 * THREADS as u64)
+    );
+    // Each of the two frees above woke a sleeper.
+    assert!(s.waits >= THREADS as u64 && s.wakeups >= 2, "{s:?}");
     pages.set_fail_all(false);
     mempool::destroy(&*pool).unwrap();
     assert_eq!(pages.pages_out(), 0);
