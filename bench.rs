@@ -29,7 +29,10 @@ use kernel::{
     interrupt::local_interrupt_disable,
     new_spinlock_irq,
     prelude::*,
-    sync::{Arc, SpinLockIrq},
+    sync::{
+        atomic::{Acquire, AtomicFlag, Release},
+        Arc, SpinLockIrq,
+    },
     types::ScopeGuard,
 };
 
@@ -650,6 +653,25 @@ fn time_prim(prim: u32, n: u64) -> Result<(u64, u64)> {
         bp::READ_NOFAULT => {
             for _ in 0..n {
                 black_box(PAGES.read_nofault(black_box(addr), &mut buf));
+            }
+        }
+        bp::SLOT_TRYLOCK => {
+            let flag = AtomicFlag::new(false);
+            for _ in 0..n {
+                if black_box(&flag).cmpxchg(false, true, Acquire).is_ok() {
+                    flag.store(false, Release);
+                }
+            }
+        }
+        bp::BITMAP_RMW => {
+            let word = AtomicU64::new(0);
+            for i in 0..n {
+                let bit = 1u64 << (i & 63);
+                if i & 1 == 0 {
+                    black_box(black_box(&word).fetch_or(bit, Ordering::AcqRel));
+                } else {
+                    black_box(black_box(&word).fetch_and(!bit, Ordering::AcqRel));
+                }
             }
         }
         _ => {

@@ -3,18 +3,23 @@
 //! Our lookaside caches in the kernel (LDD3 chapter 8, "Lookaside Caches"):
 //! the allocator core of [`crate::allocator`] given its environment here.
 //!
-//! The core needs four things ([`CacheEnv`]); the kernel gives them so:
+//! The core needs three things ([`CacheEnv`]); the kernel gives them so:
 //! - the page source: [`PAGES`], the host page allocator, counted per zone;
 //! - the depot lock: a `SpinLockIrq`, because the lab allocates from hard
 //!   interrupt context too, and a lock taken there must never be held with
 //!   interrupts on;
-//! - per-CPU magazines: one `SpinLockIrq<Magazine>` slot per possible CPU,
-//!   taken with interrupts already off on the local CPU ([`local_interrupt_disable`]),
-//!   so its lock is uncontended except while `shrink` or `destroy` drains a
-//!   remote CPU's slot. There is no per-CPU variable abstraction in the
-//!   kernel crate; an array indexed by `CpuId::current()` is the stand-in;
-//! - quiescence: `synchronize_rcu()`, since a magazine section runs with
-//!   interrupts off, which RCU counts as a read-side critical section.
+//! - per-CPU magazines: one [`CpuSlot`] per possible CPU, a magazine and a
+//!   flag taken with one `cmpxchg`: the same idea as the kernel's
+//!   `local_trylock()` (include/linux/local_lock.h), which SLUB's sheaves
+//!   use. The fast path only ever *tries*: if the slot is held (this is an
+//!   interrupt on top of its holder, or a task holding it was preempted, or
+//!   `shrink`/`stats` is visiting it), the core goes to the depot directly.
+//!   So the fast path disables neither interrupts nor preemption and never
+//!   spins; a slot is only waited for in process context, by
+//!   `for_each_magazine`. There is no per-CPU variable abstraction in the
+//!   kernel crate; an array indexed by `CpuId::current()` is the stand-in
+//!   (a stale id after migration only costs locality: the flag keeps the
+//!   slot exclusive).
 //!
 //! Lock order: a magazine slot, then the depot. The registry mutex is taken
 //! only in process context, never under either.
@@ -23,14 +28,19 @@
 //! on first use: the scullc store asks for one per quantum size, the lab for
 //! one per object size it is asked for. All are destroyed at unload.
 
+use core::cell::UnsafeCell;
+use core::ops::{Deref, DerefMut};
 use core::ptr::NonNull;
 use kernel::{
-    bindings,
     cpu::{nr_cpu_ids, CpuId},
-    interrupt::local_interrupt_disable,
     new_spinlock_irq,
     prelude::*,
-    sync::{global_lock, Arc, SpinLockIrq},
+    processor::cpu_relax,
+    sync::{
+        atomic::{Acquire, AtomicFlag, Release},
+        global_lock, Arc, SpinLockIrq,
+    },
+    time::{delay::fsleep, Delta},
 };
 
 use crate::allocator::{
@@ -62,6 +72,87 @@ impl PageSource for CachePages {
     }
 }
 
+/// One CPU's magazine of one cache and the flag that makes it exclusive.
+///
+/// Aligned to a cache line so that two CPUs' slots never share one.
+///
+/// # Invariants
+///
+/// `mag` is only accessed through a [`SlotGuard`], and at most one exists
+/// at a time: it is created only by switching `held` from false to true and
+/// sets it back to false when dropped.
+#[repr(align(64))]
+struct CpuSlot {
+    held: AtomicFlag,
+    mag: UnsafeCell<Magazine>,
+}
+
+// SAFETY: `mag` is only reached through the one `SlotGuard` that may exist
+// at a time (type invariant), and a `Magazine` may move between threads.
+unsafe impl Sync for CpuSlot {}
+
+impl CpuSlot {
+    fn new() -> Self {
+        Self {
+            held: AtomicFlag::new(false),
+            mag: UnsafeCell::new(Magazine::new()),
+        }
+    }
+
+    /// Takes the slot if nobody holds it; never waits.
+    #[inline(always)]
+    fn try_hold(&self) -> Option<SlotGuard<'_>> {
+        // Acquire pairs with the Release in `SlotGuard::drop`: the previous
+        // holder's writes to the magazine are visible to us.
+        self.held.cmpxchg(false, true, Acquire).ok()?;
+        // INVARIANT: we switched `held` from false to true.
+        Some(SlotGuard(self))
+    }
+
+    /// Takes the slot, waiting for its holder. Process context only: the
+    /// holder may be a preempted task that needs this CPU to finish.
+    fn hold(&self) -> SlotGuard<'_> {
+        let mut tries = 0u32;
+        loop {
+            if let Some(g) = self.try_hold() {
+                return g;
+            }
+            tries = tries.saturating_add(1);
+            if tries < 100 {
+                cpu_relax();
+            } else {
+                fsleep(Delta::from_micros(10));
+            }
+        }
+    }
+}
+
+/// Exclusive access to one [`CpuSlot`]'s magazine.
+struct SlotGuard<'a>(&'a CpuSlot);
+
+impl Deref for SlotGuard<'_> {
+    type Target = Magazine;
+
+    fn deref(&self) -> &Magazine {
+        // SAFETY: we are the slot's only guard (`CpuSlot` invariant).
+        unsafe { &*self.0.mag.get() }
+    }
+}
+
+impl DerefMut for SlotGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Magazine {
+        // SAFETY: we are the slot's only guard (`CpuSlot` invariant).
+        unsafe { &mut *self.0.mag.get() }
+    }
+}
+
+impl Drop for SlotGuard<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.0.held.store(false, Release);
+    }
+}
+
 /// One of our caches.
 #[pin_data(PinnedDrop)]
 pub(crate) struct OurCache {
@@ -71,7 +162,7 @@ pub(crate) struct OurCache {
     pages: CachePages,
     #[pin]
     depot: SpinLockIrq<Depot>,
-    slots: KVec<Pin<KBox<SpinLockIrq<Magazine>>>>,
+    slots: KVec<CpuSlot>,
 }
 
 impl CacheEnv for OurCache {
@@ -85,19 +176,11 @@ impl CacheEnv for OurCache {
         &self.pages
     }
 
-    fn with_magazine<R>(&self, f: impl FnOnce(&mut Magazine) -> R) -> R {
-        let irq = local_interrupt_disable();
+    #[inline(always)]
+    fn try_with_magazine<R>(&self, f: impl FnOnce(&mut Magazine) -> R) -> Option<R> {
         let cpu = CpuId::current().as_u32() as usize;
-        match self.slots.get(cpu) {
-            Some(slot) => f(&mut slot.lock_with(&irq)),
-            // A CPU id past nr_cpu_ids cannot happen; should it, share the
-            // first slot (its lock keeps access exclusive).
-            None => match self.slots.first() {
-                Some(slot) => f(&mut slot.lock()),
-                // `create` refuses to build a cache without slots.
-                None => f(&mut Magazine::new()),
-            },
-        }
+        let mut mag = self.slots.get(cpu)?.try_hold()?;
+        Some(f(&mut mag))
     }
 
     fn with_depot<R>(&self, f: impl FnOnce(&mut Depot) -> R) -> R {
@@ -106,13 +189,8 @@ impl CacheEnv for OurCache {
 
     fn for_each_magazine(&self, mut f: impl FnMut(&mut Magazine)) {
         for slot in &self.slots {
-            f(&mut slot.lock());
+            f(&mut slot.hold());
         }
-    }
-
-    fn quiesce(&self) {
-        // SAFETY: FFI call from process context (shrink and destroy may sleep).
-        unsafe { bindings::synchronize_rcu() };
     }
 }
 
@@ -134,13 +212,7 @@ impl OurCache {
         let cpus = nr_cpu_ids().max(1);
         let mut slots = KVec::with_capacity(cpus as usize, GFP_KERNEL)?;
         for _ in 0..cpus {
-            slots.push(
-                KBox::pin_init(
-                    new_spinlock_irq!(Magazine::new(), "OurCache::slot"),
-                    GFP_KERNEL,
-                )?,
-                GFP_KERNEL,
-            )?;
+            slots.push(CpuSlot::new(), GFP_KERNEL)?;
         }
         Arc::pin_init(
             pin_init!(Self {

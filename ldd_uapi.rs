@@ -820,11 +820,23 @@ pub mod bench_prim {
     pub const READ_NOFAULT: u32 = 2;
     /// `CpuId::current()` with interrupts off (one guard around the loop).
     pub const CPU_ID: u32 = 3;
+    /// Our per-CPU slot: an `AtomicFlag` cmpxchg (Acquire) and a Release
+    /// store, what each fast-path alloc or free takes and gives back.
+    pub const SLOT_TRYLOCK: u32 = 4;
+    /// One atomic RMW on a bitmap word (`fetch_or` then `fetch_and`: what
+    /// an alloc and a free do to the object's allocated bit), per RMW.
+    pub const BITMAP_RMW: u32 = 5;
     /// Number of primitives.
-    pub const COUNT: u32 = 4;
+    pub const COUNT: u32 = 6;
     /// Names, indexed by value.
-    pub const NAMES: [&str; COUNT as usize] =
-        ["irq_guard", "spinlock_irq", "read_nofault_16", "cpu_id"];
+    pub const NAMES: [&str; COUNT as usize] = [
+        "irq_guard",
+        "spinlock_irq",
+        "read_nofault_16",
+        "cpu_id",
+        "slot_trylock",
+        "bitmap_rmw",
+    ];
 }
 
 /// Which allocator a benchmark run uses ([`BenchRun::alloc`]).

@@ -24,7 +24,7 @@ use kernel::{
     sync::{global_lock, Arc, CondVar, SpinLockIrq},
 };
 
-use crate::allocator::mempool::{self, Backing, PoolEnv, PoolError, PoolState};
+use crate::allocator::mempool::{self, Backing, PoolEnv, PoolError, PoolFast, PoolState};
 use crate::allocator::PageRequest;
 use crate::caches::OurCache;
 use crate::gfp::{self, Gfp};
@@ -57,6 +57,7 @@ pub(crate) struct OurPool {
     state: SpinLockIrq<PoolState>,
     #[pin]
     freed: CondVar,
+    fast: PoolFast,
     destroy_refused: core::sync::atomic::AtomicU64,
 }
 
@@ -80,6 +81,10 @@ impl PoolEnv for OurPool {
     fn notify_one(&self) {
         self.freed.notify_one();
     }
+
+    fn fast(&self) -> &PoolFast {
+        &self.fast
+    }
 }
 
 impl OurPool {
@@ -90,6 +95,7 @@ impl OurPool {
                 backing: CacheBacking(cache),
                 state <- new_spinlock_irq!(PoolState::new(), "OurPool::state"),
                 freed <- new_condvar!("OurPool::freed"),
+                fast: PoolFast::new(),
                 destroy_refused: core::sync::atomic::AtomicU64::new(0),
             }),
             GFP_KERNEL,

@@ -5,26 +5,32 @@
 //! This is `kmem_cache_alloc()`/`kmem_cache_free()`/`kmem_cache_shrink()`/
 //! `kmem_cache_destroy()` from LDD3 ch. 8, written once, generically over
 //! a [`CacheEnv`] that supplies the environment-specific parts: the page
-//! source, the depot lock, the per-CPU magazine slots and a quiescence
-//! primitive. The kernel glue implements it with a `SpinLock<Depot>`,
-//! per-CPU magazines with preemption/interrupts off, and
-//! `synchronize_rcu()`; the userspace tests with `std::sync` types. The
-//! algorithm below is therefore the one the tests exercise.
+//! source, the depot lock and the per-CPU magazine slots. The kernel glue
+//! implements it with a `SpinLockIrq<Depot>` and per-CPU slots guarded by a
+//! try-lock; the userspace tests with `std::sync` types. The algorithm below
+//! is therefore the one the tests exercise.
+//!
+//! The fast path is one CPU's magazine, taken with a *try*-lock that never
+//! waits (like the kernel's `local_trylock()`, which SLUB's sheaves use):
+//! an interrupt arriving on top of the holder, or a flush in progress, finds
+//! the slot busy and takes the *direct* path to the depot instead. So the
+//! fast path disables neither interrupts nor preemption and spins on
+//! nothing.
 //!
 //! Locking rules (what the kernel needs, what the env provides):
 //!
 //! * The page source is only called outside [`CacheEnv::with_depot`] and
-//!   outside [`CacheEnv::with_magazine`]: `GFP_KERNEL` may sleep, and
-//!   neither a spinlock nor a preemption-disabled section may.
+//!   outside [`CacheEnv::try_with_magazine`]: `GFP_KERNEL` may sleep, and
+//!   neither a spinlock nor a magazine section may.
 //! * Nesting is magazine → depot, never the reverse.
-//! * Free validation ([`slab::locate`]) is lock-free and runs inside
-//!   `with_magazine`; `shrink`/`destroy` unlink empty slabs and wipe their
-//!   magic under the depot lock (so new lookups refuse them), then call
-//!   [`CacheEnv::quiesce`] (which must wait for every `with_magazine`
-//!   section in flight; with preemption disabled there, `synchronize_rcu()`
-//!   does) before freeing pages, so a validation never touches a header or
-//!   bitmap whose pages were already freed. This is RCU's unpublish, wait,
-//!   reclaim.
+//! * Free validation ([`slab::locate`]) reads the slab header lock-free,
+//!   inside a magazine section or under the depot lock. `shrink`/`destroy`
+//!   unlink empty slabs and wipe their magic under the depot lock (so new
+//!   lookups refuse them), then visit every magazine
+//!   ([`CacheEnv::for_each_magazine`] waits for each holder) and clear its
+//!   slab hints, and only then free the pages: a validation never touches a
+//!   header or bitmap whose pages were already freed. This is RCU's
+//!   unpublish, wait, reclaim, with the magazine holders as readers.
 
 use core::ptr::NonNull;
 
@@ -82,27 +88,23 @@ pub trait CacheEnv {
     /// The page source.
     fn pages(&self) -> &Self::Src;
 
-    /// Runs `f` with exclusive access to the current CPU's magazine.
-    ///
-    /// The kernel disables migration and preemption (and interrupts if
-    /// frees can come from IRQ context) for the duration, which also makes
-    /// it an RCU read-side section that [`CacheEnv::quiesce`] waits for.
-    /// `f` may call [`CacheEnv::with_depot`] but never sleeps.
-    fn with_magazine<R>(&self, f: impl FnOnce(&mut Magazine) -> R) -> R;
+    /// Runs `f` with exclusive access to the current CPU's magazine, or
+    /// returns `None` at once if that magazine is busy (held by the code
+    /// this interrupt interrupted, by a task preempted while holding it, or
+    /// by [`CacheEnv::for_each_magazine`]). Never waits. `f` may call
+    /// [`CacheEnv::with_depot`] but never sleeps.
+    fn try_with_magazine<R>(&self, f: impl FnOnce(&mut Magazine) -> R) -> Option<R>;
 
     /// Runs `f` with the depot lock held (the cache lock; a spinlock in the
     /// kernel). `f` never sleeps and never calls back into the env.
     fn with_depot<R>(&self, f: impl FnOnce(&mut Depot) -> R) -> R;
 
     /// Calls `f` on every CPU's magazine in turn, each with exclusive
-    /// access (kernel: a per-CPU lock or running on that CPU). `f` may call
-    /// [`CacheEnv::with_depot`]. Used by `shrink`, `destroy` and `stats`.
+    /// access, waiting for its current holder to let go (so it may sleep:
+    /// process context only). `f` may call [`CacheEnv::with_depot`]. Used
+    /// by `shrink`, `destroy` and `stats`; the wait is also what makes
+    /// retiring a slab safe (see the module documentation).
     fn for_each_magazine(&self, f: impl FnMut(&mut Magazine));
-
-    /// Waits until every [`CacheEnv::with_magazine`] section that was in
-    /// flight when it was called has ended (kernel: `synchronize_rcu()`).
-    /// Called with no lock held; may sleep.
-    fn quiesce(&self);
 }
 
 /// The most slabs one allocation adds before giving up. Each new slab is
@@ -127,8 +129,9 @@ fn mark_allocated(layout: &CacheLayout, p: NonNull<u8>) {
 ///
 /// Pops the current CPU's magazine; if empty, refills it from the depot;
 /// if the depot has no free object, gets a slab from the page source with
-/// `req` (outside every lock), publishes it and retries. Debug caches go to
-/// the depot directly (see `debug.rs`).
+/// `req` (outside every lock), publishes it and retries. A busy magazine
+/// sends the allocation to the depot directly, and so does a debug cache
+/// (see `debug.rs`).
 pub fn alloc<E: CacheEnv + ?Sized>(env: &E, req: PageRequest) -> Result<NonNull<u8>, AllocError> {
     let layout = env.layout();
     let mut grown = 0u32;
@@ -136,33 +139,8 @@ pub fn alloc<E: CacheEnv + ?Sized>(env: &E, req: PageRequest) -> Result<NonNull<
         let step = if layout.debug() {
             env.with_depot(|d| d.debug_alloc(layout))
         } else {
-            env.with_magazine(|mag| {
-                let mut hit = true;
-                if mag.is_empty() {
-                    hit = false;
-                    let dead = env.with_depot(|d| {
-                        if d.is_dead() {
-                            return true;
-                        }
-                        d.refill(layout, mag, MAG_BATCH);
-                        false
-                    });
-                    if dead {
-                        return Take::Dead;
-                    }
-                }
-                match mag.pop() {
-                    Some(p) => {
-                        mark_allocated(layout, p);
-                        mag.stats.allocs = mag.stats.allocs.wrapping_add(1);
-                        if hit {
-                            mag.stats.alloc_hits = mag.stats.alloc_hits.wrapping_add(1);
-                        }
-                        Take::Got(p)
-                    }
-                    None => Take::NeedSlab,
-                }
-            })
+            env.try_with_magazine(|mag| alloc_from_magazine(env, layout, mag))
+                .unwrap_or_else(|| env.with_depot(|d| d.alloc_direct(layout)))
         };
         match step {
             Take::Got(p) => return Ok(p),
@@ -173,6 +151,40 @@ pub fn alloc<E: CacheEnv + ?Sized>(env: &E, req: PageRequest) -> Result<NonNull<
                 grown += 1;
             }
         }
+    }
+}
+
+/// The fast path of [`alloc`], holding this CPU's magazine.
+#[inline(always)]
+fn alloc_from_magazine<E: CacheEnv + ?Sized>(
+    env: &E,
+    layout: &CacheLayout,
+    mag: &mut Magazine,
+) -> Take {
+    let mut hit = true;
+    if mag.is_empty() {
+        hit = false;
+        let dead = env.with_depot(|d| {
+            if d.is_dead() {
+                return true;
+            }
+            d.refill(layout, mag, MAG_BATCH);
+            false
+        });
+        if dead {
+            return Take::Dead;
+        }
+    }
+    match mag.pop() {
+        Some(p) => {
+            mark_allocated(layout, p);
+            mag.stats.allocs = mag.stats.allocs.wrapping_add(1);
+            if hit {
+                mag.stats.alloc_hits = mag.stats.alloc_hits.wrapping_add(1);
+            }
+            Take::Got(p)
+        }
+        None => Take::NeedSlab,
     }
 }
 
@@ -209,47 +221,85 @@ fn grow<E: CacheEnv + ?Sized>(env: &E, req: PageRequest) -> Result<(), AllocErro
 
 /// Frees one object (`kmem_cache_free()`), refusing invalid pointers.
 ///
-/// Validation is lock-free: header identity through `read_nofault`, the
-/// object boundary by arithmetic, double frees by atomically clearing the
-/// object's allocated bit. A valid object goes to the current CPU's
-/// magazine; a full magazine first drains a batch to the depot.
+/// Validation is lock-free: header identity through `read_nofault` (or a
+/// magazine's hint that the slab is live), the object boundary by
+/// arithmetic, double frees by atomically clearing the object's allocated
+/// bit. A valid object goes to the current CPU's magazine; a full magazine
+/// first drains a batch to the depot. A busy magazine, or a debug cache,
+/// sends the free to the depot directly.
 pub fn free<E: CacheEnv + ?Sized>(env: &E, ptr: NonNull<u8>) -> Result<(), FreeError> {
     let layout = env.layout();
-    env.with_magazine(|mag| {
-        // SAFETY: we are inside `with_magazine`, which `quiesce` waits for.
+    if !layout.debug() {
+        if let Some(r) = env.try_with_magazine(|mag| free_to_magazine(env, layout, mag, ptr)) {
+            return r;
+        }
+    }
+    env.with_depot(|d| {
+        // SAFETY: we hold the depot lock, under which slabs are retired.
         let located = unsafe { slab::locate(env.pages(), layout, ptr) };
         let result = located.and_then(|(s, index)| {
             if layout.debug() {
-                return env.with_depot(|d| d.debug_free(layout, s, index));
+                d.debug_free(layout, s, index)
+            } else {
+                d.free_direct(layout, s, index)
             }
-            if s.test_and_clear(layout, index) != Some(true) {
-                return Err(FreeError::DoubleFree);
-            }
-            let mut hit = true;
-            if mag.is_full() {
-                hit = false;
-                env.with_depot(|d| d.drain(layout, mag, MAG_BATCH));
-            }
-            if let Err(p) = mag.push(ptr) {
-                // Cannot happen after a drain; stay correct regardless.
-                env.with_depot(|d| {
-                    let mut one = Magazine::new();
-                    if one.push(p).is_ok() {
-                        d.drain(layout, &mut one, 1);
-                    }
-                });
-            }
-            if hit {
-                mag.stats.free_hits = mag.stats.free_hits.wrapping_add(1);
-            }
-            mag.stats.frees = mag.stats.frees.wrapping_add(1);
-            Ok(())
         });
         if let Err(e) = result {
-            mag.stats.note_refusal(e);
+            d.note_direct_refusal(e);
         }
         result
     })
+}
+
+/// The fast path of [`free`], holding this CPU's magazine.
+#[inline(always)]
+fn free_to_magazine<E: CacheEnv + ?Sized>(
+    env: &E,
+    layout: &CacheLayout,
+    mag: &mut Magazine,
+    ptr: NonNull<u8>,
+) -> Result<(), FreeError> {
+    let base = slab::slab_base(layout, ptr);
+    let located = if mag.knows_slab(base) {
+        // SAFETY: a hinted slab is live until the magazine's hints are
+        // cleared, which needs the magazine we hold.
+        unsafe { slab::locate_in_live(layout, ptr) }
+    } else {
+        // SAFETY: we hold a magazine, which slab retirement waits for.
+        let r = unsafe { slab::locate(env.pages(), layout, ptr) };
+        if r.is_ok() {
+            mag.note_slab(base);
+        }
+        r
+    };
+    let result = located.and_then(|(s, index)| {
+        if s.test_and_clear(layout, index) != Some(true) {
+            return Err(FreeError::DoubleFree);
+        }
+        let mut hit = true;
+        if mag.is_full() {
+            hit = false;
+            env.with_depot(|d| d.drain(layout, mag, MAG_BATCH));
+        }
+        if let Err(p) = mag.push(ptr) {
+            // Cannot happen after a drain; stay correct regardless.
+            env.with_depot(|d| {
+                let mut one = Magazine::new();
+                if one.push(p).is_ok() {
+                    d.drain(layout, &mut one, 1);
+                }
+            });
+        }
+        if hit {
+            mag.stats.free_hits = mag.stats.free_hits.wrapping_add(1);
+        }
+        mag.stats.frees = mag.stats.frees.wrapping_add(1);
+        Ok(())
+    });
+    if let Err(e) = result {
+        mag.stats.note_refusal(e);
+    }
+    result
 }
 
 /// Empties every CPU's magazine into the depot.
@@ -262,19 +312,23 @@ pub fn flush<E: CacheEnv + ?Sized>(env: &E) {
     });
 }
 
-/// Frees a detached list of slabs after quiescence; returns pages freed.
+/// Frees a detached list of slabs once nobody can still be looking at them;
+/// returns pages freed.
 fn release<E: CacheEnv + ?Sized>(env: &E, mut list: SlabList) -> usize {
     if list.is_empty() {
         return 0;
     }
-    env.quiesce();
+    // The slabs were unpublished (magic wiped) under the depot lock. Wait
+    // for every magazine holder that may have read the old magic, and drop
+    // the hints that would let a later free skip the check.
+    env.for_each_magazine(|mag| mag.forget_slabs());
     let layout = env.layout();
     let mut pages = 0usize;
     while let Some(s) = list.pop_front() {
         // SAFETY: the run came from `alloc_pages(layout.order())` in `grow`;
         // it was unlinked and unpublished under the depot lock with no
-        // object in use, and every lookup that could still have found it
-        // has quiesced, so nothing refers to it any more.
+        // object in use, and every magazine holder that could still have
+        // found it has let go and forgotten it, so nothing refers to it.
         unsafe { env.pages().free_pages(s.base(), layout.order()) };
         pages = pages.saturating_add(layout.pages_per_slab());
     }
@@ -282,8 +336,8 @@ fn release<E: CacheEnv + ?Sized>(env: &E, mut list: SlabList) -> usize {
 }
 
 /// Returns empty slabs to the page source (`kmem_cache_shrink()`):
-/// flushes every magazine, unlinks empty slabs under the lock, quiesces,
-/// frees. Returns the number of pages freed.
+/// flushes every magazine, unlinks empty slabs under the lock, waits for
+/// every magazine holder, frees. Returns the number of pages freed.
 pub fn shrink<E: CacheEnv + ?Sized>(env: &E) -> usize {
     flush(env);
     let list = env.with_depot(|d| d.take_empty());

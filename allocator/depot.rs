@@ -20,7 +20,7 @@ use core::ptr::NonNull;
 use super::cache::FreeError;
 use super::debug::{self, AllocCheck};
 use super::layout::CacheLayout;
-use super::magazine::Magazine;
+use super::magazine::{CpuStats, Magazine};
 use super::slab::{self, ListId, SlabPtr};
 use super::stats::CacheStats;
 
@@ -112,6 +112,9 @@ pub struct Depot {
     quarantined: usize,
     dead: bool,
     c: DepotCounters,
+    /// Operations served without a magazine (its CPU's was busy: an
+    /// interrupt on top of its holder, or a flush in progress).
+    direct: CpuStats,
 }
 
 impl Default for Depot {
@@ -151,6 +154,7 @@ impl Depot {
                 redzone_errors: 0,
                 freelist_errors: 0,
             },
+            direct: CpuStats::new(),
         }
     }
 
@@ -283,6 +287,47 @@ impl Depot {
         self.c.drains = self.c.drains.wrapping_add(1);
     }
 
+    /// Allocates one object without a magazine (its CPU's is busy).
+    pub(crate) fn alloc_direct(&mut self, layout: &CacheLayout) -> Take {
+        if self.dead {
+            return Take::Dead;
+        }
+        let Some((s, index)) = self.take_one(layout) else {
+            return Take::NeedSlab;
+        };
+        match s.object(layout, index) {
+            Some(p) => {
+                let _ = s.test_and_set(layout, index);
+                self.direct.allocs = self.direct.allocs.wrapping_add(1);
+                Take::Got(p)
+            }
+            None => {
+                self.put_back(layout, s, index);
+                Take::NeedSlab
+            }
+        }
+    }
+
+    /// Frees an object validated by `slab::locate` without a magazine.
+    pub(crate) fn free_direct(
+        &mut self,
+        layout: &CacheLayout,
+        s: SlabPtr,
+        index: u32,
+    ) -> Result<(), FreeError> {
+        if s.test_and_clear(layout, index) != Some(true) {
+            return Err(FreeError::DoubleFree);
+        }
+        self.put_back(layout, s, index);
+        self.direct.frees = self.direct.frees.wrapping_add(1);
+        Ok(())
+    }
+
+    /// Counts a free refused on the direct path.
+    pub(crate) fn note_direct_refusal(&mut self, e: FreeError) {
+        self.direct.note_refusal(e);
+    }
+
     /// Allocates one object of a debug cache: pops, checks poison and red
     /// zones, quarantines damaged objects (see `debug.rs`).
     pub(crate) fn debug_alloc(&mut self, layout: &CacheLayout) -> Take {
@@ -354,7 +399,7 @@ impl Depot {
         s.set_list(ListId::None);
         // SAFETY: `s` was just unlinked under the depot lock, it has no
         // object in use (empty, or the cache is dead), and the caller frees
-        // it only after `CacheEnv::quiesce`.
+        // it only after every magazine holder has let go (`cache::release`).
         unsafe { s.wipe() };
         out.push_front(s);
     }
@@ -424,6 +469,7 @@ impl Depot {
             redzone_errors: self.c.redzone_errors,
             freelist_errors: self.c.freelist_errors,
         }
+        .with_cpu(&self.direct)
     }
 
     /// Walks every list and checks the depot's bookkeeping: list

@@ -25,6 +25,13 @@
 //!
 //! The magazine also holds this CPU's counters, so the fast path performs
 //! no shared writes; `stats()` sums them.
+//!
+//! Last, it remembers the [`SLAB_HINTS`] slabs whose headers this CPU
+//! validated most recently, so that a free into one of them skips the
+//! `read_nofault` of the header (a free usually lands in a slab the CPU
+//! just used). A hint is only ever added for a live slab, while holding the
+//! magazine, and retiring a slab clears every magazine's hints before its
+//! pages go back (see `cache.rs`), so a hinted slab is always alive.
 
 use core::ptr::NonNull;
 
@@ -37,6 +44,9 @@ pub const MAG_CAPACITY: usize = 32;
 pub const MAG_BATCH: usize = 16;
 
 const _: () = assert!(MAG_BATCH > 0 && MAG_BATCH <= MAG_CAPACITY);
+
+/// Validated slab bases one magazine remembers.
+pub const SLAB_HINTS: usize = 4;
 
 /// Per-CPU counters, written only by the owning CPU.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -58,6 +68,19 @@ pub struct CpuStats {
 }
 
 impl CpuStats {
+    /// All zero.
+    pub const fn new() -> Self {
+        Self {
+            allocs: 0,
+            frees: 0,
+            alloc_hits: 0,
+            free_hits: 0,
+            refused_foreign: 0,
+            refused_misaligned: 0,
+            refused_double: 0,
+        }
+    }
+
     /// Counts a refused free (red-zone refusals are counted by the depot).
     pub(crate) fn note_refusal(&mut self, e: FreeError) {
         let c = match e {
@@ -74,12 +97,16 @@ impl CpuStats {
 ///
 /// The glue keeps one per possible CPU per cache and gives the core
 /// exclusive access to the current CPU's through
-/// [`super::CacheEnv::with_magazine`]. A magazine must only ever be used
+/// [`super::CacheEnv::try_with_magazine`]. A magazine must only ever be used
 /// with the cache it was created for.
 #[derive(Debug)]
 pub struct Magazine {
     objs: [Option<NonNull<u8>>; MAG_CAPACITY],
     len: usize,
+    /// Bases of live slabs validated on this CPU (0: none), most recent
+    /// at `hint_next - 1`.
+    hints: [usize; SLAB_HINTS],
+    hint_next: usize,
     /// This CPU's counters.
     pub stats: CpuStats,
 }
@@ -101,15 +128,9 @@ impl Magazine {
         Self {
             objs: [None; MAG_CAPACITY],
             len: 0,
-            stats: CpuStats {
-                allocs: 0,
-                frees: 0,
-                alloc_hits: 0,
-                free_hits: 0,
-                refused_foreign: 0,
-                refused_misaligned: 0,
-                refused_double: 0,
-            },
+            hints: [0; SLAB_HINTS],
+            hint_next: 0,
+            stats: CpuStats::new(),
         }
     }
 
@@ -146,6 +167,27 @@ impl Magazine {
         let p = self.objs.get_mut(top)?.take();
         self.len = top;
         p
+    }
+
+    /// Whether `base` is a slab this magazine validated and still knows
+    /// to be alive.
+    pub(crate) fn knows_slab(&self, base: usize) -> bool {
+        base != 0 && self.hints.contains(&base)
+    }
+
+    /// Remembers the live slab at `base` (just validated), replacing the
+    /// oldest hint.
+    pub(crate) fn note_slab(&mut self, base: usize) {
+        if let Some(h) = self.hints.get_mut(self.hint_next % SLAB_HINTS) {
+            *h = base;
+        }
+        self.hint_next = (self.hint_next + 1) % SLAB_HINTS;
+    }
+
+    /// Forgets every hint: called on every magazine before retired slabs'
+    /// pages are freed.
+    pub(crate) fn forget_slabs(&mut self) {
+        self.hints = [0; SLAB_HINTS];
     }
 
     /// Removes up to `n` of the oldest objects, passing each to `f`.

@@ -18,6 +18,12 @@
 //!   caller that may not sleep fails at once.
 //! * `free(p)` refills the reserve if it is below `min_nr`, waking one
 //!   waiter; otherwise the element goes back to the backing allocator.
+//!
+//! While memory is plentiful neither path takes the pool lock, as in
+//! mempool.c (which reads `curr_nr` with `READ_ONCE()` before locking): an
+//! allocation served by the backing and a free going back to it only touch
+//! the atomics of [`PoolFast`], so a pool costs little more than its
+//! backing until the reserve is needed.
 //! * `resize(new_min)` shrinks by freeing the surplus, or grows by
 //!   allocating (outside the lock). As in `mempool_resize()`, the new
 //!   minimum stands even if growing fails part way: later frees top the
@@ -35,6 +41,7 @@
 
 use core::ops::DerefMut;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::cache::{self, CacheEnv};
 use super::page_source::PageRequest;
@@ -116,8 +123,56 @@ pub struct PoolStats {
     pub wakeups: u64,
     /// Allocations that failed.
     pub failures: u64,
-    /// Elements currently handed out.
+    /// Elements currently handed out (computed from the counters above).
     pub outstanding: usize,
+}
+
+/// The part of a pool its fast paths use without the lock.
+///
+/// `live` and `short` mirror the locked state (written only under the
+/// lock, by [`publish`]); the two counters are the fast paths' own.
+#[derive(Debug, Default)]
+pub struct PoolFast {
+    live: AtomicBool,
+    /// `curr_nr < min_nr`: frees must refill the reserve.
+    short: AtomicBool,
+    allocs_backing: AtomicU64,
+    frees_to_backing: AtomicU64,
+}
+
+impl PoolFast {
+    /// A pool not yet created.
+    pub const fn new() -> Self {
+        Self {
+            live: AtomicBool::new(false),
+            short: AtomicBool::new(false),
+            allocs_backing: AtomicU64::new(0),
+            frees_to_backing: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Mirrors the locked state into [`PoolFast`]; called under the lock after
+/// every change of `live`, `curr_nr` or `min_nr`.
+fn publish(fast: &PoolFast, g: &PoolState) {
+    fast.live.store(g.live, Ordering::SeqCst);
+    fast.short
+        .store(g.stats.curr_nr < g.stats.min_nr, Ordering::Release);
+}
+
+/// Elements handed out: every allocation minus every free. SeqCst loads,
+/// so that `destroy` and a racing fast allocation cannot both miss each
+/// other (see [`alloc`]).
+fn outstanding(fast: &PoolFast, g: &PoolState) -> usize {
+    let allocs = fast
+        .allocs_backing
+        .load(Ordering::SeqCst)
+        .wrapping_add(g.stats.allocs_reserve);
+    let frees = fast
+        .frees_to_backing
+        .load(Ordering::SeqCst)
+        .wrapping_add(g.stats.frees_to_reserve);
+    allocs.wrapping_sub(frees) as usize
 }
 
 /// The lock-protected state of a pool.
@@ -224,6 +279,9 @@ pub trait PoolEnv {
 
     /// Wakes one sleeper in [`PoolEnv::wait`].
     fn notify_one(&self);
+
+    /// The lock-free part of the pool.
+    fn fast(&self) -> &PoolFast;
 }
 
 /// Gives a chain of elements (linked like the reserve) back to the backing.
@@ -263,31 +321,35 @@ pub fn create<P: PoolEnv + ?Sized>(
     }
     g.stats.min_nr = min_nr;
     g.live = true;
+    publish(env.fast(), &g);
     Ok(())
 }
 
 /// Allocates an element (`mempool_alloc()`); see the module documentation.
 pub fn alloc<P: PoolEnv + ?Sized>(env: &P, req: PageRequest) -> Result<NonNull<u8>, PoolError> {
+    let fast = env.fast();
     loop {
         // Opportunistic attempt first: leave the reserve for emergencies.
-        let p = env.backing().alloc(req.opportunistic());
-        let mut g = env.lock();
-        if !g.live {
-            drop(g);
-            if let Some(p) = p {
-                // SAFETY: just allocated, never handed out.
-                unsafe { env.backing().free(p) };
+        if let Some(p) = env.backing().alloc(req.opportunistic()) {
+            // Count first, then check `live`: `destroy` stores `live` first,
+            // then counts (all SeqCst), so either it sees this allocation
+            // and refuses, or we see it and give the element back.
+            fast.allocs_backing.fetch_add(1, Ordering::SeqCst);
+            if fast.live.load(Ordering::SeqCst) || env.lock().live {
+                return Ok(p);
             }
+            fast.allocs_backing.fetch_sub(1, Ordering::SeqCst);
+            // SAFETY: just allocated, never handed out.
+            unsafe { env.backing().free(p) };
             return Err(PoolError::Destroyed);
         }
-        if let Some(p) = p {
-            g.stats.allocs_backing = g.stats.allocs_backing.wrapping_add(1);
-            g.stats.outstanding = g.stats.outstanding.wrapping_add(1);
-            return Ok(p);
+        let mut g = env.lock();
+        if !g.live {
+            return Err(PoolError::Destroyed);
         }
         if let Some(p) = g.pop() {
             g.stats.allocs_reserve = g.stats.allocs_reserve.wrapping_add(1);
-            g.stats.outstanding = g.stats.outstanding.wrapping_add(1);
+            publish(fast, &g);
             return Ok(p);
         }
         if !req.may_sleep {
@@ -313,20 +375,24 @@ pub fn alloc<P: PoolEnv + ?Sized>(env: &P, req: PageRequest) -> Result<NonNull<u
 /// `p` must come from [`alloc`] on this pool and not have been freed since;
 /// the caller must not use it afterwards.
 pub unsafe fn free<P: PoolEnv + ?Sized>(env: &P, p: NonNull<u8>) {
-    let mut g = env.lock();
-    g.stats.outstanding = g.stats.outstanding.saturating_sub(1);
-    if g.live && g.stats.curr_nr < g.stats.min_nr {
-        // SAFETY: the caller gives the element up (contract).
-        unsafe { g.push(p) };
-        g.stats.frees_to_reserve = g.stats.frees_to_reserve.wrapping_add(1);
-        if g.waiters > 0 {
-            g.stats.wakeups = g.stats.wakeups.wrapping_add(1);
-            env.notify_one();
+    let fast = env.fast();
+    // A full reserve stays full without us: skip the lock (mempool.c's
+    // unlocked `curr_nr < min_nr` test). Acquire pairs with `publish`.
+    if fast.short.load(Ordering::Acquire) {
+        let mut g = env.lock();
+        if g.live && g.stats.curr_nr < g.stats.min_nr {
+            // SAFETY: the caller gives the element up (contract).
+            unsafe { g.push(p) };
+            g.stats.frees_to_reserve = g.stats.frees_to_reserve.wrapping_add(1);
+            publish(fast, &g);
+            if g.waiters > 0 {
+                g.stats.wakeups = g.stats.wakeups.wrapping_add(1);
+                env.notify_one();
+            }
+            return;
         }
-        return;
     }
-    g.stats.frees_to_backing = g.stats.frees_to_backing.wrapping_add(1);
-    drop(g);
+    fast.frees_to_backing.fetch_add(1, Ordering::SeqCst);
     // SAFETY: `p` came from the backing (contract) and is ours now.
     unsafe { env.backing().free(p) };
 }
@@ -352,6 +418,7 @@ pub fn resize<P: PoolEnv + ?Sized>(
                 None => break,
             }
         }
+        publish(env.fast(), &g);
     }
     free_chain(env, surplus);
     loop {
@@ -369,6 +436,7 @@ pub fn resize<P: PoolEnv + ?Sized>(
         if g.live && g.stats.curr_nr < g.stats.min_nr {
             // SAFETY: a fresh element.
             unsafe { g.push(p) };
+            publish(env.fast(), &g);
             if g.waiters > 0 {
                 g.stats.wakeups = g.stats.wakeups.wrapping_add(1);
                 env.notify_one();
@@ -390,10 +458,12 @@ pub fn destroy<P: PoolEnv + ?Sized>(env: &P) -> Result<(), PoolError> {
         if !g.live {
             return Err(PoolError::Destroyed);
         }
-        if g.stats.outstanding > 0 {
-            return Err(PoolError::Busy {
-                outstanding: g.stats.outstanding,
-            });
+        // `live` goes false before counting (see `alloc`).
+        env.fast().live.store(false, Ordering::SeqCst);
+        let out = outstanding(env.fast(), &g);
+        if out > 0 {
+            publish(env.fast(), &g);
+            return Err(PoolError::Busy { outstanding: out });
         }
         g.live = false;
         g.stats.min_nr = 0;
@@ -401,6 +471,7 @@ pub fn destroy<P: PoolEnv + ?Sized>(env: &P) -> Result<(), PoolError> {
             // SAFETY: moved from the reserve to a private chain.
             unsafe { chain.push(p) };
         }
+        publish(env.fast(), &g);
     }
     free_chain(env, chain);
     Ok(())
@@ -408,5 +479,11 @@ pub fn destroy<P: PoolEnv + ?Sized>(env: &P) -> Result<(), PoolError> {
 
 /// A statistics snapshot.
 pub fn stats<P: PoolEnv + ?Sized>(env: &P) -> PoolStats {
-    env.lock().stats
+    let fast = env.fast();
+    let g = env.lock();
+    let mut s = g.stats;
+    s.allocs_backing = fast.allocs_backing.load(Ordering::SeqCst);
+    s.frees_to_backing = fast.frees_to_backing.load(Ordering::SeqCst);
+    s.outstanding = outstanding(fast, &g);
+    s
 }

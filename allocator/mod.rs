@@ -26,7 +26,7 @@
 //! in the slabs themselves), no panics, no logging (errors are typed,
 //! events are counted; the glue logs). Concurrency is the environment's:
 //! the core is written against [`CacheEnv`] and [`mempool::PoolEnv`],
-//! which provide locks, per-CPU slots and quiescence.
+//! which provide locks and per-CPU slots.
 
 // Each crate including the core uses a different subset of it.
 #![allow(dead_code)]

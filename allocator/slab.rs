@@ -24,8 +24,8 @@
 //! so [`locate`] may read them without the depot lock. Retiring a slab
 //! follows the RCU pattern: unlink it and wipe its magic under the depot
 //! lock (unpublish: later lookups see a foreign pointer), wait for every
-//! lookup that may have seen the old magic (`CacheEnv::quiesce`), then free
-//! the pages. The bitmap is atomic:
+//! lookup that may have seen the old magic (every magazine holder, see
+//! `cache.rs`), then free the pages. The bitmap is atomic:
 //! `free` clears a bit with `fetch_and` (already clear ⇒ double free),
 //! `alloc` sets it with `fetch_or`. All other fields belong to the depot and
 //! are touched only under its lock (or by whoever owns a slab that is not
@@ -390,13 +390,14 @@ impl SlabPtr {
 
     /// Unpublishes the slab: wipes its magic so that lookups starting from
     /// now on refuse pointers into it as foreign. Lookups already past the
-    /// magic check are waited for by `CacheEnv::quiesce` before the pages
+    /// magic check are waited for (every magazine holder) before the pages
     /// are freed.
     ///
     /// # Safety
     ///
     /// The slab must have been unlinked from the depot (under its lock) with
-    /// no object in use, and must be freed only after a quiescence.
+    /// no object in use, and must be freed only after every magazine holder
+    /// at the time of the wipe has let go (`cache.rs`, `release`).
     pub(crate) unsafe fn wipe(self) {
         // SAFETY: the header is live (contract) and the magic word is
         // 8-aligned; concurrent lookups only read it, so an atomic store is
@@ -460,31 +461,34 @@ pub(crate) unsafe fn init_slab(base: NonNull<u8>, layout: &CacheLayout) -> SlabP
     slab
 }
 
+/// The base of the slab `ptr` would belong to (its run is naturally
+/// aligned, so this is a mask).
+pub(crate) fn slab_base(layout: &CacheLayout, ptr: NonNull<u8>) -> usize {
+    (ptr.as_ptr() as usize) & !(layout.slab_bytes() - 1)
+}
+
 /// Validates `ptr` as an object of the cache with `layout`, without locks.
 ///
 /// Reads the supposed header at `ptr & !(slab_bytes - 1)` with
 /// [`PageSource::read_nofault`]: unreadable memory, a wrong magic or another
-/// cache's identity make the pointer [`FreeError::Foreign`] (so does a
-/// pointer into the header itself); a pointer into our slab that is not at
-/// `first_object + k * stride` with `k < objects` is
-/// [`FreeError::Misaligned`].
+/// cache's identity make the pointer [`FreeError::Foreign`]; the rest is
+/// [`locate_in_live`].
 ///
 /// The check defends against bugs, not attacks: a forged header with the
 /// right magic and identity would pass.
 ///
 /// # Safety
 ///
-/// The caller must be in a section that [`super::cache::CacheEnv::quiesce`]
-/// waits for (inside `CacheEnv::with_magazine`) for as long as it uses the
-/// returned handle without otherwise knowing the slab is alive.
+/// The caller must hold a magazine (`CacheEnv::try_with_magazine`) or the
+/// depot lock for as long as it uses the returned handle without otherwise
+/// knowing the slab is alive: retiring a slab wipes its magic under the
+/// depot lock and then waits for every magazine holder before freeing it.
 pub(crate) unsafe fn locate<S: PageSource + ?Sized>(
     src: &S,
     layout: &CacheLayout,
     ptr: NonNull<u8>,
 ) -> Result<(SlabPtr, u32), FreeError> {
-    let addr = ptr.as_ptr() as usize;
-    let off = addr & (layout.slab_bytes() - 1);
-    let base = addr - off;
+    let base = slab_base(layout, ptr);
     let mut id = [0u8; ID_BYTES];
     if !src.read_nofault(base, &mut id) {
         return Err(FreeError::Foreign);
@@ -495,14 +499,31 @@ pub(crate) unsafe fn locate<S: PageSource + ?Sized>(
     if magic != SLAB_MAGIC || cache_id != layout.cache_id() {
         return Err(FreeError::Foreign);
     }
+    // SAFETY: the run at `base` carries our magic and identity, so it is a
+    // live slab of this cache, kept alive as the caller promises.
+    unsafe { locate_in_live(layout, ptr) }
+}
+
+/// The object checks of [`locate`] for a pointer whose slab is known to be
+/// a live slab of this cache (a magazine's hint): a pointer into the header
+/// is [`FreeError::Foreign`], one that is not at `first_object + k * stride`
+/// with `k < objects` is [`FreeError::Misaligned`].
+///
+/// # Safety
+///
+/// `slab_base(layout, ptr)` must be a live slab of this cache, kept alive
+/// for as long as the caller uses the returned handle.
+pub(crate) unsafe fn locate_in_live(
+    layout: &CacheLayout,
+    ptr: NonNull<u8>,
+) -> Result<(SlabPtr, u32), FreeError> {
+    let off = (ptr.as_ptr() as usize) & (layout.slab_bytes() - 1);
     if off < layout.first_slot() {
         return Err(FreeError::Foreign);
     }
     let index = layout.index_of_offset(off).ok_or(FreeError::Misaligned)?;
     let hdr = NonNull::new(ptr.as_ptr().wrapping_sub(off)).ok_or(FreeError::Foreign)?;
-    // INVARIANT: the run at `base` carries our magic and identity, so it is
-    // a live slab of this cache, kept alive by the caller's quiescence
-    // section (function contract).
+    // INVARIANT: a live slab of this cache (function contract).
     Ok((SlabPtr(hdr.cast()), index))
 }
 

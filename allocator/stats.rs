@@ -9,7 +9,7 @@
 //! magazines and are summed here, so a snapshot taken while other CPUs run
 //! is approximate, exactly like SLUB's.
 
-use super::magazine::Magazine;
+use super::magazine::{CpuStats, Magazine};
 
 /// A snapshot of one cache's statistics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -75,8 +75,12 @@ impl CacheStats {
 
     /// Adds one CPU's magazine to the snapshot.
     pub fn add_magazine(&mut self, mag: &Magazine) {
-        let c = &mag.stats;
         self.cached_objs = self.cached_objs.saturating_add(mag.len());
+        *self = self.with_cpu(&mag.stats);
+    }
+
+    /// The snapshot with one set of per-CPU counters added.
+    pub(crate) fn with_cpu(mut self, c: &CpuStats) -> Self {
         self.allocs = self.allocs.wrapping_add(c.allocs);
         self.frees = self.frees.wrapping_add(c.frees);
         self.cpu_alloc_hits = self.cpu_alloc_hits.wrapping_add(c.alloc_hits);
@@ -84,5 +88,6 @@ impl CacheStats {
         self.refused_foreign = self.refused_foreign.wrapping_add(c.refused_foreign);
         self.refused_misaligned = self.refused_misaligned.wrapping_add(c.refused_misaligned);
         self.refused_double = self.refused_double.wrapping_add(c.refused_double);
+        self
     }
 }

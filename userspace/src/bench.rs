@@ -594,7 +594,7 @@ first try costs only an indirect call.\n",
             ));
             rows.insert(name.into(), json!(median(&s.ns)));
         }
-        t.push_str("Our pair = alloc (one irq guard, one magazine SpinLockIrq) + free (one irq guard, one magazine SpinLockIrq, one read_nofault of the slab header, an atomic bit clear).\n");
+        t.push_str("Our pair = alloc (cpu_id, one slot_trylock, one bitmap_rmw setting the allocated bit) + free (cpu_id, one slot_trylock, one bitmap_rmw clearing it; read_nofault of the slab header only when the slab is not among the CPU's last 4 validated). irq_guard and spinlock_irq are what the fast path no longer pays: the previous design disabled interrupts and took a per-CPU SpinLockIrq around each operation.\n");
         Ok((t, Value::Object(rows)))
     }
 

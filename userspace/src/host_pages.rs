@@ -6,20 +6,21 @@
 //! `read_nofault` can refuse anything outside them, and can be told to fail
 //! allocations (the next N, or all while set) for deterministic tests.
 //!
-//! [`HostCache`] is a [`CacheEnv`] with a `Mutex<Depot>` as the cache lock,
-//! one `Mutex<Magazine>` per simulated CPU (the current CPU is a
-//! thread-local, see [`set_cpu`]) and an `RwLock` standing in for RCU:
-//! `with_magazine` holds it for reading, `quiesce` takes it for writing
-//! once, which waits for every section in flight like `synchronize_rcu()`.
+//! [`HostCache`] is a [`CacheEnv`] with a `Mutex<Depot>` as the cache lock
+//! and one `Mutex<Magazine>` per simulated CPU (the current CPU is a
+//! thread-local, see [`set_cpu`]): `try_with_magazine` is `try_lock`, so two
+//! threads on one simulated CPU exercise the direct path the way an
+//! interrupt on top of a magazine holder does in the kernel, and
+//! [`HostCache::set_magazines_busy`] forces that path for tests.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::allocator::mempool::{Backing, PoolEnv, PoolState};
+use crate::allocator::mempool::{Backing, PoolEnv, PoolFast, PoolState};
 use crate::allocator::{
     CacheConfig, CacheEnv, CacheLayout, CreateError, Depot, Magazine, PageRequest, PageSource,
     Zone, MAX_ORDER, PAGE_SIZE,
@@ -247,7 +248,7 @@ pub struct HostCache {
     pages: Arc<HostPages>,
     depot: Mutex<Depot>,
     mags: Vec<Mutex<Magazine>>,
-    rcu: RwLock<()>,
+    busy: AtomicBool,
 }
 
 impl HostCache {
@@ -264,8 +265,14 @@ impl HostCache {
             mags: (0..ncpus.max(1))
                 .map(|_| Mutex::new(Magazine::new()))
                 .collect(),
-            rcu: RwLock::new(()),
+            busy: AtomicBool::new(false),
         })
+    }
+
+    /// While set, every magazine looks busy: all allocations and frees take
+    /// the direct path to the depot.
+    pub fn set_magazines_busy(&self, busy: bool) {
+        self.busy.store(busy, Ordering::Relaxed);
     }
 
     /// The page source.
@@ -290,10 +297,17 @@ impl CacheEnv for HostCache {
         &self.pages
     }
 
-    fn with_magazine<R>(&self, f: impl FnOnce(&mut Magazine) -> R) -> R {
-        let _rcu = self.rcu.read().unwrap_or_else(|e| e.into_inner());
-        let mut mag = lock(&self.mags[current_cpu() % self.mags.len()]);
-        f(&mut mag)
+    fn try_with_magazine<R>(&self, f: impl FnOnce(&mut Magazine) -> R) -> Option<R> {
+        if self.busy.load(Ordering::Relaxed) {
+            return None;
+        }
+        let slot = &self.mags[current_cpu() % self.mags.len()];
+        let mut mag = match slot.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        Some(f(&mut mag))
     }
 
     fn with_depot<R>(&self, f: impl FnOnce(&mut Depot) -> R) -> R {
@@ -304,10 +318,6 @@ impl CacheEnv for HostCache {
         for m in &self.mags {
             f(&mut lock(m));
         }
-    }
-
-    fn quiesce(&self) {
-        drop(self.rcu.write().unwrap_or_else(|e| e.into_inner()));
     }
 }
 
@@ -338,6 +348,7 @@ pub struct HostPool<B> {
     backing: B,
     state: Mutex<PoolState>,
     cond: Condvar,
+    fast: PoolFast,
 }
 
 impl<B> HostPool<B> {
@@ -350,6 +361,7 @@ impl<B> HostPool<B> {
             backing,
             state: Mutex::new(PoolState::new()),
             cond: Condvar::new(),
+            fast: PoolFast::new(),
         }
     }
 }
@@ -397,5 +409,9 @@ impl<B: Backing> PoolEnv for HostPool<B> {
 
     fn notify_one(&self) {
         self.cond.notify_one();
+    }
+
+    fn fast(&self) -> &PoolFast {
+        &self.fast
     }
 }

@@ -103,6 +103,18 @@ enum Op {
     Destroy {
         cache: usize,
     },
+    /// Frees again a pointer freed earlier (and not allocated since): its
+    /// slab may be gone, reused by another cache, or still there; every
+    /// case must be refused, never crash (a stale slab hint would).
+    StaleFree {
+        pick: usize,
+        cpu: usize,
+    },
+    /// Makes every magazine of a cache look busy (direct depot path).
+    Busy {
+        cache: usize,
+        on: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -124,7 +136,9 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (idx.clone(), 0usize..1000, 0usize..8192).prop_map(|(cache, obj, at)| Op::UafWrite { cache, obj, at }),
         1 => (0usize..3).prop_map(|n| Op::InjectFail { n }),
         2 => idx.clone().prop_map(|cache| Op::Shrink { cache }),
-        1 => idx.prop_map(|cache| Op::Destroy { cache }),
+        1 => idx.clone().prop_map(|cache| Op::Destroy { cache }),
+        3 => (0usize..64, 0usize..NCPUS).prop_map(|(pick, cpu)| Op::StaleFree { pick, cpu }),
+        2 => (idx, any::<bool>()).prop_map(|(cache, on)| Op::Busy { cache, on }),
     ]
 }
 
@@ -232,6 +246,8 @@ struct World {
     host: Arc<HostPages>,
     caches: Vec<Model>,
     all_live: HashSet<usize>,
+    /// Recently freed objects: (cache index, address).
+    freed: Vec<(usize, usize)>,
     tag: u8,
     injected: usize,
 }
@@ -242,6 +258,7 @@ impl World {
             host: Arc::new(HostPages::new()),
             caches: Vec::new(),
             all_live: HashSet::new(),
+            freed: Vec::new(),
             tag: 0,
             injected: 0,
         }
@@ -319,6 +336,10 @@ impl World {
         );
         m.frees += 1;
         self.all_live.remove(&p);
+        if self.freed.len() >= 64 {
+            self.freed.remove(0);
+        }
+        self.freed.push((ci, p));
         Some(p)
     }
 
@@ -498,6 +519,28 @@ impl World {
                 let host = self.host.clone();
                 self.caches[ci].forget_unmapped(&host);
             }
+            Op::StaleFree { pick, cpu } => {
+                if self.freed.is_empty() {
+                    return;
+                }
+                let (ci, p) = self.freed[pick % self.freed.len()];
+                if self.all_live.contains(&p) {
+                    return;
+                }
+                set_cpu(cpu);
+                let m = &mut self.caches[ci];
+                match allocator::free(&m.env, NonNull::new(p as *mut u8).unwrap()) {
+                    Ok(()) => panic!("stale free of {p:#x} accepted"),
+                    Err(FreeError::Foreign) => m.foreign += 1,
+                    Err(FreeError::Misaligned) => m.misaligned += 1,
+                    Err(FreeError::DoubleFree) => m.double += 1,
+                    Err(FreeError::RedZone) => m.redzone += 1,
+                }
+            }
+            Op::Busy { cache, on } => {
+                let Some(ci) = self.pick(cache) else { return };
+                self.caches[ci].env.set_magazines_busy(on);
+            }
             Op::Destroy { cache } => {
                 let Some(ci) = self.pick(cache) else { return };
                 let m = &mut self.caches[ci];
@@ -594,6 +637,58 @@ proptest! {
         }
         w.teardown();
     }
+}
+
+/// A slab hint must not outlive its slab: after shrink returns the pages,
+/// a stale free into them is refused by reading the (unmapped) header,
+/// not let through by the hint (which would write to unmapped memory).
+#[test]
+fn slab_hints_do_not_outlive_their_slab() {
+    let pages = Arc::new(HostPages::new());
+    let env = new_cache(&pages, 256, CacheFlags::default(), false);
+    set_cpu(0);
+    let p = allocator::alloc(&env, PageRequest::KERNEL).unwrap();
+    allocator::free(&env, p).unwrap(); // validated: its slab is hinted
+    assert_eq!(allocator::free(&env, p), Err(FreeError::DoubleFree));
+    assert!(allocator::shrink(&env) > 0);
+    assert_eq!(pages.pages_out(), 0);
+    assert_eq!(allocator::free(&env, p), Err(FreeError::Foreign));
+    let s = allocator::stats(&env);
+    assert_eq!((s.refused_double, s.refused_foreign), (1, 1));
+    assert_eq!(allocator::destroy(&env), Ok(()));
+}
+
+/// With every magazine busy (an interrupt on top of the holder), alloc and
+/// free go to the depot directly, with the same refusals and counts.
+#[test]
+fn busy_magazines_take_the_direct_path() {
+    let pages = Arc::new(HostPages::new());
+    let env = new_cache(&pages, 64, CacheFlags::default(), false);
+    set_cpu(0);
+    let cached = allocator::alloc(&env, PageRequest::KERNEL).unwrap();
+    allocator::free(&env, cached).unwrap();
+    let in_magazine = allocator::stats(&env).cached_objs;
+    assert!(in_magazine > 0);
+    env.set_magazines_busy(true);
+    let objs: Vec<_> = (0..100)
+        .map(|_| allocator::alloc(&env, PageRequest::KERNEL).unwrap())
+        .collect();
+    assert!(!objs.contains(&cached), "a busy magazine's object was handed out");
+    for p in &objs {
+        allocator::free(&env, *p).unwrap();
+    }
+    assert_eq!(allocator::free(&env, objs[0]), Err(FreeError::DoubleFree));
+    let s = allocator::stats(&env);
+    assert_eq!((s.allocs, s.frees, s.refused_double), (101, 101, 1));
+    assert_eq!((s.cpu_alloc_hits, s.cpu_free_hits), (0, 1));
+    assert_eq!(s.cached_objs, in_magazine, "the magazine was not touched");
+    env.set_magazines_busy(false);
+    assert_eq!(allocator::alloc(&env, PageRequest::KERNEL), Ok(cached));
+    allocator::free(&env, cached).unwrap();
+    assert_eq!(allocator::check(&env), Ok(()));
+    allocator::shrink(&env);
+    assert_eq!(allocator::destroy(&env), Ok(()));
+    assert_eq!(pages.pages_out(), 0);
 }
 
 #[test]

@@ -342,3 +342,68 @@ proptest! {
         prop_assert_eq!(pages.pages_out(), 0);
     }
 }
+
+/// The lock-free fast paths against `destroy`: threads allocate and free
+/// through the backing while the main thread keeps trying to destroy the
+/// pool. A destroy either is refused (elements out) or wins; after it wins
+/// no allocation succeeds, and every page comes back.
+#[test]
+fn destroy_races_lock_free_allocations() {
+    const THREADS: usize = 3;
+    let (pages, pool) = page_pool(2);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let total = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let (pool, stop, total) = (pool.clone(), stop.clone(), total.clone());
+            std::thread::spawn(move || {
+                let mut served = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match mempool::alloc(&*pool, PageRequest::ATOMIC) {
+                        Ok(p) => {
+                            served += 1;
+                            total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            // SAFETY: a page of ours.
+                            unsafe { p.as_ptr().write_bytes(0x22, 64) };
+                            // SAFETY: from this pool, freed once.
+                            unsafe { mempool::free(&*pool, p) };
+                        }
+                        Err(PoolError::Destroyed) => break,
+                        Err(e) => panic!("unexpected {e:?}"),
+                    }
+                }
+                served
+            })
+        })
+        .collect();
+    // Let the threads get going, so destroy meets them in flight.
+    while total.load(std::sync::atomic::Ordering::Relaxed) < 20_000 {
+        std::thread::yield_now();
+    }
+    let (mut refused, mut tries) = (0u64, 0u64);
+    loop {
+        tries += 1;
+        match mempool::destroy(&*pool) {
+            Ok(()) => break,
+            Err(PoolError::Busy { outstanding }) => {
+                assert!(outstanding <= THREADS, "{outstanding} out");
+                refused += 1;
+            }
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+        if tries > 1_000_000 {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        std::thread::yield_now();
+    }
+    let served: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(
+        mempool::alloc(&*pool, PageRequest::ATOMIC),
+        Err(PoolError::Destroyed)
+    );
+    let s = mempool::stats(&*pool);
+    assert_eq!((s.outstanding, s.curr_nr), (0, 0), "{s:?}");
+    assert_eq!(s.allocs_backing, served, "{s:?}");
+    assert_eq!(pages.pages_out(), 0);
+    eprintln!("{served} allocations, destroy refused {refused} times");
+}
