@@ -49,7 +49,7 @@ mkdir -p "$etc/etc/ldd"
 echo "$mode" >"$etc/etc/ldd/mode"
 printf '%s\n' "$arg" >"$etc/etc/ldd/cmd"
 printf '%s\n' "$params" >"$etc/etc/ldd/params"
-# VM_ENV='LDD_FUZZ_OPS=100000 LDD_STRESS_SECS=20': variables for the guest.
+# VM_ENV='LDD_FUZZ_OPS=40000 LDD_STRESS_SECS=20': variables for the guest.
 for kv in ${VM_ENV:-}; do printf 'export %s\n' "$kv"; done >"$etc/etc/ldd/env"
 "$LDD_TOP/scripts/mkinitramfs.sh" "$ko" "$bindir" "$initrd"
 (cd "$etc" && find etc | cpio -o -H newc --quiet | gzip -1) >>"$initrd"

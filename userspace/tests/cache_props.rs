@@ -673,7 +673,10 @@ fn busy_magazines_take_the_direct_path() {
     let objs: Vec<_> = (0..100)
         .map(|_| allocator::alloc(&env, PageRequest::KERNEL).unwrap())
         .collect();
-    assert!(!objs.contains(&cached), "a busy magazine's object was handed out");
+    assert!(
+        !objs.contains(&cached),
+        "a busy magazine's object was handed out"
+    );
     for p in &objs {
         allocator::free(&env, *p).unwrap();
     }
