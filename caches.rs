@@ -40,6 +40,7 @@ use kernel::{
         atomic::{Acquire, AtomicFlag, Release},
         global_lock, Arc, SpinLockIrq,
     },
+    task::might_sleep,
     time::{delay::fsleep, Delta},
 };
 
@@ -112,6 +113,9 @@ impl CpuSlot {
     /// Takes the slot, waiting for its holder. Process context only: the
     /// holder may be a preempted task that needs this CPU to finish.
     fn hold(&self) -> SlotGuard<'_> {
+        // Say so even when the slot is free at once: the debug kernel then
+        // catches any caller in atomic context, not only an unlucky one.
+        might_sleep();
         let mut tries = 0u32;
         loop {
             if let Some(g) = self.try_hold() {
