@@ -4,7 +4,7 @@
 //! the tree has CONFIG_KUNIT (the test kernel does). They are the core's
 //! unit tests in kernel form: the same slab order rules, and a cache and a
 //! mempool on the real page allocator with the real locks and per-CPU slots
-//! of [`crate::caches`] and [`crate::pools`]. KTAP goes to the kernel log;
+//! of [`crate::kalloc::caches`] and [`crate::kalloc::pools`]. KTAP goes to the kernel log;
 //! `make test` counts it.
 
 #[kernel::macros::kunit_tests(ldd_alloc_core)]
@@ -48,7 +48,7 @@ mod tests {
     #[test]
     fn cache_on_real_pages() -> Result {
         // An object size no other user of the module asks for.
-        let cache = crate::caches::get(24, 0)?;
+        let cache = crate::kalloc::caches::get(24, 0)?;
         let mut objs = KVec::with_capacity(1000, GFP_KERNEL)?;
         for _ in 0..1000 {
             objs.push(cache.alloc(true)?.as_ptr() as usize, GFP_KERNEL)?;
@@ -76,7 +76,7 @@ mod tests {
     /// A mempool keeps its reserve and serves atomic allocations from it.
     #[test]
     fn mempool_reserve() -> Result {
-        let pool = crate::pools::get(24)?;
+        let pool = crate::kalloc::pools::get(24)?;
         let p = pool.alloc(false)?;
         assert!(pool.free(p).is_ok());
         Ok(())

@@ -22,24 +22,17 @@
 use kernel::prelude::*;
 
 pub mod allocator;
-mod bench;
-mod caches;
-mod chrdev;
-mod gfp;
-mod kernel_caches;
+mod debugfs;
+mod kalloc;
+mod kbench;
 mod kunit_core;
 mod lab;
-mod lab_context;
 mod ldd_alloc_dev;
-mod ldd_debugfs;
-pub mod ldd_uapi;
-mod page_glue;
-mod pools;
-mod quantum_backend;
-mod scull_store;
+mod scull;
+pub mod uapi;
 
-use chrdev::Registration;
 use ldd_alloc_dev::{ScullDev, GEOMETRY};
+use scull::chrdev::Registration;
 
 module! {
     type: LddAlloc,
@@ -115,7 +108,7 @@ const NAMES: [&CStr; MAX_DEVS as usize] = [
 
 struct LddAlloc {
     devices: KVec<Pin<KBox<Registration<ScullDev>>>>,
-    _debugfs: Pin<KBox<ldd_debugfs::Debugfs>>,
+    _debugfs: Pin<KBox<debugfs::Debugfs>>,
 }
 
 /// Checks one parameter, logging what is wrong with it.
@@ -134,19 +127,14 @@ impl kernel::Module for LddAlloc {
             "quantum",
             module_parameters::quantum.value(),
             1,
-            ldd_uapi::QUANTUM_MAX,
+            uapi::QUANTUM_MAX,
         )?;
-        let qset = param_in(
-            "qset",
-            module_parameters::qset.value(),
-            1,
-            ldd_uapi::QSET_MAX,
-        )?;
+        let qset = param_in("qset", module_parameters::qset.value(), 1, uapi::QSET_MAX)?;
         let order = param_in(
             "order",
             module_parameters::order.value(),
             0,
-            page_glue::STORE_MAX_ORDER,
+            kalloc::pages::STORE_MAX_ORDER,
         )?;
         let max_mib = param_in("max_mib", module_parameters::max_mib.value(), 1, 4096)?;
 
@@ -167,15 +155,15 @@ impl kernel::Module for LddAlloc {
             "pool_min_nr",
             module_parameters::pool_min_nr.value(),
             1,
-            ldd_uapi::POOL_MAX_MIN_NR,
+            uapi::POOL_MAX_MIN_NR,
         )?;
-        pools::init(pool_min_nr as usize);
-        kernel_caches::init();
-        lab_context::init();
+        kalloc::pools::init(pool_min_nr as usize);
+        kalloc::kernel_caches::init();
+        lab::context::init();
 
         let cache_debug = param_in("cache_debug", module_parameters::cache_debug.value(), 0, 3)?;
-        caches::init(cache_debug)?;
-        let debugfs = KBox::pin_init(ldd_debugfs::Debugfs::new(), GFP_KERNEL)?;
+        kalloc::caches::init(cache_debug)?;
+        let debugfs = KBox::pin_init(debugfs::Debugfs::new(), GFP_KERNEL)?;
 
         let mut devices = KVec::with_capacity(nr_devs as usize, GFP_KERNEL)?;
         for (i, name) in NAMES.iter().take(nr_devs as usize).enumerate() {
@@ -198,9 +186,9 @@ impl Drop for LddAlloc {
         // Nodes first: once deregistered, and with no file open (the module
         // refcount guarantees it), nothing reaches a store any more.
         self.devices.clear();
-        kernel_caches::exit();
-        pools::exit();
-        caches::exit();
+        kalloc::kernel_caches::exit();
+        kalloc::pools::exit();
+        kalloc::caches::exit();
         pr_info!("unloaded\n");
     }
 }

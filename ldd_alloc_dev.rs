@@ -26,12 +26,12 @@ use kernel::{
     uaccess::{UserPtr, UserSlice, UserSliceReader, UserSliceWriter},
 };
 
-use crate::chrdev::{CharDevice, Offset};
+use crate::kalloc::pages::PAGES;
 use crate::lab::{self, LabLimits, LabTable};
-use crate::ldd_uapi as uapi;
-use crate::page_glue::PAGES;
-use crate::quantum_backend::Backend;
-use crate::scull_store::ScullStore;
+use crate::scull::backend::Backend;
+use crate::scull::chrdev::{CharDevice, Offset};
+use crate::scull::store::ScullStore;
+use crate::uapi;
 
 /// Module-wide quantum and qset (LDD3's `scull_quantum`/`scull_qset`),
 /// with the load-time values that `SCULL_IOCRESET` restores.
@@ -247,10 +247,10 @@ impl CharDevice for ScullDev {
             }
             uapi::LDD_IOC_CACHE_INFO => {
                 let index = read_user::<uapi::CacheInfo>(arg)?.index;
-                write_user(arg, &crate::caches::info(index)?)?;
+                write_user(arg, &crate::kalloc::caches::info(index)?)?;
                 Ok(0)
             }
-            uapi::LDD_IOC_SHRINK => Ok(crate::caches::shrink_all() as isize),
+            uapi::LDD_IOC_SHRINK => Ok(crate::kalloc::caches::shrink_all() as isize),
             uapi::LDD_IOC_PAGE_STATS => {
                 write_user(arg, &page_stats())?;
                 Ok(0)
@@ -272,19 +272,19 @@ impl CharDevice for ScullDev {
             uapi::LDD_IOC_STACK => lab::stack(arg),
             uapi::LDD_IOC_POOL_INFO => {
                 let index = read_user::<uapi::PoolInfo>(arg)?.index;
-                write_user(arg, &crate::pools::info(index)?)?;
+                write_user(arg, &crate::kalloc::pools::info(index)?)?;
                 Ok(0)
             }
             uapi::LDD_IOC_POOL_RESIZE => {
                 let r = read_user::<uapi::PoolResize>(arg)?;
-                crate::pools::resize(r.index, r.min_nr)?;
+                crate::kalloc::pools::resize(r.index, r.min_nr)?;
                 Ok(0)
             }
             uapi::LDD_IOC_POOL_DESTROY => {
-                crate::pools::destroy(u32::try_from(arg).map_err(|_| EINVAL)?)?;
+                crate::kalloc::pools::destroy(u32::try_from(arg).map_err(|_| EINVAL)?)?;
                 Ok(0)
             }
-            cmd if uapi::ioc_nr(cmd) >= uapi::BENCH_NR_FIRST => crate::bench::ioctl(cmd, arg),
+            cmd if uapi::ioc_nr(cmd) >= uapi::BENCH_NR_FIRST => crate::kbench::ioctl(cmd, arg),
             uapi::LDD_IOC_FREE_NULL => {
                 // SAFETY: Each accepts NULL (0) and then does nothing.
                 unsafe {
@@ -296,7 +296,7 @@ impl CharDevice for ScullDev {
             }
             uapi::LDD_IOC_BAD_FREE => {
                 let scenario = u32::try_from(arg).map_err(|_| EINVAL)?;
-                Ok(crate::caches::bad_free(scenario)? as isize)
+                Ok(crate::kalloc::caches::bad_free(scenario)? as isize)
             }
             _ => Err(ENOTTY),
         }
@@ -323,7 +323,7 @@ fn page_stats() -> uapi::PageStats {
 macro_rules! abi_plain_bytes {
     ($($t:ty),* $(,)?) => {$(
         // SAFETY: `#[repr(C)]`, integer fields only and no padding (the size
-        // asserts in `ldd_uapi` pin the layout): every byte is initialised and
+        // asserts in `uapi` pin the layout): every byte is initialised and
         // every byte pattern is a valid value.
         unsafe impl kernel::transmute::AsBytes for $t {}
         // SAFETY: As above.

@@ -1,10 +1,10 @@
 //! Userspace side of ldd_alloc.
 //!
 //! The ioctl ABI and the allocator core are the kernel module's own source
-//! files, compiled here unchanged: `ldd_uapi.rs` and `allocator/` at the top
+//! files, compiled here unchanged: `uapi.rs` and `allocator/` at the top
 //! of the repository.
 
-#[path = "../../ldd_uapi.rs"]
+#[path = "../../uapi.rs"]
 pub mod uapi;
 
 #[path = "../../allocator/mod.rs"]

@@ -1,4 +1,4 @@
-//! The ioctl ABI: command numbers built by `ldd_uapi.rs` equal what nix's
+//! The ioctl ABI: command numbers built by `uapi.rs` equal what nix's
 //! independent `_IO*` encoders and LDD3's scull.h give, and the structs have
 //! the sizes the kernel side asserts.
 

@@ -7,7 +7,7 @@
 //! model of the module: each device's bytes, size, quanta, quantum sets and
 //! geometry, the global quantum/qset, the cache registry, the injector and
 //! the lab's handles. Every return value and errno is checked against what
-//! the ABI (ldd_uapi.rs) and the driver's documented rules promise; a
+//! the ABI (uapi.rs) and the driver's documented rules promise; a
 //! mismatch fails the test with the seed, the op index and the op.
 //!
 //! `LDD_FUZZ_SEED` (default 1) and `LDD_FUZZ_OPS` (default 20000) choose the
@@ -34,7 +34,7 @@ use crate::uapi::{self, backend as be, ioc, ioc_nr, ioc_size, ioc_type, MAGIC};
 const NDEV: usize = 4;
 /// Guest page size.
 const PAGE_SIZE: u64 = 4096;
-/// Highest page order of the pages backend (page_glue::STORE_MAX_ORDER).
+/// Highest page order of the pages backend (kalloc::pages::STORE_MAX_ORDER).
 const STORE_MAX_ORDER: u32 = 3;
 /// Most caches the module's registry holds (caches::MAX_CACHES).
 const MAX_CACHES: usize = 32;

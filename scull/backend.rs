@@ -6,7 +6,7 @@
 //! | backend   | LDD3 variant | memory                                        |
 //! |-----------|--------------|-----------------------------------------------|
 //! | `kmalloc` | scull        | `kmalloc(quantum, GFP_KERNEL)`                |
-//! | `cache`   | scullc       | our own lookaside cache ([`crate::caches`])   |
+//! | `cache`   | scullc       | our own lookaside cache ([`crate::kalloc::caches`])   |
 //! | `pages`   | scullp       | `__get_free_pages(GFP_KERNEL, order)`         |
 //! | `vmalloc` | scullv       | `vmalloc(quantum)`                            |
 //! | `mempool` | –            | our own mempool over our cache                |
@@ -28,10 +28,10 @@ use kernel::{
 
 use kernel::sync::Arc;
 
-use crate::caches::OurCache;
-use crate::ldd_uapi::backend;
-use crate::page_glue::PAGE_SIZE;
-use crate::pools::OurPool;
+use crate::kalloc::caches::OurCache;
+use crate::kalloc::pages::PAGE_SIZE;
+use crate::kalloc::pools::OurPool;
+use crate::uapi::backend;
 
 /// The allocator behind a device's quanta.
 #[derive(Clone)]
@@ -87,10 +87,12 @@ impl Backend {
     pub(crate) fn from_abi(value: u32, order: u32, quantum: usize) -> Result<Self> {
         Ok(match value {
             backend::KMALLOC => Self::Kmalloc,
-            backend::CACHE => Self::Cache(crate::caches::get(quantum, 0)?),
-            backend::PAGES if order <= crate::page_glue::STORE_MAX_ORDER => Self::Pages { order },
+            backend::CACHE => Self::Cache(crate::kalloc::caches::get(quantum, 0)?),
+            backend::PAGES if order <= crate::kalloc::pages::STORE_MAX_ORDER => {
+                Self::Pages { order }
+            }
             backend::VMALLOC => Self::Vmalloc,
-            backend::MEMPOOL => Self::Mempool(crate::pools::get(quantum)?),
+            backend::MEMPOOL => Self::Mempool(crate::kalloc::pools::get(quantum)?),
             _ => return Err(EINVAL),
         })
     }
@@ -142,7 +144,7 @@ impl Backend {
                 let addr = unsafe { bindings::get_free_pages_noprof(bindings::GFP_KERNEL, order) };
                 NonNull::new(addr as *mut u8).ok_or(ENOMEM)?
             }
-            Self::Cache(_) | Self::Mempool(_) => crate::caches::store_alloc(self, len)?,
+            Self::Cache(_) | Self::Mempool(_) => crate::kalloc::caches::store_alloc(self, len)?,
         };
         // INVARIANT: Each allocator returned `len` bytes that are ours alone.
         Ok(Block { ptr, len })
@@ -170,7 +172,7 @@ impl Backend {
                 // SAFETY: `ptr` came from `__get_free_pages(order)` and is no longer used.
                 unsafe { bindings::free_pages(ptr.as_ptr() as kernel::ffi::c_ulong, order) }
             }
-            Self::Cache(_) | Self::Mempool(_) => crate::caches::store_free(self, ptr),
+            Self::Cache(_) | Self::Mempool(_) => crate::kalloc::caches::store_free(self, ptr),
         }
     }
 }

@@ -26,9 +26,9 @@ use kernel::{
 
 use crate::allocator::mempool::{self, Backing, PoolEnv, PoolError, PoolFast, PoolState};
 use crate::allocator::PageRequest;
-use crate::caches::OurCache;
-use crate::gfp::{self, Gfp};
-use crate::ldd_uapi as uapi;
+use crate::kalloc::caches::OurCache;
+use crate::kalloc::gfp::{self, Gfp};
+use crate::uapi;
 
 /// The pool's backing allocator: its private cache.
 pub(crate) struct CacheBacking(Arc<OurCache>);
@@ -89,7 +89,7 @@ impl PoolEnv for OurPool {
 
 impl OurPool {
     fn create(size: usize, min_nr: usize) -> Result<Arc<Self>> {
-        let cache = crate::caches::get(size, crate::caches::POOL_PRIVATE)?;
+        let cache = crate::kalloc::caches::get(size, crate::kalloc::caches::POOL_PRIVATE)?;
         let pool = Arc::pin_init(
             pin_init!(Self {
                 backing: CacheBacking(cache),
@@ -264,7 +264,7 @@ pub(crate) fn write_pools(f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result
         writeln!(
             f,
             "{} {} {} {} {} {} {} {} {} {} {}",
-            crate::caches::name_str(&i.name),
+            crate::kalloc::caches::name_str(&i.name),
             i.live,
             i.element_size,
             i.curr_nr,

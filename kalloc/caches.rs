@@ -48,9 +48,9 @@ use crate::allocator::{
     self, CacheConfig, CacheEnv, CacheFlags, CacheLayout, CacheName, CacheStats, Depot,
     DestroyError, FreeError, Magazine, PageRequest, PageSource, Zone,
 };
-use crate::ldd_uapi::{self as uapi, cache_flags};
-use crate::page_glue::{KernelPages, PAGES};
-use crate::quantum_backend::Backend;
+use crate::kalloc::pages::{KernelPages, PAGES};
+use crate::scull::backend::Backend;
+use crate::uapi::{self as uapi, cache_flags};
 
 /// The page source of one cache: [`PAGES`] with the cache's owner id, so
 /// fault injection can target it.

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! GFP flags: the one place where our ABI's stable flag bits
-//! ([`crate::ldd_uapi::gfp`]) and our page requests become the running
+//! ([`crate::uapi::gfp`]) and our page requests become the running
 //! kernel's `__GFP_*` bits.
 //!
 //! The kernel's own bit numbers are not stable across versions (and depend on
@@ -12,7 +12,7 @@
 use kernel::{bindings, prelude::*};
 
 use crate::allocator::{PageRequest, Zone};
-use crate::ldd_uapi::gfp as abi;
+use crate::uapi::gfp as abi;
 
 /// A kernel `gfp_t`.
 pub(crate) type Gfp = bindings::gfp_t;

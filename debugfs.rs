@@ -12,7 +12,7 @@
 
 use kernel::{debugfs::Dir, prelude::*};
 
-use crate::page_glue::PAGES;
+use crate::kalloc::pages::PAGES;
 
 /// The debugfs directory and its files; removed when dropped.
 #[pin_data]
@@ -89,10 +89,10 @@ impl Debugfs {
         let dir = Dir::new(c"ldd_alloc");
         pin_init!(Self {
             slabinfo <- dir.read_callback_file(c"slabinfo", (), &|(): &(), f| {
-                crate::caches::write_slabinfo(f)
+                crate::kalloc::caches::write_slabinfo(f)
             }),
             pages <- dir.read_callback_file(c"pages", (), &write_pages),
-            pools <- dir.read_callback_file(c"pools", (), &|(): &(), f| crate::pools::write_pools(f)),
+            pools <- dir.read_callback_file(c"pools", (), &|(): &(), f| crate::kalloc::pools::write_pools(f)),
             fault <- dir.read_write_callback_file(c"fault", (), &read_fault, &write_fault),
             _dir: dir,
         })

@@ -37,12 +37,12 @@ use kernel::{
 };
 
 use crate::allocator::PageSource;
-use crate::caches::{self, OurCache};
-use crate::gfp::Gfp;
+use crate::kalloc::caches::{self, OurCache};
+use crate::kalloc::gfp::Gfp;
+use crate::kalloc::pages::{PAGES, PAGE_SIZE};
+use crate::kalloc::pools::{self, OurPool};
 use crate::ldd_alloc_dev::{read_user, write_user};
-use crate::ldd_uapi::{self as uapi, bench_alloc as ba, bench_op as bo, bench_prim as bp};
-use crate::page_glue::{PAGES, PAGE_SIZE};
-use crate::pools::{self, OurPool};
+use crate::uapi::{self as uapi, bench_alloc as ba, bench_op as bo, bench_prim as bp};
 
 extern "C" {
     /// `void *__vmalloc_noprof(unsigned long size, gfp_t gfp_mask)`, exported

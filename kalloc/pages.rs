@@ -31,7 +31,7 @@ pub(crate) use crate::allocator::page_source::PAGE_SIZE;
 /// Largest page order the scullp store accepts for one quantum (8 pages).
 pub(crate) const STORE_MAX_ORDER: u32 = 3;
 
-/// Zones as the ABI numbers them ([`crate::ldd_uapi::zone`]).
+/// Zones as the ABI numbers them ([`crate::uapi::zone`]).
 pub(crate) const ZONES: usize = 3;
 
 /// The zone index of a physical address (see the module docs).
@@ -176,7 +176,8 @@ impl KernelPages {
             return None;
         }
         // SAFETY: FFI call; any flags and an order <= MAX_ORDER are accepted.
-        let addr = unsafe { bindings::get_free_pages_noprof(crate::gfp::of_request(req), order) };
+        let addr =
+            unsafe { bindings::get_free_pages_noprof(crate::kalloc::gfp::of_request(req), order) };
         let Some(run) = NonNull::new(addr as *mut u8) else {
             self.failures.fetch_add(1, Ordering::Relaxed);
             return None;

@@ -11,7 +11,7 @@ use kernel::{
     sync::{global_lock, Arc},
 };
 
-use crate::gfp::Gfp;
+use crate::kalloc::gfp::Gfp;
 
 /// Length of a cache name buffer.
 const NAME_LEN: usize = 32;

@@ -26,7 +26,7 @@
 use kernel::prelude::*;
 use kernel::uaccess::{UserSliceReader, UserSliceWriter};
 
-use crate::quantum_backend::{Backend, Block};
+use crate::scull::backend::{Backend, Block};
 
 /// One quantum set: `qset` slots, each empty or holding a quantum. Up to
 /// 65536 slots: kvmalloc'ed, so a large qset never needs a high-order run.

@@ -18,8 +18,10 @@
 //!
 //! # How the zone is found
 //!
-//! See [`crate::page_glue`]: on x86-64 a zone is a physical address range,
+//! See [`crate::kalloc::pages`]: on x86-64 a zone is a physical address range,
 //! and the physical address of each page comes from `slow_virt_to_phys()`.
+
+pub(crate) mod context;
 
 use core::ptr::NonNull;
 use kernel::{
@@ -30,13 +32,13 @@ use kernel::{
     uaccess::{UserPtr, UserSlice},
 };
 
-use crate::caches::OurCache;
-use crate::gfp::{self, Gfp};
-use crate::kernel_caches::KernelCache;
-use crate::lab_context;
-use crate::ldd_uapi::{self as uapi, alloc_flags, context, lab_backend as lb};
-use crate::page_glue::{virt_to_phys, zone_of_phys, PAGE_SIZE};
-use crate::pools::OurPool;
+use crate::kalloc::caches::OurCache;
+use crate::kalloc::gfp::{self, Gfp};
+use crate::kalloc::kernel_caches::KernelCache;
+
+use crate::kalloc::pages::{virt_to_phys, zone_of_phys, PAGE_SIZE};
+use crate::kalloc::pools::OurPool;
+use crate::uapi::{self as uapi, alloc_flags, lab_backend as lb};
 
 extern "C" {
     /// `void *__vmalloc_noprof(unsigned long size, gfp_t gfp_mask)`, exported
@@ -217,7 +219,7 @@ fn is_pages(backend: u32) -> bool {
 /// must not print the page allocator's warning and stack dump (which would
 /// read as a bug in the kernel log). Everything else is as requested.
 fn validate(req: &uapi::AllocRequest, limits: LabLimits) -> Result<Gfp> {
-    if req.backend >= lb::COUNT || req.context >= context::COUNT {
+    if req.backend >= lb::COUNT || req.context >= uapi::context::COUNT {
         return Err(EINVAL);
     }
     if req.flags & !alloc_flags::KNOWN != 0 || req.count == 0 {
@@ -228,7 +230,7 @@ fn validate(req: &uapi::AllocRequest, limits: LabLimits) -> Result<Gfp> {
     }
     let gfp = gfp::from_abi(req.gfp)? | gfp::NOWARN;
     let sleeps = gfp::may_sleep(gfp);
-    if req.context != context::PROCESS && sleeps {
+    if req.context != uapi::context::PROCESS && sleeps {
         // GFP_KERNEL may sleep; never in atomic context (LDD3, Love).
         return Err(EINVAL);
     }
@@ -278,10 +280,10 @@ fn validate(req: &uapi::AllocRequest, limits: LabLimits) -> Result<Gfp> {
         // LDD3's days __vmalloc() has learnt GFP_ATOMIC and GFP_NOWAIT,
         // but never from interrupt context. kvmalloc's vmalloc fallback
         // needs GFP_KERNEL, so it stays in process context.
-        if req.gfp & !uapi::gfp::VMALLOC_SUPPORTED != 0 || req.context == context::HARDIRQ {
+        if req.gfp & !uapi::gfp::VMALLOC_SUPPORTED != 0 || req.context == uapi::context::HARDIRQ {
             return Err(EINVAL);
         }
-        if req.backend == lb::KVMALLOC && (req.context != context::PROCESS || !sleeps) {
+        if req.backend == lb::KVMALLOC && (req.context != uapi::context::PROCESS || !sleeps) {
             return Err(EINVAL);
         }
     }
@@ -425,9 +427,9 @@ pub(crate) fn alloc(table: &Mutex<LabTable>, arg: usize, limits: LabLimits) -> R
     let gfp = validate(&req, limits)?;
     let size = req.size as usize;
     let res = match req.backend {
-        lb::KMEM_CACHE => Resource::KmemCache(crate::kernel_caches::get(size)?),
-        lb::OUR_CACHE => Resource::OurCache(crate::caches::get(size, cache_flags_of(gfp))?),
-        lb::OUR_MEMPOOL => Resource::OurPool(crate::pools::get(size)?),
+        lb::KMEM_CACHE => Resource::KmemCache(crate::kalloc::kernel_caches::get(size)?),
+        lb::OUR_CACHE => Resource::OurCache(crate::kalloc::caches::get(size, cache_flags_of(gfp))?),
+        lb::OUR_MEMPOOL => Resource::OurPool(crate::kalloc::pools::get(size)?),
         lb::KREALLOC => {
             let mut t = table.lock();
             let slot = t.slot_of(req.handle).ok_or(EINVAL)?;
@@ -443,7 +445,7 @@ pub(crate) fn alloc(table: &Mutex<LabTable>, arg: usize, limits: LabLimits) -> R
     let mut replies = KVec::with_capacity(req.count as usize, GFP_KERNEL)?;
     let mut made = KVec::with_capacity(req.count as usize, GFP_KERNEL)?;
     for _ in 0..req.count {
-        let (mem, ns) = lab_context::run_in(req.context, || {
+        let (mem, ns) = context::run_in(req.context, || {
             // SAFETY: FFI call, any context.
             let t0 = unsafe { bindings::ktime_get_mono_fast_ns() };
             let mem = allocate(&req, gfp, &res);

@@ -14,7 +14,7 @@
 use core::cell::UnsafeCell;
 use kernel::{bindings, prelude::*, sync::global_lock, types::Opaque};
 
-use crate::ldd_uapi::context;
+use crate::uapi::context;
 
 global_lock! {
     // SAFETY: Initialized in `init()` before any use.

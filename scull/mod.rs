@@ -1,0 +1,8 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! scull, LDD3's "Simple Character Utility for Loading Localities"
+//! (chapters 3, 6 and 8), on the allocators of this module.
+
+pub(crate) mod backend;
+pub(crate) mod chrdev;
+pub(crate) mod store;
