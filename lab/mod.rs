@@ -254,8 +254,9 @@ fn alloc(table: &Mutex<LabTable>, arg: IoctlArg, caller: Caller) -> Result<isize
 }
 
 /// `KREALLOC` of the entry `old`, already out of the table: on success the
-/// new object gets a new handle and `old`'s memory is krealloc's; on any
-/// failure `old` goes back under its handle, untouched.
+/// new object takes the old one's slot under a new handle, and `old`'s
+/// memory is krealloc's; on any failure `old` goes back under its handle,
+/// untouched.
 fn realloc(
     table: &Mutex<LabTable>,
     req: &uapi::AllocRequest,
@@ -264,8 +265,8 @@ fn realloc(
     old: Entry,
     caller: Caller,
 ) -> Result<isize> {
-    let limits = limits();
-    let made = alloc_one(req, gfp, res, caller);
+    let room = table.lock().check_room(limits(), 0, charge_bound(req));
+    let made = room.and_then(|()| alloc_one(req, gfp, res, caller));
     let mut t = table.lock();
     let (entry, mut reply) = match made {
         Ok(made) => made,
@@ -278,8 +279,7 @@ fn realloc(
     let Entry { mem, charge, .. } = old;
     mem.forget();
     drop(charge);
-    t.release(req.handle);
-    reply.handle = t.insert(entry, limits)?;
+    reply.handle = t.replace(req.handle, entry);
     let handle = reply.handle;
     drop(t);
     if let Err(e) = write_array(req.replies, core::slice::from_ref(&reply)) {

@@ -150,11 +150,24 @@ impl LabTable {
         }
     }
 
-    /// Ends what [`Self::take`] began without putting anything back.
-    pub(crate) fn release(&mut self, handle: u32) {
-        if let Some(slot) = self.slots.get_mut(slot_index(handle)) {
-            slot.reserved = false;
+    /// Ends what [`Self::take`] began with a new entry in the same slot,
+    /// under a new handle (the old one names nothing any more); returns it.
+    /// Cannot fail: the slot was kept for it, and the caller checked the
+    /// room with [`Self::check_room`] while the old entry was out.
+    pub(crate) fn replace(&mut self, handle: u32, entry: Entry) -> u32 {
+        let index = slot_index(handle);
+        let Some(slot) = self.slots.get_mut(index) else {
+            return 0;
+        };
+        slot.reserved = false;
+        slot.generation = slot.generation.wrapping_add(1);
+        if slot.generation == u16::MAX {
+            slot.retired = true;
         }
+        self.live += 1;
+        self.bytes += entry.actual;
+        slot.entry = Some(entry);
+        u32::from(slot.generation) << 16 | (index as u32 + 1)
     }
 
     /// Frees everything; returns how many. Slots keep their generations, so
