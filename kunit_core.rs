@@ -12,7 +12,13 @@ mod tests {
     use core::ptr::NonNull;
     use kernel::prelude::*;
 
-    use crate::allocator::{CacheConfig, CacheFlags, CacheLayout, CacheName, FreeError};
+    use crate::allocator::{
+        CacheConfig,
+        CacheFlags,
+        CacheLayout,
+        CacheName,
+        FreeError, //
+    };
 
     /// Objects per slab and order for the sizes of the closing note's table
     /// (SLUB's calc_slab_order rule: leftover at most 1/16 of the slab).

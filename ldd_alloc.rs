@@ -41,7 +41,10 @@ pub mod uapi;
 
 use kalloc::Allocators;
 use ldd_alloc_dev::ScullDev;
-use params::{Params, GEOMETRY};
+use params::{
+    Params,
+    GEOMETRY, //
+};
 use scull::chrdev::Registration;
 
 module! {

@@ -31,19 +31,34 @@
 
 use kernel::{
     bindings,
-    fs::file::flags::{O_ACCMODE, O_APPEND, O_TRUNC, O_WRONLY},
+    fs::file::flags::{
+        O_ACCMODE,
+        O_APPEND,
+        O_TRUNC,
+        O_WRONLY, //
+    },
     new_mutex,
     prelude::*,
     sync::Mutex,
-    uaccess::{UserSliceReader, UserSliceWriter},
+    uaccess::{
+        UserSliceReader,
+        UserSliceWriter, //
+    }, //
 };
 
 use crate::kalloc;
 use crate::kbench;
-use crate::lab::{self, table::LabTable, Caller};
+use crate::lab::{
+    self,
+    table::LabTable,
+    Caller, //
+};
 use crate::params::GEOMETRY;
 use crate::scull::backend::Backend;
-use crate::scull::chrdev::{CharDevice, Offset};
+use crate::scull::chrdev::{
+    CharDevice,
+    Offset, //
+};
 use crate::scull::store::ScullStore;
 use crate::uaccess::IoctlArg;
 use crate::uapi;
@@ -57,7 +72,10 @@ enum Needs {
     SysAdmin,
 }
 
-use Needs::{Open, SysAdmin};
+use Needs::{
+    Open,
+    SysAdmin, //
+};
 
 /// The privilege table: every command the module knows, one line each. A
 /// number that is not here is not ours (ENOTTY, as LDD3 answers a wrong

@@ -10,7 +10,10 @@
 //! ioctls read and change; a device picks them up when it is trimmed.
 //! `SCULL_IOCRESET` restores the load-time values.
 
-use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use core::sync::atomic::{
+    AtomicU32,
+    Ordering::Relaxed, //
+};
 use kernel::prelude::*;
 
 use crate::uapi;
@@ -54,7 +57,7 @@ pub(crate) struct Params {
 /// Checks one parameter, logging what is wrong with it.
 fn param_in(name: &str, value: u32, min: u32, max: u32) -> Result<u32> {
     if value < min || value > max {
-        pr_err!("{name}={value} is out of range {min}..={max}\n");
+        pr_warn!("{name}={value} is out of range {min}..={max}\n");
         return Err(EINVAL);
     }
     Ok(value)

@@ -7,7 +7,11 @@
 //! `pr_*_ratelimited!`, and `DEFINE_RATELIMIT_STATE` needs a static raw
 //! spinlock Rust cannot initialise, so this is the same policy on atomics.
 
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{
+    AtomicU32,
+    AtomicU64,
+    Ordering::Relaxed, //
+};
 use kernel::bindings;
 
 /// `DEFAULT_RATELIMIT_INTERVAL`: 5 s.
@@ -80,4 +84,7 @@ macro_rules! pr_err_ratelimited {
     }};
 }
 
-pub(crate) use {pr_err_ratelimited, pr_info_ratelimited};
+pub(crate) use {
+    pr_err_ratelimited,
+    pr_info_ratelimited, //
+};

@@ -43,9 +43,16 @@
 
 use core::ops::DerefMut;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{
+    AtomicBool,
+    AtomicU64,
+    Ordering, //
+};
 
-use super::cache::{self, CacheEnv};
+use super::cache::{
+    self,
+    CacheEnv, //
+};
 use super::page_source::PageRequest;
 
 /// The smallest element a pool accepts: the reserve link lives in it.
@@ -194,7 +201,7 @@ pub struct PoolState {
     stats: PoolStats,
 }
 
-// SAFETY: the reserve elements are plain memory owned by the pool; the
+// SAFETY: The reserve elements are plain memory owned by the pool; the
 // state is only accessed under the env's lock.
 unsafe impl Send for PoolState {}
 
@@ -253,7 +260,7 @@ impl PoolState {
         // SAFETY: `p` heads the reserve chain, so it is ours and its first
         // word holds the next link (type invariant).
         let next = unsafe { p.as_ptr().cast::<*mut u8>().read_unaligned() };
-        // INVARIANT: the rest of the chain is unchanged.
+        // INVARIANT: The rest of the chain is unchanged.
         self.reserve = NonNull::new(next);
         self.stats.curr_nr = self.stats.curr_nr.saturating_sub(1);
         Some(p)
@@ -292,7 +299,7 @@ pub trait PoolEnv {
 /// Gives a chain of elements (linked like the reserve) back to the backing.
 fn free_chain<P: PoolEnv + ?Sized>(env: &P, mut chain: PoolState) {
     while let Some(p) = chain.pop() {
-        // SAFETY: reserve elements came from `Backing::alloc` and are owned
+        // SAFETY: Reserve elements came from `Backing::alloc` and are owned
         // by the pool alone; `p` is off every list now.
         unsafe { env.backing().free(p) };
     }
@@ -311,7 +318,7 @@ pub fn create<P: PoolEnv + ?Sized>(
     let mut got = PoolState::new();
     for _ in 0..min_nr {
         match env.backing().alloc(req) {
-            // SAFETY: a fresh element of at least MIN_ELEMENT bytes.
+            // SAFETY: A fresh element of at least MIN_ELEMENT bytes.
             Some(p) => unsafe { got.push(p) },
             None => {
                 free_chain(env, got);
@@ -321,7 +328,7 @@ pub fn create<P: PoolEnv + ?Sized>(
     }
     let mut g = env.lock();
     while let Some(p) = got.pop() {
-        // SAFETY: moved from one chain to the other; ours alone.
+        // SAFETY: Moved from one chain to the other; ours alone.
         unsafe { g.push(p) };
     }
     g.stats.min_nr = min_nr;
@@ -344,7 +351,7 @@ pub fn alloc<P: PoolEnv + ?Sized>(env: &P, req: PageRequest) -> Result<NonNull<u
                 return Ok(p);
             }
             fast.allocs_backing.fetch_sub(1, Ordering::SeqCst);
-            // SAFETY: just allocated, never handed out.
+            // SAFETY: Just allocated, never handed out.
             unsafe { env.backing().free(p) };
             return Err(PoolError::Destroyed);
         }
@@ -390,7 +397,7 @@ pub unsafe fn free<P: PoolEnv + ?Sized>(env: &P, p: NonNull<u8>) {
     if fast.short.load(Ordering::Acquire) {
         let mut g = env.lock();
         if g.live && g.stats.curr_nr < g.stats.min_nr {
-            // SAFETY: the caller gives the element up (contract).
+            // SAFETY: The caller gives the element up (contract).
             unsafe { g.push(p) };
             g.stats.frees_to_reserve = g.stats.frees_to_reserve.wrapping_add(1);
             publish(fast, &g);
@@ -422,7 +429,7 @@ pub fn resize<P: PoolEnv + ?Sized>(
         g.stats.min_nr = new_min;
         while g.stats.curr_nr > new_min {
             match g.pop() {
-                // SAFETY: moved from the reserve to a private chain.
+                // SAFETY: Moved from the reserve to a private chain.
                 Some(p) => unsafe { surplus.push(p) },
                 None => break,
             }
@@ -443,7 +450,7 @@ pub fn resize<P: PoolEnv + ?Sized>(
         let p = env.backing().alloc(req).ok_or(PoolError::NoMemory)?;
         let mut g = env.lock();
         if g.live && g.stats.curr_nr < g.stats.min_nr {
-            // SAFETY: a fresh element.
+            // SAFETY: A fresh element.
             unsafe { g.push(p) };
             publish(env.fast(), &g);
             if g.waiters > 0 {
@@ -452,7 +459,7 @@ pub fn resize<P: PoolEnv + ?Sized>(
             }
         } else {
             drop(g);
-            // SAFETY: a fresh element nobody saw.
+            // SAFETY: A fresh element nobody saw.
             unsafe { env.backing().free(p) };
         }
     }
@@ -477,7 +484,7 @@ pub fn destroy<P: PoolEnv + ?Sized>(env: &P) -> Result<(), PoolError> {
         g.live = false;
         g.stats.min_nr = 0;
         while let Some(p) = g.pop() {
-            // SAFETY: moved from the reserve to a private chain.
+            // SAFETY: Moved from the reserve to a private chain.
             unsafe { chain.push(p) };
         }
         publish(env.fast(), &g);

@@ -8,13 +8,23 @@
 //! caught by the poison and an overflow caught by the red zone.
 
 use core::ptr::NonNull;
-use kernel::{prelude::*, sync::global_lock};
+use kernel::{
+    prelude::*,
+    sync::global_lock, //
+};
 
-use super::caches::{self, OurCache};
+use super::caches::{
+    self,
+    OurCache, //
+};
 use super::kernel_alloc;
 use crate::allocator::FreeError;
 use crate::ratelimit::pr_err_ratelimited;
-use crate::uapi::{self, bad_free as bf, cache_flags};
+use crate::uapi::{
+    self,
+    bad_free as bf,
+    cache_flags, //
+};
 
 /// Flag of the private caches of `LDD_IOC_BAD_FREE`.
 const PRIVATE: u32 = cache_flags::TEST_PRIVATE;

@@ -29,22 +29,55 @@
 //! one per object size it is asked for. All are destroyed at unload.
 
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{
+    AtomicU32,
+    AtomicUsize,
+    Ordering, //
+};
 use kernel::{
-    cpu::{nr_cpu_ids, CpuId},
+    cpu::{
+        nr_cpu_ids,
+        CpuId, //
+    },
     new_spinlock_irq,
     prelude::*,
-    sync::{global_lock, Arc, SpinLockIrq},
+    sync::{
+        global_lock,
+        Arc,
+        SpinLockIrq, //
+    }, //
 };
 
-use super::pages::{KernelPages, PAGES};
-use super::percpu::CpuSlot;
-use super::registry::{self, Entry, Ref};
-use crate::allocator::{
-    self, CacheConfig, CacheEnv, CacheFlags, CacheLayout, CacheName, CacheStats, Depot,
-    DestroyError, FreeError, Magazine, PageRequest, PageSource, Zone,
+use super::pages::{
+    KernelPages,
+    PAGES, //
 };
-use crate::uapi::{self, cache_flags};
+use super::percpu::CpuSlot;
+use super::registry::{
+    self,
+    Entry,
+    Ref, //
+};
+use crate::allocator::{
+    self,
+    CacheConfig,
+    CacheEnv,
+    CacheFlags,
+    CacheLayout,
+    CacheName,
+    CacheStats,
+    Depot,
+    DestroyError,
+    FreeError,
+    Magazine,
+    PageRequest,
+    PageSource,
+    Zone, //
+};
+use crate::uapi::{
+    self,
+    cache_flags, //
+};
 
 /// The page source of one cache: [`PAGES`] with the cache's owner id, so
 /// fault injection can target it.

@@ -8,7 +8,13 @@
 
 use kernel::prelude::*;
 
-use super::{bad_free, caches, kernel_alloc, pages::PAGES, pools};
+use super::{
+    bad_free,
+    caches,
+    kernel_alloc,
+    pages::PAGES,
+    pools, //
+};
 use crate::uaccess::IoctlArg;
 use crate::uapi;
 

@@ -7,7 +7,13 @@
 //! one cache only. Driven by `LDD_IOC_FAULT` (root only) and the debugfs
 //! `fault` file.
 
-use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{
+    AtomicBool,
+    AtomicI64,
+    AtomicU32,
+    AtomicU64,
+    Ordering, //
+};
 
 /// Deterministic failure of our page allocations (LDD3's advice to test the
 /// failure paths, made reproducible; the kernel's fail_page_alloc is random).

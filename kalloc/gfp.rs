@@ -9,11 +9,17 @@
 //! `__GFP_*` macros carry a `__force` cast that bindgen cannot evaluate, so
 //! the bits are rebuilt here from the `___GFP_*_BIT` enum the bindings do have.
 
-use kernel::{bindings, prelude::*};
+use kernel::{
+    bindings,
+    prelude::*, //
+};
 
 use crate::ratelimit::pr_info_ratelimited;
 
-use crate::allocator::{PageRequest, Zone};
+use crate::allocator::{
+    PageRequest,
+    Zone, //
+};
 use crate::uapi::gfp as abi;
 
 /// A kernel `gfp_t`.

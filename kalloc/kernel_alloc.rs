@@ -17,16 +17,22 @@
 //! because there is no highmem (see [`page_address`]).
 
 use core::ptr::NonNull;
-use kernel::{bindings, ffi::c_void};
+use kernel::{
+    bindings,
+    ffi::c_void, //
+};
 
-use super::gfp::{self, Gfp};
+use super::gfp::{
+    self,
+    Gfp, //
+};
 
 #[cfg(CONFIG_HIGHMEM)]
 compile_error!("ldd_alloc assumes every page is in the direct map (no CONFIG_HIGHMEM)");
 
 /// `kmalloc(size, gfp)`.
 pub(crate) fn kmalloc(size: usize, gfp: Gfp) -> Option<NonNull<u8>> {
-    // SAFETY: krealloc of NULL allocates; any size and flags are accepted.
+    // SAFETY: `krealloc` of NULL allocates; any size and flags are accepted.
     let p = unsafe {
         bindings::krealloc_node_align(core::ptr::null(), size, 1, gfp, bindings::NUMA_NO_NODE)
     };
@@ -69,7 +75,7 @@ pub(crate) unsafe fn ksize(p: NonNull<u8>) -> usize {
 
 /// `__vmalloc(size, gfp)`.
 pub(crate) fn vmalloc(size: usize, gfp: Gfp) -> Option<NonNull<u8>> {
-    // SAFETY: vrealloc of NULL is vmalloc; it accepts any size and flags
+    // SAFETY: `vrealloc` of NULL is vmalloc; it accepts any size and flags
     // (unsupported flags are fixed up with a warning, which the lab's
     // validation prevents).
     let p = unsafe {
@@ -80,7 +86,7 @@ pub(crate) fn vmalloc(size: usize, gfp: Gfp) -> Option<NonNull<u8>> {
 
 /// `kvmalloc(size, gfp)`: kmalloc, or vmalloc when that fails.
 pub(crate) fn kvmalloc(size: usize, gfp: Gfp) -> Option<NonNull<u8>> {
-    // SAFETY: kvrealloc of NULL is kvmalloc; any size and flags are accepted.
+    // SAFETY: `kvrealloc` of NULL is kvmalloc; any size and flags are accepted.
     let p = unsafe {
         bindings::kvrealloc_node_align(core::ptr::null(), size, 1, gfp, bindings::NUMA_NO_NODE)
     };

@@ -11,17 +11,24 @@
 //! `CONFIG_MEM_ALLOC_PROFILING` these allocations are counted under SLUB's
 //! own call site rather than ours (the test kernels do not enable it).
 
-use core::ffi::c_void;
 use core::ptr::NonNull;
 use core::sync::atomic::AtomicUsize;
+use kernel::ffi::c_void;
 use kernel::{
     bindings,
     prelude::*,
-    sync::{global_lock, Arc},
+    sync::{
+        global_lock,
+        Arc, //
+    }, //
 };
 
 use super::gfp::Gfp;
-use super::registry::{self, Entry, Ref};
+use super::registry::{
+    self,
+    Entry,
+    Ref, //
+};
 
 /// Length of a cache name buffer.
 const NAME_LEN: usize = 32;
@@ -43,7 +50,7 @@ pub(crate) struct KernelCache {
 
 // SAFETY: A kmem_cache may be used and destroyed from any CPU or thread.
 unsafe impl Send for KernelCache {}
-// SAFETY: kmem_cache_alloc/free are safe to call concurrently.
+// SAFETY: `kmem_cache_alloc`/`free` are safe to call concurrently.
 unsafe impl Sync for KernelCache {}
 
 /// A counted reference to a registered kernel cache, from [`get`].

@@ -8,10 +8,19 @@
 //! `mempool_alloc()` is an `alloc_hooks()` macro without a Rust helper:
 //! this calls `mempool_alloc_noprof()` (see [`super::kernel_caches`]).
 
-use core::ffi::{c_int, c_void};
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, Ordering};
-use kernel::{bindings, prelude::*};
+use core::sync::atomic::{
+    AtomicBool,
+    Ordering, //
+};
+use kernel::ffi::{
+    c_int,
+    c_void, //
+};
+use kernel::{
+    bindings,
+    prelude::*, //
+};
 
 use super::gfp::Gfp;
 use super::kernel_caches::KernelCache;
@@ -65,7 +74,7 @@ pub(crate) struct KernelPool {
 
 // SAFETY: A mempool may be used and destroyed from any CPU or thread.
 unsafe impl Send for KernelPool {}
-// SAFETY: mempool_alloc/free are safe to call concurrently; `data` is only
+// SAFETY: `mempool_alloc`/`free` are safe to call concurrently; `data` is only
 // read through atomics and a constant pointer.
 unsafe impl Sync for KernelPool {}
 

@@ -21,12 +21,20 @@
 //! [`kernel_alloc::virt_to_phys`]) tells the zone: see [`zone_of_phys`].
 
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use core::sync::atomic::{
+    AtomicI64,
+    AtomicU64,
+    Ordering, //
+};
 use kernel::prelude::*;
 
 use super::faults::FaultInjection;
 use super::kernel_alloc;
-use crate::allocator::page_source::{PageRequest, PageSource, MAX_ORDER};
+use crate::allocator::page_source::{
+    PageRequest,
+    PageSource,
+    MAX_ORDER, //
+};
 
 pub(crate) use crate::allocator::page_source::PAGE_SIZE;
 

@@ -16,12 +16,22 @@
 //! slot exclusive.
 
 use core::cell::UnsafeCell;
-use core::ops::{Deref, DerefMut};
+use core::ops::{
+    Deref,
+    DerefMut, //
+};
 use kernel::{
     processor::cpu_relax,
-    sync::atomic::{Acquire, AtomicFlag, Release},
+    sync::atomic::{
+        Acquire,
+        AtomicFlag,
+        Release, //
+    },
     task::might_sleep,
-    time::{delay::fsleep, Delta},
+    time::{
+        delay::fsleep,
+        Delta, //
+    }, //
 };
 
 /// One CPU's value (a cache's magazine) and the flag that makes it exclusive.

@@ -20,23 +20,53 @@
 //! GFP_KERNEL allocations do sleep, holding no lock.
 
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{
+    AtomicU64,
+    AtomicUsize,
+    Ordering, //
+};
 use kernel::{
-    new_condvar, new_spinlock_irq,
+    new_condvar,
+    new_spinlock_irq,
     prelude::*,
     sync::{
         global_lock,
-        lock::{spinlock::SpinLockIrqBackend, Guard},
-        Arc, CondVar, SpinLockIrq,
-    },
+        lock::{
+            spinlock::SpinLockIrqBackend,
+            Guard, //
+        },
+        Arc,
+        CondVar,
+        SpinLockIrq, //
+    }, //
 };
 
-use super::caches::{self, CacheRef};
-use super::gfp::{self, Gfp};
-use super::registry::{self, Entry, Ref};
-use crate::allocator::mempool::{self, Backing, PoolEnv, PoolError, PoolFast, PoolState};
+use super::caches::{
+    self,
+    CacheRef, //
+};
+use super::gfp::{
+    self,
+    Gfp, //
+};
+use super::registry::{
+    self,
+    Entry,
+    Ref, //
+};
+use crate::allocator::mempool::{
+    self,
+    Backing,
+    PoolEnv,
+    PoolError,
+    PoolFast,
+    PoolState, //
+};
 use crate::allocator::PageRequest;
-use crate::ratelimit::{pr_err_ratelimited, pr_info_ratelimited};
+use crate::ratelimit::{
+    pr_err_ratelimited,
+    pr_info_ratelimited, //
+};
 use crate::uapi;
 
 /// The pool's backing allocator: its private cache.

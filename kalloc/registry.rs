@@ -12,8 +12,14 @@
 //! what `*_INFO` index `i` and fault-injection owner `i + 1` name.
 
 use core::ops::Deref;
-use core::sync::atomic::{AtomicUsize, Ordering};
-use kernel::{prelude::*, sync::Arc};
+use core::sync::atomic::{
+    AtomicUsize,
+    Ordering, //
+};
+use kernel::{
+    prelude::*,
+    sync::Arc, //
+};
 
 /// An entry of a registry.
 pub(crate) trait Entry: Send + Sync + Sized {

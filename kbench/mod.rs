@@ -31,15 +31,34 @@ mod reserve;
 mod target;
 mod threads;
 
-use core::ffi::c_void;
-use core::sync::atomic::{AtomicBool, Ordering};
-use kernel::{bindings, prelude::*, types::ScopeGuard};
+use core::sync::atomic::{
+    AtomicBool,
+    Ordering, //
+};
+use kernel::ffi::c_void;
+use kernel::{
+    bindings,
+    prelude::*,
+    types::ScopeGuard, //
+};
 
-use clock::{time_empty, Stamp};
-use target::{bursts, pairs, Target};
+use clock::{
+    time_empty,
+    Stamp, //
+};
+use target::{
+    bursts,
+    pairs,
+    Target, //
+};
 
 use crate::uaccess::IoctlArg;
-use crate::uapi::{self, bench_alloc as ba, bench_op as bo, bench_prim as bp};
+use crate::uapi::{
+    self,
+    bench_alloc as ba,
+    bench_op as bo,
+    bench_prim as bp, //
+};
 
 /// Set while a benchmark runs: runs are serialized, so they never time
 /// each other.

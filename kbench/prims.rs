@@ -8,16 +8,23 @@
 //! so for at most [`IRQ_CHUNK`] iterations at a time.
 
 use core::hint::black_box;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{
+    AtomicU64,
+    Ordering, //
+};
 use kernel::{
     cpu::CpuId,
     interrupt::local_interrupt_disable,
     new_spinlock_irq,
     prelude::*,
     sync::{
-        atomic::{Acquire, AtomicFlag, Release},
-        SpinLockIrq,
-    },
+        atomic::{
+            Acquire,
+            AtomicFlag,
+            Release, //
+        },
+        SpinLockIrq, //
+    }, //
 };
 
 use super::clock::Stamp;

@@ -5,13 +5,19 @@
 //! fault injection, then pairs; every allocation must be a reserve one.
 
 use core::ptr::NonNull;
-use kernel::{prelude::*, types::ScopeGuard};
+use kernel::{
+    prelude::*,
+    types::ScopeGuard, //
+};
 
 use super::target::Target;
 use super::time_pairs;
 use crate::kalloc::pages::PAGES;
 use crate::kalloc::pools;
-use crate::ratelimit::{pr_err_ratelimited, pr_info_ratelimited};
+use crate::ratelimit::{
+    pr_err_ratelimited,
+    pr_info_ratelimited, //
+};
 
 /// Objects the reserve benchmark may take out of a pool's cache to empty it.
 const MAX_DRAIN: usize = 1 << 16;

@@ -3,17 +3,29 @@
 //! The allocator under test, and the loops that time it: alloc+free pairs
 //! and bursts (N allocations, then N frees; bulk for the kernel's cache).
 
-use core::ffi::c_void;
 use core::ptr::NonNull;
-use kernel::{bindings, prelude::*};
+use kernel::ffi::c_void;
+use kernel::{
+    bindings,
+    prelude::*, //
+};
 
-use crate::kalloc::caches::{self, CacheRef};
+use crate::kalloc::caches::{
+    self,
+    CacheRef, //
+};
 use crate::kalloc::kernel_alloc;
 use crate::kalloc::kernel_caches::KernelCache;
 use crate::kalloc::kernel_pools::KernelPool;
 use crate::kalloc::pages::PAGE_SIZE;
-use crate::kalloc::pools::{self, PoolRef};
-use crate::uapi::{bench_alloc as ba, bench_op as bo};
+use crate::kalloc::pools::{
+    self,
+    PoolRef, //
+};
+use crate::uapi::{
+    bench_alloc as ba,
+    bench_op as bo, //
+};
 
 /// Loops check for a pending signal every this many iterations.
 const SIGNAL_CHECK: u64 = 1 << 16;

@@ -4,17 +4,30 @@
 //! `0..threads`, released together by a completion (they sleep until the
 //! start, so the CPUs are free for the threads still warming up).
 
-use core::ffi::{c_int, c_void};
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{
+    AtomicU32,
+    AtomicU64,
+    Ordering, //
+};
+use kernel::ffi::{
+    c_int,
+    c_void, //
+};
 use kernel::{
     bindings,
     prelude::*,
     sync::Completion,
-    time::{delay::fsleep, Delta},
+    time::{
+        delay::fsleep,
+        Delta, //
+    }, //
 };
 
 use super::clock::Stamp;
-use super::target::{pairs, Target};
+use super::target::{
+    pairs,
+    Target, //
+};
 use crate::uapi;
 
 /// State shared by the kthreads of one run.

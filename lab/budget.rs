@@ -8,7 +8,10 @@
 //! [`super::table`] are a second fence; these make N open files unable to
 //! take N times as much.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{
+    AtomicU64,
+    Ordering, //
+};
 use kernel::prelude::*;
 
 use super::Caller;

@@ -14,13 +14,22 @@ use core::ptr::NonNull;
 use kernel::bindings;
 
 use crate::kalloc::caches::CacheRef;
-use crate::kalloc::gfp::{self, Gfp};
+use crate::kalloc::gfp::{
+    self,
+    Gfp, //
+};
 use crate::kalloc::kernel_alloc;
 use crate::kalloc::kernel_caches::KernelCacheRef;
-use crate::kalloc::pages::{zone_of_phys, PAGE_SIZE};
+use crate::kalloc::pages::{
+    zone_of_phys,
+    PAGE_SIZE, //
+};
 use crate::kalloc::pools::PoolRef;
 use crate::ratelimit::pr_err_ratelimited;
-use crate::uapi::{self, lab_backend as lb};
+use crate::uapi::{
+    self,
+    lab_backend as lb, //
+};
 
 /// Memory the lab holds; freed by its backend when dropped.
 ///
@@ -187,7 +196,7 @@ pub(crate) fn usable_size(size: u64, mem: &LabMem) -> u64 {
             // caps, so this cannot overflow.
             size.div_ceil(PAGE_SIZE as u64) * PAGE_SIZE as u64
         }
-        // SAFETY: kvmalloc that fell to kmalloc: a live kmalloc object.
+        // SAFETY: A kvmalloc that fell to kmalloc: a live kmalloc object.
         LabMem::Kvfree(p) => unsafe { kernel_alloc::ksize(*p) as u64 },
     }
 }

@@ -28,25 +28,54 @@ pub(crate) mod memory;
 pub(crate) mod table;
 pub(crate) mod validate;
 
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{
+    AtomicU64,
+    AtomicUsize,
+    Ordering, //
+};
 use kernel::{
     bindings,
     prelude::*,
     sync::Mutex,
-    time::{Instant, Monotonic},
+    time::{
+        Instant,
+        Monotonic, //
+    }, //
 };
 
 use budget::Charge;
 use memory::Resource;
-use table::{Entry, LabLimits, LabTable};
-use validate::{charge_bound, is_pages, validate};
+use table::{
+    Entry,
+    LabLimits,
+    LabTable, //
+};
+use validate::{
+    charge_bound,
+    is_pages,
+    validate, //
+};
 
-use crate::kalloc::gfp::{self, Gfp};
+use crate::kalloc::gfp::{
+    self,
+    Gfp, //
+};
 use crate::kalloc::pages::PAGE_SIZE;
-use crate::kalloc::{caches, kernel_caches, pools};
+use crate::kalloc::{
+    caches,
+    kernel_caches,
+    pools, //
+};
 use crate::params::Params;
-use crate::uaccess::{write_array, IoctlArg};
-use crate::uapi::{self, alloc_flags, lab_backend as lb};
+use crate::uaccess::{
+    write_array,
+    IoctlArg, //
+};
+use crate::uapi::{
+    self,
+    alloc_flags,
+    lab_backend as lb, //
+};
 
 /// Who is asking, as the dispatch's privilege check found it.
 #[derive(Clone, Copy)]

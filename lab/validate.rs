@@ -9,13 +9,24 @@
 //! Every size is checked with checked arithmetic here, so nothing after it
 //! can overflow on a hostile request.
 
-use kernel::{bindings, prelude::*};
+use kernel::{
+    bindings,
+    prelude::*, //
+};
 
 use super::table::LabLimits;
 use super::Caller;
-use crate::kalloc::gfp::{self, Gfp};
+use crate::kalloc::gfp::{
+    self,
+    Gfp, //
+};
 use crate::kalloc::pages::PAGE_SIZE;
-use crate::uapi::{self, alloc_flags, context, lab_backend as lb};
+use crate::uapi::{
+    self,
+    alloc_flags,
+    context,
+    lab_backend as lb, //
+};
 
 /// The largest kmalloc: `KMALLOC_MAX_SIZE`, an order-10 run of pages. Also
 /// the largest allocation outside process context: a longer one would keep

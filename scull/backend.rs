@@ -19,17 +19,27 @@ use core::alloc::Layout;
 use core::ptr::NonNull;
 use kernel::{
     alloc::{
-        allocator::{Kmalloc, Vmalloc},
-        Allocator, NumaNode,
+        allocator::{
+            Kmalloc,
+            Vmalloc, //
+        },
+        Allocator,
+        NumaNode, //
     },
     bindings,
-    prelude::*,
+    prelude::*, //
 };
 
-use crate::kalloc::caches::{self, CacheRef};
+use crate::kalloc::caches::{
+    self,
+    CacheRef, //
+};
 use crate::kalloc::kernel_alloc;
 use crate::kalloc::pages::PAGE_SIZE;
-use crate::kalloc::pools::{self, PoolRef};
+use crate::kalloc::pools::{
+    self,
+    PoolRef, //
+};
 use crate::params::STORE_MAX_ORDER;
 use crate::ratelimit::pr_err_ratelimited;
 use crate::uapi::backend;

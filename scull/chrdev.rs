@@ -18,16 +18,33 @@
 //! init fails after a node was registered, and a user had already opened it.
 
 use core::marker::PhantomData;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{
+    AtomicUsize,
+    Ordering, //
+};
 use kernel::{
     bindings,
     error::to_result,
-    ffi::{c_char, c_int, c_long, c_uint, c_ulong},
+    ffi::{
+        c_char,
+        c_int,
+        c_long,
+        c_uint,
+        c_ulong, //
+    },
     prelude::*,
     str::CStr,
-    time::{delay::fsleep, Delta},
+    time::{
+        delay::fsleep,
+        Delta, //
+    },
     types::Opaque,
-    uaccess::{UserPtr, UserSlice, UserSliceReader, UserSliceWriter},
+    uaccess::{
+        UserPtr,
+        UserSlice,
+        UserSliceReader,
+        UserSliceWriter, //
+    }, //
 };
 
 /// Offset of a file, `loff_t`.
@@ -176,7 +193,7 @@ impl<T: CharDevice> Vtable<T> {
             .and_then(|state| KBox::new(OpenFile { reg, state }, GFP_KERNEL).map_err(Into::into));
         match opened {
             Ok(open) => {
-                // SAFETY: open owns `private_data`; release turns it back into a KBox.
+                // SAFETY: `open` owns `private_data`; release turns it back into a KBox.
                 unsafe { (*file).private_data = KBox::into_raw(open).cast() };
                 0
             }

@@ -28,9 +28,15 @@
 //!   of a 256 MiB write dies at once.
 
 use kernel::prelude::*;
-use kernel::uaccess::{UserSliceReader, UserSliceWriter};
+use kernel::uaccess::{
+    UserSliceReader,
+    UserSliceWriter, //
+};
 
-use super::backend::{Backend, Block};
+use super::backend::{
+    Backend,
+    Block, //
+};
 
 /// One quantum set: `qset` slots, each empty or holding a quantum. Up to
 /// 65536 slots: kvmalloc'ed, so a large qset never needs a high-order run.
