@@ -107,6 +107,34 @@ fn spawn(arg: &ThreadArg<'_>, cpu: u32) -> Result<*mut bindings::task_struct> {
     Ok(k)
 }
 
+/// Starts one bound kthread per CPU for the first `threads` of `args` and
+/// waits (sleeping) until all have warmed up, at most a minute. Returns the
+/// threads made, and the error that stopped making more.
+fn start_all(
+    shared: &Shared<'_>,
+    args: &[ThreadArg<'_>],
+    tasks: &mut [*mut bindings::task_struct],
+) -> (usize, Option<Error>) {
+    let mut created = 0;
+    for (cpu, (arg, task)) in args.iter().zip(tasks.iter_mut()).enumerate() {
+        match spawn(arg, cpu as u32) {
+            Ok(k) => *task = k,
+            Err(e) => return (created, Some(e)),
+        }
+        created += 1;
+    }
+    for &k in tasks.iter().take(created) {
+        // SAFETY: A live kthread we hold a reference to.
+        unsafe { bindings::wake_up_process(k) };
+    }
+    let mut waited = 0;
+    while shared.ready.load(Ordering::Acquire) < created as u32 && waited < 60_000 {
+        fsleep(Delta::from_millis(1));
+        waited += 1;
+    }
+    (created, None)
+}
+
 /// Runs the pairs in `threads` kthreads; per-thread (ns, cycles) into `run`.
 pub(crate) fn time_threads(
     t: &Target,
@@ -130,32 +158,9 @@ pub(crate) fn time_threads(
         shared: &shared,
         index,
     });
+    let threads = threads.min(uapi::BENCH_MAX_THREADS);
     let mut tasks = [core::ptr::null_mut(); uapi::BENCH_MAX_THREADS];
-    let mut created = 0;
-    let mut err = None;
-    for (cpu, (arg, task)) in args.iter().zip(tasks.iter_mut()).take(threads).enumerate() {
-        match spawn(arg, cpu as u32) {
-            Ok(k) => *task = k,
-            Err(e) => {
-                err = Some(e);
-                break;
-            }
-        }
-        created += 1;
-    }
-    if err.is_none() {
-        for &k in tasks.iter().take(created) {
-            // SAFETY: A live kthread we hold a reference to.
-            unsafe { bindings::wake_up_process(k) };
-        }
-        // Wait (sleeping, so the CPUs are the threads') until all warmed up,
-        // at most a minute.
-        let mut waited = 0;
-        while shared.ready.load(Ordering::Acquire) < created as u32 && waited < 60_000 {
-            fsleep(Delta::from_millis(1));
-            waited += 1;
-        }
-    }
+    let (created, err) = start_all(&shared, &args[..threads], &mut tasks[..threads]);
     shared.start.complete_all();
     for &k in tasks.iter().take(created) {
         // SAFETY: A kthread created above with an extra reference; a thread
@@ -169,13 +174,14 @@ pub(crate) fn time_threads(
     if shared.failed.load(Ordering::Relaxed) != 0 {
         return Err(ENOMEM);
     }
-    for i in 0..threads {
-        if let (Some(n), Some(c), Some(a), Some(b)) = (
-            run.ns.get_mut(i),
-            run.cycles.get_mut(i),
-            shared.ns.get(i),
-            shared.cycles.get(i),
-        ) {
+    for (i, (n, c)) in run
+        .ns
+        .iter_mut()
+        .zip(run.cycles.iter_mut())
+        .enumerate()
+        .take(threads)
+    {
+        if let (Some(a), Some(b)) = (shared.ns.get(i), shared.cycles.get(i)) {
             *n = a.load(Ordering::Relaxed);
             *c = b.load(Ordering::Relaxed);
         }
