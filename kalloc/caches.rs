@@ -56,6 +56,7 @@ use super::percpu::CpuSlot;
 use super::registry::{
     self,
     Entry,
+    Quota,
     Ref, //
 };
 use crate::allocator::{
@@ -370,11 +371,17 @@ fn cache_name(size: usize, flags: u32) -> [u8; uapi::NAME_LEN] {
 /// The cache of `size`-byte objects with `flags`, created on first use.
 /// ENOSPC when the registry is full of caches in use.
 pub(crate) fn get(size: usize, flags: u32) -> Result<CacheRef> {
+    get_quota(size, flags, Quota::Whole)
+}
+
+/// [`get`] for a caller whose share of the registry is `quota`.
+pub(crate) fn get_quota(size: usize, flags: u32, quota: Quota) -> Result<CacheRef> {
     let flags = flags | DEBUG_FLAGS.load(Ordering::Relaxed);
     let mut caches = CACHES.lock();
     registry::get_or_create(
         &mut caches,
         MAX_CACHES,
+        quota,
         |c| c.size() == size && c.abi_flags == flags,
         // Cache `index` is fault-injection owner `index + 1`.
         |index| {

@@ -27,6 +27,7 @@ use super::gfp::Gfp;
 use super::registry::{
     self,
     Entry,
+    Quota,
     Ref, //
 };
 
@@ -172,12 +173,14 @@ pub(crate) fn exit() {
     drop(core::mem::take(&mut *KCACHES.lock()));
 }
 
-/// The kernel cache of `size`-byte objects, created on first use.
-pub(crate) fn get(size: usize) -> Result<KernelCacheRef> {
+/// The kernel cache of `size`-byte objects, created on first use, for a
+/// caller whose share of the registry is `quota`.
+pub(crate) fn get(size: usize, quota: Quota) -> Result<KernelCacheRef> {
     let mut caches = KCACHES.lock();
     registry::get_or_create(
         &mut caches,
         MAX_CACHES,
+        quota,
         |c| c.size == size,
         |_| {
             Ok(Arc::new(

@@ -52,6 +52,7 @@ use super::gfp::{
 use super::registry::{
     self,
     Entry,
+    Quota,
     Ref, //
 };
 use crate::allocator::mempool::{
@@ -141,8 +142,8 @@ impl PoolEnv for OurPool {
 }
 
 impl OurPool {
-    fn create(size: usize, min_nr: usize) -> Result<Arc<Self>> {
-        let cache = caches::get(size, caches::POOL_PRIVATE)?;
+    fn create(size: usize, min_nr: usize, quota: Quota) -> Result<Arc<Self>> {
+        let cache = caches::get_quota(size, caches::POOL_PRIVATE, quota)?;
         let pool = Arc::pin_init(
             pin_init!(Self {
                 backing: CacheBacking(cache),
@@ -282,6 +283,11 @@ pub(crate) fn exit() {
 /// The live pool of `size`-byte elements, created on first use. ENOSPC when
 /// the registry is full of pools in use.
 pub(crate) fn get(size: usize) -> Result<PoolRef> {
+    get_quota(size, Quota::Whole)
+}
+
+/// [`get`] for a caller whose share of the registry is `quota`.
+pub(crate) fn get_quota(size: usize, quota: Quota) -> Result<PoolRef> {
     // The reserve is a list threaded through the elements: each must hold
     // a pointer. Checked before a backing cache is made for nothing.
     if size < mempool::MIN_ELEMENT {
@@ -291,8 +297,9 @@ pub(crate) fn get(size: usize) -> Result<PoolRef> {
     registry::get_or_create(
         &mut pools,
         MAX_POOLS,
+        quota,
         |p| p.element_size() == size && p.state.lock().is_live(),
-        |_| OurPool::create(size, MIN_NR.load(Ordering::Relaxed)),
+        |_| OurPool::create(size, MIN_NR.load(Ordering::Relaxed), quota),
     )
 }
 

@@ -21,6 +21,18 @@ use kernel::{
     sync::Arc, //
 };
 
+/// How much of a registry a caller may fill with entries in use.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Quota {
+    /// The module itself and CAP_SYS_ADMIN: every slot.
+    Whole,
+    /// An unprivileged lab caller: a new entry only while fewer than half
+    /// the slots are in use, so no user can hold every slot and leave the
+    /// module's own devices (scullc's cache of a new quantum size, say)
+    /// without one.
+    Half,
+}
+
 /// An entry of a registry.
 pub(crate) trait Entry: Send + Sync + Sized {
     /// The count of [`Ref`]s to this entry.
@@ -68,16 +80,27 @@ impl<T: Entry> Deref for Ref<T> {
 
 /// The entry `find` picks, or a new one from `create(index)` in a free or
 /// reusable slot of `entries` (at most `max`); ENOSPC if every entry is in
-/// use. The caller holds the registry's lock, so no [`Ref`] can be made to
-/// an entry between the check that it is unused and its removal.
+/// use, or if `quota` allows no new one. The caller holds the registry's
+/// lock, so no [`Ref`] can be made to an entry between the check that it is
+/// unused and its removal.
 pub(crate) fn get_or_create<T: Entry>(
     entries: &mut KVec<Arc<T>>,
     max: usize,
+    quota: Quota,
     find: impl Fn(&T) -> bool,
     create: impl FnOnce(u32) -> Result<Arc<T>>,
 ) -> Result<Ref<T>> {
     if let Some(e) = entries.iter().find(|e| find(e)) {
         return Ok(Ref::new(e));
+    }
+    if quota == Quota::Half {
+        let in_use = entries
+            .iter()
+            .filter(|e| e.users().load(Ordering::Acquire) != 0)
+            .count();
+        if in_use >= max / 2 {
+            return Err(ENOSPC);
+        }
     }
     if entries.len() < max {
         let entry = create(entries.len() as u32)?;

@@ -61,6 +61,7 @@ use crate::kalloc::gfp::{
     Gfp, //
 };
 use crate::kalloc::pages::PAGE_SIZE;
+use crate::kalloc::registry::Quota;
 use crate::kalloc::{
     caches,
     kernel_caches,
@@ -143,15 +144,21 @@ fn resource(
     table: &Mutex<LabTable>,
     req: &uapi::AllocRequest,
     gfp: Gfp,
+    caller: Caller,
 ) -> Result<(Resource, Option<Entry>)> {
     let size = req.size as usize;
+    let quota = if caller.privileged {
+        Quota::Whole
+    } else {
+        Quota::Half
+    };
     Ok(match req.backend {
-        lb::KMEM_CACHE => (Resource::KmemCache(kernel_caches::get(size)?), None),
+        lb::KMEM_CACHE => (Resource::KmemCache(kernel_caches::get(size, quota)?), None),
         lb::OUR_CACHE => (
-            Resource::OurCache(caches::get(size, cache_flags_of(gfp))?),
+            Resource::OurCache(caches::get_quota(size, cache_flags_of(gfp), quota)?),
             None,
         ),
-        lb::OUR_MEMPOOL => (Resource::OurPool(pools::get(size)?), None),
+        lb::OUR_MEMPOOL => (Resource::OurPool(pools::get_quota(size, quota)?), None),
         lb::KREALLOC => {
             let mut t = table.lock();
             let kmalloc = matches!(
@@ -230,7 +237,7 @@ fn alloc(table: &Mutex<LabTable>, arg: IoctlArg, caller: Caller) -> Result<isize
     let limits = limits();
     let gfp = validate(&req, limits, caller)?;
     let keep = req.flags & alloc_flags::FREE_NOW == 0;
-    let (res, old) = resource(table, &req, gfp)?;
+    let (res, old) = resource(table, &req, gfp, caller)?;
     if let Some(old) = old {
         return realloc(table, &req, gfp, &res, old, caller);
     }

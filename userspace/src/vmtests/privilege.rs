@@ -295,6 +295,33 @@ fn user_budget() -> TestResult {
     Ok(Outcome::Pass)
 }
 
+/// Nobody cannot fill the registries: holding one object in each of many
+/// new cache sizes stops (ENOSPC) while half the slots are still free, so a
+/// root user (and the module's own scullc) still gets a new cache.
+fn registry_share() -> TestResult {
+    if let Some(skip) = needs_root() {
+        return Ok(skip);
+    }
+    let dev = super::scull::fresh(uapi::backend::KMALLOC)?;
+    let mut held = 0;
+    {
+        let _nobody = AsNobody::enter()?;
+        for i in 0..40u64 {
+            match one(&dev, lb::OUR_CACHE, gfp::KERNEL, 512 + 8 * i, 0) {
+                Ok(_) => held += 1,
+                Err(Errno::ENOSPC) => break,
+                Err(e) => return Err(format!("size {}: {e}", 512 + 8 * i)),
+            }
+        }
+    }
+    ensure!(held <= 16, "nobody held {held} caches");
+    ensure!(held >= 1, "nobody could not make a single cache");
+    let root = one(&dev, lb::OUR_CACHE, gfp::KERNEL, 904, 0).ctx("root after nobody")?;
+    ensure_eq!(root.actual, 904);
+    ensure_eq!(dev.free_all().ctx("FREE_ALL")?, held + 1);
+    Ok(Outcome::Pass)
+}
+
 fn sh(cmd: &str) -> Result<String, String> {
     let out = Command::new("sh").arg("-c").arg(cmd).output().ctx(cmd)?;
     let text = format!(
@@ -357,6 +384,7 @@ pub fn tests() -> Vec<Test> {
         Test::new("privilege/table_for_nobody", table_for_nobody),
         Test::new("privilege/lab_for_nobody", lab_for_nobody),
         Test::new("privilege/user_budget", user_budget),
+        Test::new("privilege/registry_share", registry_share),
         Test::new("privilege/group_access", group_access),
     ]
 }
