@@ -49,6 +49,25 @@ mod tests {
         }
     }
 
+    /// The largest quantum the module accepts fits one of our caches, so any
+    /// quantum that `quantum=` or `SCULL_IOCSQUANTUM` allows can become a
+    /// scullc device's cache.
+    #[test]
+    fn quantum_max_fits_a_cache() {
+        let cfg = CacheConfig {
+            name: CacheName::new(b"kunit-max"),
+            size: crate::uapi::QUANTUM_MAX as usize,
+            align: 0,
+            flags: CacheFlags::default(),
+            ctor: None,
+        };
+        let layout = CacheLayout::new(&cfg);
+        assert!(layout.is_ok());
+        if let Ok(l) = layout {
+            assert!(l.objects() >= 1);
+        }
+    }
+
     /// Objects are distinct, inside their slab and aligned; bad frees are
     /// refused; everything returns to the page allocator on shrink.
     #[test]

@@ -130,8 +130,11 @@ pub const SCULL_IOCTLS: [u32; 13] = [
 /// The highest scull command number (13 and 14 are scullpipe's, not ours).
 pub const SCULL_IOC_MAXNR: u8 = 12;
 
-/// Largest quantum the module accepts (a quantum is one allocation).
-pub const QUANTUM_MAX: u32 = 1 << 22;
+/// Largest quantum the module accepts (a quantum is one allocation): the
+/// largest power of two that every backend can hand out in one piece. Our
+/// caches keep their slab header inside the slab, so a 4 MiB object (the
+/// largest slab, order 10) does not fit; 2 MiB does.
+pub const QUANTUM_MAX: u32 = 1 << 21;
 /// Largest qset the module accepts (a qset is an array of quantum pointers).
 pub const QSET_MAX: u32 = 1 << 16;
 
