@@ -49,6 +49,22 @@ mod tests {
         }
     }
 
+    /// A non-sleeping page request of our caches keeps `__GFP_HIGH` (the
+    /// emergency reserve) only when its caller's flags had it: GFP_NOWAIT
+    /// stays GFP_NOWAIT, GFP_ATOMIC stays GFP_ATOMIC.
+    #[test]
+    fn page_requests_keep_the_reserve_bit() {
+        use crate::kalloc::gfp;
+        use kernel::bindings;
+        let nowait = gfp::of_request(gfp::to_request(bindings::GFP_NOWAIT));
+        assert_eq!(nowait & gfp::HIGH, 0);
+        assert_eq!(nowait & gfp::DIRECT_RECLAIM, 0);
+        let atomic = gfp::of_request(gfp::to_request(bindings::GFP_ATOMIC));
+        assert_ne!(atomic & gfp::HIGH, 0);
+        let kernel = gfp::of_request(gfp::to_request(bindings::GFP_KERNEL));
+        assert_ne!(kernel & gfp::DIRECT_RECLAIM, 0);
+    }
+
     /// The largest quantum the module accepts fits one of our caches, so any
     /// quantum that `quantum=` or `SCULL_IOCSQUANTUM` allows can become a
     /// scullc device's cache.
@@ -115,6 +131,8 @@ mod tests {
         let cache = pool.cache();
         cache.shrink();
         PAGES.faults.set(0, true, cache.owner());
+        // Disarmed however the test ends.
+        let _faults_off = kernel::types::ScopeGuard::new(|| PAGES.faults.set(0, false, 0));
         let mut drained = KVec::new();
         while let Ok(p) = cache.alloc(false) {
             drained.push(p, GFP_KERNEL)?;

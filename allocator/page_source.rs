@@ -45,6 +45,9 @@ pub struct PageRequest {
     pub no_retry: bool,
     /// `__GFP_NOWARN`: a failure is expected and must not splat.
     pub no_warn: bool,
+    /// `__GFP_HIGH`: a non-sleeping request may dip into the emergency
+    /// reserve (`GFP_ATOMIC`); without it, it is `GFP_NOWAIT`.
+    pub high: bool,
 }
 
 impl PageRequest {
@@ -54,6 +57,7 @@ impl PageRequest {
         may_sleep: true,
         no_retry: false,
         no_warn: false,
+        high: false,
     };
 
     /// `GFP_ATOMIC`: normal zone, never sleeps.
@@ -62,6 +66,7 @@ impl PageRequest {
         may_sleep: false,
         no_retry: false,
         no_warn: false,
+        high: true,
     };
 
     /// The opportunistic attempt `mempool_alloc` makes before touching its
@@ -72,6 +77,7 @@ impl PageRequest {
             may_sleep: false,
             no_retry: true,
             no_warn: true,
+            high: false,
         }
     }
 }

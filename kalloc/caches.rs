@@ -218,6 +218,16 @@ impl OurCache {
         allocator::shrink(self)
     }
 
+    /// Shrinks when more than [`KEEP_EMPTY`] slabs are empty, as SLUB keeps
+    /// at most `min_partial` of them: what users freed goes back to the page
+    /// allocator instead of staying with the cache until a root SHRINK.
+    /// Process context (a shrink waits for busy magazines).
+    pub(crate) fn trim(&self) {
+        if self.depot.lock().stats(&self.layout).slabs_empty > KEEP_EMPTY {
+            self.shrink();
+        }
+    }
+
     /// The slabinfo numbers.
     pub(crate) fn stats(&self) -> CacheStats {
         allocator::stats(self)
@@ -296,6 +306,9 @@ pub(crate) const POOL_PRIVATE: u32 = cache_flags::POOL_PRIVATE;
 
 /// Most caches the registry holds.
 const MAX_CACHES: usize = 32;
+
+/// Empty slabs a cache keeps before [`OurCache::trim`] gives them back.
+const KEEP_EMPTY: usize = 4;
 
 global_lock! {
     // SAFETY: Initialized in `init()` before any use.
@@ -376,13 +389,24 @@ pub(crate) fn get(size: usize, flags: u32) -> Result<CacheRef> {
 
 /// [`get`] for a caller whose share of the registry is `quota`.
 pub(crate) fn get_quota(size: usize, flags: u32, quota: Quota) -> Result<CacheRef> {
+    lookup(size, flags, quota, false)
+}
+
+/// A new cache of `size`-byte objects that no [`get`] will ever share: a
+/// mempool's private backing cache (a destroyed pool's cache is not handed
+/// to the next pool of its size).
+pub(crate) fn get_private(size: usize) -> Result<CacheRef> {
+    lookup(size, POOL_PRIVATE, Quota::Whole, true)
+}
+
+fn lookup(size: usize, flags: u32, quota: Quota, private: bool) -> Result<CacheRef> {
     let flags = flags | DEBUG_FLAGS.load(Ordering::Relaxed);
     let mut caches = CACHES.lock();
     registry::get_or_create(
         &mut caches,
         MAX_CACHES,
         quota,
-        |c| c.size() == size && c.abi_flags == flags,
+        |c| !private && c.size() == size && c.abi_flags == flags,
         // Cache `index` is fault-injection owner `index + 1`.
         |index| {
             OurCache::create(

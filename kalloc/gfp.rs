@@ -47,6 +47,8 @@ pub(crate) const ZERO: Gfp = bit(bindings::___GFP_ZERO_BIT);
 pub(crate) const NOFAIL: Gfp = bit(bindings::___GFP_NOFAIL_BIT);
 /// `__GFP_HIGHMEM`.
 pub(crate) const HIGHMEM: Gfp = bit(bindings::___GFP_HIGHMEM_BIT);
+/// `__GFP_HIGH`: may dip below the min watermark (the emergency reserve).
+pub(crate) const HIGH: Gfp = bit(bindings::___GFP_HIGH_BIT);
 /// `__GFP_ACCOUNT`: charged to the caller's memory cgroup.
 pub(crate) const ACCOUNT: Gfp = bit(bindings::___GFP_ACCOUNT_BIT);
 
@@ -123,8 +125,12 @@ pub(crate) fn of_request(req: PageRequest) -> Gfp {
     } else if req.no_retry {
         // mempool_alloc's first, opportunistic try: no reclaim, no reserves.
         bindings::GFP_NOWAIT | NOMEMALLOC
-    } else {
+    } else if req.high {
         bindings::GFP_ATOMIC
+    } else {
+        // Not sleeping, and not asked to touch the emergency reserve (an
+        // unprivileged lab request may not): GFP_NOWAIT.
+        bindings::GFP_NOWAIT
     };
     if req.no_retry {
         gfp |= NORETRY;
@@ -146,5 +152,6 @@ pub(crate) fn to_request(gfp: Gfp) -> PageRequest {
         may_sleep: may_sleep(gfp),
         no_retry: gfp & NORETRY != 0,
         no_warn: gfp & NOWARN != 0,
+        high: gfp & HIGH != 0,
     }
 }

@@ -142,8 +142,8 @@ impl PoolEnv for OurPool {
 }
 
 impl OurPool {
-    fn create(size: usize, min_nr: usize, quota: Quota) -> Result<Arc<Self>> {
-        let cache = caches::get_quota(size, caches::POOL_PRIVATE, quota)?;
+    fn create(size: usize, min_nr: usize) -> Result<Arc<Self>> {
+        let cache = caches::get_private(size)?;
         let pool = Arc::pin_init(
             pin_init!(Self {
                 backing: CacheBacking(cache),
@@ -281,13 +281,10 @@ pub(crate) fn exit() {
 }
 
 /// The live pool of `size`-byte elements, created on first use. ENOSPC when
-/// the registry is full of pools in use.
+/// the registry is full of pools in use. Only the module and CAP_SYS_ADMIN
+/// reach it: a pool's reserve is an emergency store the lab does not give to
+/// unprivileged callers.
 pub(crate) fn get(size: usize) -> Result<PoolRef> {
-    get_quota(size, Quota::Whole)
-}
-
-/// [`get`] for a caller whose share of the registry is `quota`.
-pub(crate) fn get_quota(size: usize, quota: Quota) -> Result<PoolRef> {
     // The reserve is a list threaded through the elements: each must hold
     // a pointer. Checked before a backing cache is made for nothing.
     if size < mempool::MIN_ELEMENT {
@@ -297,9 +294,9 @@ pub(crate) fn get_quota(size: usize, quota: Quota) -> Result<PoolRef> {
     registry::get_or_create(
         &mut pools,
         MAX_POOLS,
-        quota,
+        Quota::Whole,
         |p| p.element_size() == size && p.state.lock().is_live(),
-        |_| OurPool::create(size, MIN_NR.load(Ordering::Relaxed), quota),
+        |_| OurPool::create(size, MIN_NR.load(Ordering::Relaxed)),
     )
 }
 

@@ -11,6 +11,7 @@
 //! old one's index: indexes of live entries never move, and entry `i` is
 //! what `*_INFO` index `i` and fault-injection owner `i + 1` name.
 
+use core::mem::ManuallyDrop;
 use core::ops::Deref;
 use core::sync::atomic::{
     AtomicUsize,
@@ -47,14 +48,17 @@ pub(crate) trait Entry: Send + Sync + Sized {
 ///
 /// # Invariants
 ///
-/// While a `Ref` exists, `users()` of its entry counts it.
-pub(crate) struct Ref<T: Entry>(Arc<T>);
+/// While a `Ref` exists, `users()` of its entry counts it, so the registry
+/// keeps its own `Arc` of the entry: the last reference to go is always the
+/// registry's, and an entry is only ever destroyed under the registry lock
+/// (or at unload). The `Arc` is only taken out in `drop`.
+pub(crate) struct Ref<T: Entry>(ManuallyDrop<Arc<T>>);
 
 impl<T: Entry> Ref<T> {
     fn new(entry: &Arc<T>) -> Self {
         entry.users().fetch_add(1, Ordering::AcqRel);
         // INVARIANT: Counted just now.
-        Self(entry.clone())
+        Self(ManuallyDrop::new(entry.clone()))
     }
 }
 
@@ -66,7 +70,14 @@ impl<T: Entry> Clone for Ref<T> {
 
 impl<T: Entry> Drop for Ref<T> {
     fn drop(&mut self) {
-        self.0.users().fetch_sub(1, Ordering::AcqRel);
+        // Our `Arc` goes first, while we are still counted: the registry
+        // cannot let go of an entry with users, so its `Arc` keeps the entry
+        // alive until the count below, and the entry is never destroyed here.
+        let entry: *const T = &**self.0;
+        // SAFETY: Taken once, here; `self.0` is not used after.
+        drop(unsafe { ManuallyDrop::take(&mut self.0) });
+        // SAFETY: The registry still holds an `Arc` of the entry (see above).
+        unsafe { (*entry).users() }.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -72,12 +72,15 @@ pub(crate) fn run_in<R, F: FnOnce() -> R>(ctx: u32, f: F) -> Result<R> {
                 job: UnsafeCell::new(Some(f)),
                 result: UnsafeCell::new(None),
             };
-            // SAFETY: An all-zeroes irq_work with `func` set is what
-            // `init_irq_work()` (IRQ_WORK_INIT) produces: flags 0, no rcuwait.
+            // SAFETY: An all-zeroes irq_work with `func` and the flags set is
+            // what `IRQ_WORK_INIT_HARD()` produces (include/linux/irq_work.h):
+            // IRQ_WORK_HARD_IRQ, so it runs in hard interrupt context on
+            // PREEMPT_RT too; a NULL rcuwait task.
             unsafe {
                 let raw = job.work.get();
                 raw.write(core::mem::zeroed());
                 (*raw).func = Some(IrqJob::<F, R>::run);
+                (*raw).node.__bindgen_anon_1.u_flags = bindings::IRQ_WORK_HARD_IRQ;
                 // Queue on this CPU, then wait until the handler has run: the
                 // job lives on this stack, so it must not return before.
                 bindings::irq_work_queue(raw);

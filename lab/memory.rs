@@ -97,9 +97,14 @@ impl Drop for LabMem {
                 if c.free(*p).is_err() {
                     pr_err_ratelimited!("lab: our cache refused its own object\n");
                 }
+                // The lab frees in process context: give empty slabs back.
+                c.trim();
             }
-            // SAFETY: See above: an element of this pool, freed once.
-            Self::OurPool(pool, p) => unsafe { pool.free(*p) },
+            Self::OurPool(pool, p) => {
+                // SAFETY: See above: an element of this pool, freed once.
+                unsafe { pool.free(*p) };
+                pool.cache().trim();
+            }
             // SAFETY: See above: a page run of this order.
             Self::Pages(page, order) => unsafe { kernel_alloc::free_page_run(*page, *order) },
             // SAFETY: See above: pages by address, of this order.
@@ -204,7 +209,11 @@ pub(crate) fn usable_size(size: u64, mem: &LabMem) -> u64 {
 /// Physical range, contiguity, zone, zeroing and vmalloc area of the first
 /// `len` bytes of `mem` (those the caller asked for: only they may be read,
 /// KASAN keeps ksize()'s slack poisoned).
-pub(crate) fn measure(mem: &LabMem, len: u64, reply: &mut uapi::AllocReply) {
+///
+/// # Safety
+///
+/// `len` is at most the size of `mem`'s allocation, and at least 1.
+pub(crate) unsafe fn measure(mem: &LabMem, len: u64, reply: &mut uapi::AllocReply) {
     let start = mem.addr();
     let addr = start.as_ptr() as usize;
     let len = len as usize;
@@ -217,7 +226,8 @@ pub(crate) fn measure(mem: &LabMem, len: u64, reply: &mut uapi::AllocReply) {
     while off < len {
         let va = addr + off;
         let chunk = (PAGE_SIZE - (va & (PAGE_SIZE - 1))).min(len - off);
-        // SAFETY: `va` lies inside the live allocation (`off < len`).
+        // SAFETY: `va` lies inside the live allocation (`off < len`, and
+        // `len` fits the allocation by the function's contract).
         let pa = unsafe { kernel_alloc::virt_to_phys(va) };
         contiguous &= pa == first + off as u64;
         lo = lo.min(pa);
@@ -230,7 +240,7 @@ pub(crate) fn measure(mem: &LabMem, len: u64, reply: &mut uapi::AllocReply) {
     reply.phys_hi = hi;
     reply.pages = pages;
     reply.contiguous = u32::from(contiguous);
-    // SAFETY: The allocation is valid for reads of `len` bytes.
+    // SAFETY: The allocation is valid for reads of `len` bytes (contract).
     reply.zeroed = u32::from(unsafe { kernel_alloc::is_zeroed(start, len) });
     reply.vmalloc_area = u32::from(kernel_alloc::is_vmalloc_addr(addr));
 }

@@ -158,7 +158,7 @@ fn resource(
             Resource::OurCache(caches::get_quota(size, cache_flags_of(gfp), quota)?),
             None,
         ),
-        lb::OUR_MEMPOOL => (Resource::OurPool(pools::get_quota(size, quota)?), None),
+        lb::OUR_MEMPOOL => (Resource::OurPool(pools::get(size)?), None),
         lb::KREALLOC => {
             let mut t = table.lock();
             let kmalloc = matches!(
@@ -206,11 +206,15 @@ fn alloc_one(
         latency_ns: ns.max(0) as u64,
         ..Default::default()
     };
-    memory::measure(&mem, mine, &mut reply);
+    // SAFETY: `mine` is the size asked for (at least 1, checked by
+    // `validate`) or the page run's size: never more than the allocation.
+    unsafe { memory::measure(&mem, mine, &mut reply) };
     if !caller.privileged {
-        // As /proc/PID/pagemap does for non-root readers since Linux 4.0.
+        // As /proc/PID/pagemap does for non-root readers since Linux 4.0:
+        // no physical address, nor what would tell the physical layout.
         reply.phys_lo = 0;
         reply.phys_hi = 0;
+        reply.contiguous = 0;
     }
     if req.flags & alloc_flags::TOUCH != 0 {
         // SAFETY: The memory is ours and at least `mine` bytes long.
@@ -246,6 +250,9 @@ fn alloc(table: &Mutex<LabTable>, arg: IoctlArg, caller: Caller) -> Result<isize
     let mut handles = KVVec::with_capacity(count, GFP_KERNEL)?;
     let mut failure = None;
     for _ in 0..count {
+        // A scheduling point on kernels without full preemption, and a
+        // debug check that this loop runs where it may.
+        kernel::task::might_sleep();
         if kernel::current!().signal_pending() {
             failure = Some(EINTR);
             break;
@@ -291,8 +298,9 @@ fn alloc(table: &Mutex<LabTable>, arg: IoctlArg, caller: Caller) -> Result<isize
 
 /// `KREALLOC` of the entry `old`, already out of the table: on success the
 /// new object takes the old one's slot under a new handle, and `old`'s
-/// memory is krealloc's; on any failure `old` goes back under its handle,
-/// untouched.
+/// memory is krealloc's; if the allocation fails, `old` goes back under its
+/// handle, untouched. If the reply cannot be copied out (EFAULT) the new
+/// object stays in the table, where `LIST` finds it.
 fn realloc(
     table: &Mutex<LabTable>,
     req: &uapi::AllocRequest,
@@ -316,12 +324,8 @@ fn realloc(
     mem.forget();
     drop(charge);
     reply.handle = t.replace(req.handle, entry);
-    let handle = reply.handle;
     drop(t);
-    if let Err(e) = write_array(req.replies, core::slice::from_ref(&reply)) {
-        drop(table.lock().remove(handle));
-        return Err(e);
-    }
+    write_array(req.replies, core::slice::from_ref(&reply))?;
     Ok(1)
 }
 

@@ -152,15 +152,22 @@ impl LabTable {
 
     /// Ends what [`Self::take`] began with a new entry in the same slot,
     /// under a new handle (the old one names nothing any more); returns it.
-    /// Cannot fail: the slot was kept for it, and the caller checked the
-    /// room with [`Self::check_room`] while the old entry was out.
+    /// Cannot fail: the slot was kept for it. The caller checked the room
+    /// with [`Self::check_room`] while the old entry was out; a concurrent
+    /// insert on the same file may still go past the file's limits by one
+    /// entry per realloc in flight (the module-wide budget, charged before
+    /// each allocation, bounds what that can hold).
+    ///
+    /// A slot at its last generation keeps it: the handle then names the
+    /// reallocated object again, which is the same allocation moved, and
+    /// never wraps to an older handle's value.
     pub(crate) fn replace(&mut self, handle: u32, entry: Entry) -> u32 {
         let index = slot_index(handle);
         let Some(slot) = self.slots.get_mut(index) else {
             return 0;
         };
         slot.reserved = false;
-        slot.generation = slot.generation.wrapping_add(1);
+        slot.generation = slot.generation.saturating_add(1);
         if slot.generation == u16::MAX {
             slot.retired = true;
         }

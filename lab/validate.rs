@@ -73,12 +73,24 @@ pub(crate) fn validate(req: &uapi::AllocRequest, limits: LabLimits, caller: Call
     Ok(if accounted { gfp | gfp::ACCOUNT } else { gfp })
 }
 
-/// What only CAP_SYS_ADMIN may ask for: the emergency reserves (a user
-/// draining them would make the kernel's own atomic allocations fail) and
-/// allocations beyond the per-allocation default cap.
+/// What only CAP_SYS_ADMIN may ask for:
+/// - the emergency reserves: `__GFP_HIGH` (so `GFP_ATOMIC`), `__GFP_MEMALLOC`,
+///   `__GFP_NOFAIL`, and our mempools' reserves (a user draining them would
+///   make the kernel's, or the module's own devices', allocations fail);
+/// - scarce or special memory: `__GFP_DMA` (the 16 MiB ISA zone) and
+///   `__GFP_MOVABLE` (long-lived lab pages would pin movable and CMA
+///   pageblocks, defeating compaction and memory offlining);
+/// - allocations beyond the per-allocation default cap (`BIG`).
 fn check_privilege(req: &uapi::AllocRequest, caller: Caller) -> Result {
-    const RESERVES: u64 = uapi::gfp::HIGH | uapi::gfp::MEMALLOC | uapi::gfp::NOFAIL;
-    if !caller.privileged && (req.gfp & RESERVES != 0 || req.flags & alloc_flags::BIG != 0) {
+    use uapi::gfp as g;
+    const ROOT_ONLY: u64 = g::HIGH | g::MEMALLOC | g::NOFAIL | g::DMA | g::MOVABLE;
+    if caller.privileged {
+        return Ok(());
+    }
+    if req.gfp & ROOT_ONLY != 0
+        || req.flags & alloc_flags::BIG != 0
+        || req.backend == lb::OUR_MEMPOOL
+    {
         return Err(EPERM);
     }
     Ok(())

@@ -23,6 +23,10 @@ use kernel::{
             Kmalloc,
             Vmalloc, //
         },
+        flags::{
+            __GFP_ZERO, //
+            GFP_KERNEL_ACCOUNT,
+        },
         Allocator,
         NumaNode, //
     },
@@ -66,8 +70,9 @@ pub(crate) enum Backend {
 ///
 /// # Invariants
 ///
-/// `ptr` is valid for reads and writes of `len` bytes and owned by this block
-/// alone, from its allocation by [`Backend::alloc`] until [`Backend::free`].
+/// `ptr` is valid for reads and writes of `len` bytes, initialised, and owned
+/// by this block alone, from its allocation by [`Backend::alloc`] until
+/// [`Backend::free`].
 pub(crate) struct Block {
     ptr: NonNull<u8>,
     len: usize,
@@ -81,23 +86,16 @@ unsafe impl Sync for Block {}
 impl Block {
     /// The quantum's bytes.
     pub(crate) fn as_slice(&self) -> &[u8] {
-        // SAFETY: By the type invariant, `ptr` is valid for `len` bytes, and
-        // the store zeroes every block before it is read (`ScullStore`).
+        // SAFETY: By the type invariant, `ptr` is valid for `len` initialised
+        // bytes.
         unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 
     /// The quantum's bytes, for writing.
     pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: By the type invariant, `ptr` is valid and exclusively ours;
-        // initialised as for `as_slice`.
+        // SAFETY: By the type invariant, `ptr` is valid for `len` initialised
+        // bytes and exclusively ours.
         unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
-    }
-
-    /// Zeroes the quantum: a fresh block's memory is uninitialised.
-    pub(crate) fn zero(&mut self) {
-        // SAFETY: By the type invariant, `ptr` is valid for `len` bytes of
-        // writes and exclusively ours.
-        unsafe { core::ptr::write_bytes(self.ptr.as_ptr(), 0, self.len) };
     }
 }
 
@@ -148,25 +146,42 @@ impl Backend {
         }
     }
 
-    /// Allocates one uninitialised quantum of `len` bytes; may sleep.
+    /// Allocates one zeroed quantum of `len` bytes; may sleep. The kernel's
+    /// allocators charge it to the writer's memory cgroup (our own caches
+    /// share their slabs between users, so they cannot).
     pub(crate) fn alloc(&self, len: usize) -> Result<Block> {
         let layout = Layout::from_size_align(len, 1).map_err(|_| EINVAL)?;
+        let flags = GFP_KERNEL_ACCOUNT | __GFP_ZERO;
         let ptr = match self {
-            Self::Kmalloc => Kmalloc::alloc(layout, GFP_KERNEL, NumaNode::NO_NODE)?.cast(),
-            Self::Vmalloc => Vmalloc::alloc(layout, GFP_KERNEL, NumaNode::NO_NODE)?.cast(),
+            Self::Kmalloc => Kmalloc::alloc(layout, flags, NumaNode::NO_NODE)?.cast(),
+            Self::Vmalloc => Vmalloc::alloc(layout, flags, NumaNode::NO_NODE)?.cast(),
             Self::Pages { order } => {
                 if len > PAGE_SIZE << order {
                     return Err(EINVAL);
                 }
-                kernel_alloc::get_free_pages(bindings::GFP_KERNEL, *order).ok_or(ENOMEM)?
+                let gfp = bindings::GFP_KERNEL_ACCOUNT | crate::kalloc::gfp::ZERO;
+                kernel_alloc::get_free_pages(gfp, *order).ok_or(ENOMEM)?
             }
             Self::Cache(cache) if cache.size() == len => cache.alloc(true)?,
             // Never sleeps: see the pools module for why the store must not.
             Self::Mempool(pool) if pool.element_size() == len => pool.alloc(false)?,
             Self::Cache(_) | Self::Mempool(_) => return Err(EINVAL),
         };
-        // INVARIANT: Each allocator returned `len` bytes that are ours alone.
+        if matches!(self, Self::Cache(_) | Self::Mempool(_)) {
+            // SAFETY: A fresh object of `len` bytes, ours alone.
+            unsafe { core::ptr::write_bytes(ptr.as_ptr(), 0, len) };
+        }
+        // INVARIANT: Each allocator returned `len` zeroed bytes, ours alone.
         Ok(Block { ptr, len })
+    }
+
+    /// After a trim: our caches give their empty slabs back.
+    pub(crate) fn trim_caches(&self) {
+        match self {
+            Self::Cache(cache) => cache.trim(),
+            Self::Mempool(pool) => pool.cache().trim(),
+            _ => {}
+        }
     }
 
     /// Gives `block` back to this backend.

@@ -136,6 +136,7 @@ impl ScullStore {
         }
         self.held = 0;
         self.size = 0;
+        self.backend.trim_caches();
     }
 
     /// Where byte `pos` lives: (set, slot, offset in the quantum).
@@ -249,12 +250,9 @@ impl ScullStore {
             if self.held >= MAX_QUANTA {
                 return Err(ENOSPC);
             }
-            let mut block = self.backend.alloc(quantum)?;
-            // A fresh quantum is zeroed so that the bytes around a partial
-            // write read back as zeros, like the holes (and so that it is
-            // initialised before anything reads it).
-            block.zero();
-            *entry = Some(block);
+            // A fresh quantum is zeroed, so the bytes around a partial write
+            // read back as zeros, like the holes.
+            *entry = Some(self.backend.alloc(quantum)?);
             self.held += 1;
         }
         let bytes = entry

@@ -401,6 +401,91 @@ fn registries_reuse() -> TestResult {
     Ok(Outcome::Pass)
 }
 
+/// What a user frees goes back to the page allocator: after 4 MiB of our
+/// cache's objects are allocated and freed, the cache keeps at most a few
+/// empty slabs (SLUB's min_partial idea), not the 4 MiB until a root SHRINK.
+fn empty_slabs_go_back() -> TestResult {
+    const SIZE: u64 = 4000;
+    let dev = open()?;
+    let mut r = req(lb::OUR_CACHE, gfp::KERNEL, SIZE, 0);
+    r.count = 1024;
+    let made = dev.alloc(r).ctx("1024 objects")?;
+    ensure_eq!(made.len(), 1024);
+    let info = |dev: &Device| {
+        dev.caches()
+            .map(|c| c.into_iter().find(|c| c.objsize == SIZE && c.flags == 0))
+    };
+    let full = info(&dev).ctx("CACHE_INFO")?.ok_or("no 4000-byte cache")?;
+    ensure!(
+        full.num_objs >= 1024,
+        "{} objects in the cache",
+        full.num_objs
+    );
+    ensure_eq!(dev.free_all().ctx("FREE_ALL")?, 1024);
+    let after = info(&dev).ctx("CACHE_INFO")?.ok_or("no 4000-byte cache")?;
+    ensure!(
+        after.empty_slabs <= 4,
+        "{} empty slabs kept",
+        after.empty_slabs
+    );
+    ensure!(
+        after.num_objs * 4 < full.num_objs,
+        "{} of {} objects' slabs kept",
+        after.num_objs,
+        full.num_objs
+    );
+    Ok(Outcome::Pass)
+}
+
+/// A handle that has named something else never comes back: 70000
+/// KREALLOCs of one object walk its slot's generation to the end, where the
+/// handle stays (the same allocation, moved) instead of wrapping.
+fn realloc_handles_never_wrap() -> TestResult {
+    let dev = open()?;
+    let first = dev
+        .alloc(req(lb::KMALLOC, gfp::KERNEL, 32, 0))
+        .ctx("kmalloc")?;
+    let mut handle = first.first().ok_or("no reply")?.handle;
+    let mut seen = std::collections::HashSet::new();
+    seen.insert(handle);
+    for i in 0..70_000u32 {
+        let mut re = req(lb::KREALLOC, gfp::KERNEL, 32 + u64::from(i % 2) * 32, 0);
+        re.handle = handle;
+        let r = dev.alloc(re).ctx(&format!("realloc {i}"))?;
+        let next = r.first().ok_or("no reply")?.handle;
+        if next != handle && !seen.insert(next) {
+            return Err(format!("realloc {i}: handle {next:#x} came back"));
+        }
+        handle = next;
+    }
+    ensure_eq!(dev.list().ctx("LIST")?.len(), 1);
+    ensure_eq!(dev.free(handle), Ok(()));
+    Ok(Outcome::Pass)
+}
+
+/// A KREALLOC whose reply cannot be copied out (EFAULT) keeps the new object
+/// in the table: nothing is lost or leaked, LIST finds it.
+fn realloc_efault_keeps_the_object() -> TestResult {
+    let dev = open()?;
+    let first = dev
+        .alloc(req(lb::KMALLOC, gfp::KERNEL, 64, 0))
+        .ctx("kmalloc")?;
+    let handle = first.first().ok_or("no reply")?.handle;
+    let mut re = req(lb::KREALLOC, gfp::KERNEL, 3000, 0);
+    re.handle = handle;
+    re.replies = 8;
+    ensure_eq!(
+        dev.ioctl_inout(uapi::LDD_IOC_ALLOC, &mut re),
+        Err(Errno::EFAULT),
+        "realloc with a bad reply pointer"
+    );
+    let list = dev.list().ctx("LIST")?;
+    ensure_eq!(list.len(), 1);
+    ensure_eq!(list[0].requested, 3000, "the reallocated object is listed");
+    ensure_eq!(dev.free_all().ctx("FREE_ALL")?, 1);
+    Ok(Outcome::Pass)
+}
+
 pub fn tests() -> Vec<Test> {
     vec![
         Test::new("hardening/hostile_sizes", hostile_sizes),
@@ -410,5 +495,14 @@ pub fn tests() -> Vec<Test> {
         Test::new("hardening/mempool_wait_killable", mempool_wait_killable),
         Test::new("hardening/global_budget", global_budget),
         Test::new("hardening/registries_reuse", registries_reuse),
+        Test::new("hardening/empty_slabs_go_back", empty_slabs_go_back),
+        Test::new(
+            "hardening/realloc_handles_never_wrap",
+            realloc_handles_never_wrap,
+        ),
+        Test::new(
+            "hardening/realloc_efault_keeps_the_object",
+            realloc_efault_keeps_the_object,
+        ),
     ]
 }

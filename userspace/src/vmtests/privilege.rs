@@ -225,13 +225,23 @@ fn lab_for_nobody() -> TestResult {
         .ctx("alloc_pages FREE_NOW as nobody")?;
     let r = r.first().ok_or("no reply")?;
     ensure_eq!((r.phys_lo, r.phys_hi), (0, 0), "physical range hidden");
+    ensure_eq!(r.contiguous, 0, "physical layout hidden");
     ensure_eq!(r.actual, 4096);
     let k = one(&dev, lb::KMALLOC, gfp::KERNEL, 100, 0).ctx("kmalloc as nobody")?;
     ensure_eq!(k.actual, 128, "kmalloc(100) is a kmalloc-128 object");
+    ensure_eq!(
+        one(&dev, lb::OUR_MEMPOOL, gfp::KERNEL, 1000, 0).map(drop),
+        Err(Errno::EPERM),
+        "a mempool's reserve as nobody"
+    );
+    let nowait = one(&dev, lb::OUR_CACHE, gfp::NOWAIT, 96, 0).ctx("GFP_NOWAIT our cache")?;
+    ensure_eq!(nowait.actual, 96);
     for (what, flags) in [
         ("GFP_ATOMIC (__GFP_HIGH)", gfp::ATOMIC),
         ("__GFP_MEMALLOC", gfp::KERNEL | gfp::MEMALLOC),
         ("__GFP_NOFAIL", gfp::KERNEL | gfp::NOFAIL),
+        ("__GFP_DMA", gfp::KERNEL | gfp::DMA),
+        ("__GFP_MOVABLE", gfp::KERNEL | gfp::MOVABLE),
     ] {
         ensure_eq!(
             one(&dev, lb::KMALLOC, flags, 64, 0).map(drop),
@@ -248,7 +258,7 @@ fn lab_for_nobody() -> TestResult {
         ..Default::default()
     });
     ensure_eq!(big.map(drop), Err(Errno::EPERM), "BIG as nobody");
-    ensure_eq!(dev.free_all().ctx("FREE_ALL")?, 1);
+    ensure_eq!(dev.free_all().ctx("FREE_ALL")?, 2);
     Ok(Outcome::Pass)
 }
 
