@@ -2,7 +2,11 @@
 
 //! The scaling benchmark: the same pairs in kthreads bound to CPUs
 //! `0..threads`, released together by a completion (they sleep until the
-//! start, so the CPUs are free for the threads still warming up).
+//! start, so the CPUs are free for the threads still warming up). The CPU
+//! ids are taken to be `0..n` with `n` online CPUs, as on the test VM; a
+//! machine with holes in its online mask gets EINVAL from the bind's CPU
+//! check or a thread on an offline CPU that never runs (the run then times
+//! out waiting for it and reports ENOMEM).
 
 use core::sync::atomic::{
     AtomicU32,

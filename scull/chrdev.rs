@@ -16,6 +16,12 @@
 //! reference to its device. At module exit the wait is empty (`fops.owner`
 //! makes every open file hold a module reference); it matters when module
 //! init fails after a node was registered, and a user had already opened it.
+//! Two limits remain there, as for any C driver whose init fails after
+//! `misc_register()`: the VFS drops the file's module reference just after
+//! `release` returns, on a module the loader is about to free; and the wait
+//! is not killable (a process holding the file blocks the failed `insmod`
+//! until it closes). The crate root registers nodes last to keep that
+//! window to the registrations themselves.
 
 use core::marker::PhantomData;
 use core::sync::atomic::{
