@@ -131,7 +131,7 @@ const NAMES: [&CStr; params::MAX_DEVS as usize] = [
 struct LddAlloc {
     // Dropped in this order (see the module docs).
     _devices: KVec<Pin<KBox<Registration<ScullDev>>>>,
-    _debugfs: Pin<KBox<debugfs::Debugfs>>,
+    _debugfs: debugfs::Debugfs,
     _allocators: Allocators,
 }
 
@@ -141,7 +141,7 @@ impl kernel::Module for LddAlloc {
         GEOMETRY.init(&p);
         lab::init(&p);
         let allocators = Allocators::new(p.cache_debug, p.pool_min_nr as usize);
-        let debugfs = KBox::pin_init(debugfs::Debugfs::new(), GFP_KERNEL)?;
+        let debugfs = debugfs::Debugfs::new();
         let mut devices = KVec::with_capacity(p.nr_devs as usize, GFP_KERNEL)?;
         for (i, name) in NAMES.iter().take(p.nr_devs as usize).enumerate() {
             let dev = ScullDev::new(i as u32)?;

@@ -24,6 +24,7 @@ use kernel::{
             Vmalloc, //
         },
         flags::{
+            __GFP_NOWARN,
             __GFP_ZERO, //
             GFP_KERNEL_ACCOUNT,
         },
@@ -151,7 +152,8 @@ impl Backend {
     /// share their slabs between users, so they cannot).
     pub(crate) fn alloc(&self, len: usize) -> Result<Block> {
         let layout = Layout::from_size_align(len, 1).map_err(|_| EINVAL)?;
-        let flags = GFP_KERNEL_ACCOUNT | __GFP_ZERO;
+        // A failure is the writer's ENOMEM or short count: no warning in the log.
+        let flags = GFP_KERNEL_ACCOUNT | __GFP_ZERO | __GFP_NOWARN;
         let ptr = match self {
             Self::Kmalloc => Kmalloc::alloc(layout, flags, NumaNode::NO_NODE)?.cast(),
             Self::Vmalloc => Vmalloc::alloc(layout, flags, NumaNode::NO_NODE)?.cast(),
@@ -159,7 +161,9 @@ impl Backend {
                 if len > PAGE_SIZE << order {
                     return Err(EINVAL);
                 }
-                let gfp = bindings::GFP_KERNEL_ACCOUNT | crate::kalloc::gfp::ZERO;
+                let gfp = bindings::GFP_KERNEL_ACCOUNT
+                    | crate::kalloc::gfp::ZERO
+                    | crate::kalloc::gfp::NOWARN;
                 kernel_alloc::get_free_pages(gfp, *order).ok_or(ENOMEM)?
             }
             Self::Cache(cache) if cache.size() == len => cache.alloc(true)?,

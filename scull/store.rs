@@ -27,6 +27,7 @@
 //!   or ERESTARTSYS if it had done nothing, so a task killed in the middle
 //!   of a 256 MiB write dies at once.
 
+use kernel::alloc::flags::__GFP_NOWARN;
 use kernel::prelude::*;
 use kernel::uaccess::{
     UserSliceReader,
@@ -234,11 +235,13 @@ impl ScullStore {
             return Err(ENOSPC);
         }
         while self.sets.len() <= set {
-            let mut data = KVVec::with_capacity(self.qset, GFP_KERNEL)?;
+            // A failure is the writer's ENOMEM: no allocator warning.
+            let mut data = KVVec::with_capacity(self.qset, GFP_KERNEL | __GFP_NOWARN)?;
             for _ in 0..self.qset {
-                data.push(None, GFP_KERNEL)?;
+                data.push(None, GFP_KERNEL | __GFP_NOWARN)?;
             }
-            self.sets.push(QuantumSet { data }, GFP_KERNEL)?;
+            self.sets
+                .push(QuantumSet { data }, GFP_KERNEL | __GFP_NOWARN)?;
         }
         let quantum = self.quantum;
         let entry = self
