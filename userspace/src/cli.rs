@@ -453,7 +453,11 @@ pub fn main() -> ExitCode {
         Cmd::Stack => stack(&cli),
         Cmd::Shrink => open(cli.dev).and_then(|d| {
             let n = d.shrink().map_err(|e| ioctl_err("LDD_IOC_SHRINK", e))?;
-            println!("{n} pages given back");
+            if cli.json {
+                println!("{}", serde_json::json!({ "pages_freed": n }));
+            } else {
+                println!("{n} pages given back");
+            }
             Ok(())
         }),
         Cmd::Fault { next, all, owner } => open(cli.dev).and_then(|d| {
@@ -462,7 +466,33 @@ pub fn main() -> ExitCode {
                 fail_all: u32::from(*all),
                 owner: *owner,
             })
-            .map_err(|e| ioctl_err("LDD_IOC_FAULT", e))
+            .map_err(|e| ioctl_err("LDD_IOC_FAULT", e))?;
+            let s = d
+                .page_stats()
+                .map_err(|e| ioctl_err("LDD_IOC_PAGE_STATS", e))?;
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "fail_next": s.fail_next,
+                        "fail_all": s.fail_all != 0,
+                        "owner": s.fail_owner,
+                    })
+                );
+            } else if s.fail_all != 0 {
+                println!(
+                    "every page allocation of our caches fails (owner {})",
+                    s.fail_owner
+                );
+            } else if s.fail_next > 0 {
+                println!(
+                    "the next {} page allocations of our caches fail (owner {})",
+                    s.fail_next, s.fail_owner
+                );
+            } else {
+                println!("fault injection is off");
+            }
+            Ok(())
         }),
         Cmd::Tour => tour(&cli),
         Cmd::Bench(b) => crate::bench::run(cli.dev, cli.json, b),
