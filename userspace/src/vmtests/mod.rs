@@ -2,13 +2,19 @@
 //! `make test`, or a user's own machine): `ldd-alloc-test` runs it.
 
 pub mod caches;
+pub mod cli_vm;
+pub mod concurrency;
 pub mod errors;
+pub mod faultinject;
 pub mod fuzz;
+pub mod kernel_view;
 pub mod lab;
 pub mod module;
+pub mod params;
 pub mod pools;
 pub mod scull;
 pub mod stress;
+pub mod sysinfo;
 
 use crate::tap::Test;
 
@@ -19,9 +25,14 @@ pub fn all() -> Vec<Test> {
     tests.extend(caches::tests());
     tests.extend(errors::tests());
     tests.extend(lab::tests());
+    tests.extend(kernel_view::tests());
+    tests.extend(concurrency::tests());
+    tests.extend(faultinject::tests());
     tests.extend(pools::tests());
     tests.extend(fuzz::tests());
     tests.extend(stress::tests());
     tests.extend(module::tests());
+    tests.extend(params::tests());
+    tests.extend(cli_vm::tests());
     tests
 }
