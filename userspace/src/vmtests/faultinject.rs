@@ -36,7 +36,13 @@ fn env_u64(name: &str, default: u64) -> u64 {
 }
 
 /// Armed fault injection; dropping it switches everything off.
-struct Injection;
+///
+/// The thread's make-it-fail file is opened once, before injection starts:
+/// with injection on, opening a file can itself fail (the struct file comes
+/// from a slab cache), while a write to an open proc file allocates nothing.
+struct Injection {
+    make_it_fail: std::fs::File,
+}
 
 impl Injection {
     /// Arms both injectors at `percent` for this thread only (still off
@@ -45,7 +51,11 @@ impl Injection {
         if std::fs::metadata(FAILSLAB).is_err() || std::fs::metadata(FAIL_PAGE_ALLOC).is_err() {
             return Ok(None);
         }
-        let guard = Injection;
+        let make_it_fail = std::fs::OpenOptions::new()
+            .write(true)
+            .open(MAKE_IT_FAIL)
+            .ctx(MAKE_IT_FAIL)?;
+        let guard = Injection { make_it_fail };
         guard.off()?;
         let set = |dir: &str, knob: &str, v: &str| {
             std::fs::write(format!("{dir}/{knob}"), v).ctx(&format!("{dir}/{knob} = {v}"))
@@ -67,12 +77,18 @@ impl Injection {
         Ok(Some(guard))
     }
 
+    fn set(&self, v: &[u8]) -> Result<(), String> {
+        self.make_it_fail
+            .write_all_at(v, 0)
+            .ctx("write make-it-fail")
+    }
+
     fn on(&self) -> Result<(), String> {
-        std::fs::write(MAKE_IT_FAIL, "1").ctx(MAKE_IT_FAIL)
+        self.set(b"1")
     }
 
     fn off(&self) -> Result<(), String> {
-        std::fs::write(MAKE_IT_FAIL, "0").ctx(MAKE_IT_FAIL)
+        self.set(b"0")
     }
 
     /// Runs `f` with injection on for this thread.
@@ -86,7 +102,7 @@ impl Injection {
 
 impl Drop for Injection {
     fn drop(&mut self) {
-        let _ = std::fs::write(MAKE_IT_FAIL, "0");
+        let _ = self.off();
         for dir in [FAILSLAB, FAIL_PAGE_ALLOC] {
             let _ = std::fs::write(format!("{dir}/probability"), "0");
             let _ = std::fs::write(format!("{dir}/times"), "1");
@@ -97,7 +113,12 @@ impl Drop for Injection {
 /// What the module's memory looks like from the outside and the inside.
 #[derive(Debug, PartialEq)]
 struct Footprint {
+    /// Pages out of our page source, less those in the slabs of the pools'
+    /// private caches: a reserve refilled after use holds its min_nr
+    /// elements, but maybe in other slabs than before.
     pages_out: i64,
+    /// Every live pool: (index, outstanding, reserve full).
+    pools: Vec<(u32, u64, bool)>,
     cache_objs: Vec<(u32, u64)>,
     vmalloc_kib: i64,
     free_pages: i64,
@@ -105,11 +126,26 @@ struct Footprint {
 
 fn footprint(d: &Device) -> Result<Footprint, String> {
     d.shrink().ctx("SHRINK")?;
+    let caches = d.caches().ctx("CACHE_INFO")?;
+    let private: u64 = caches
+        .iter()
+        .filter(|c| c.flags & uapi::cache_flags::POOL_PRIVATE != 0)
+        .map(|c| (c.partial_slabs + c.full_slabs + c.empty_slabs) * c.pagesperslab)
+        .sum();
     Ok(Footprint {
-        pages_out: d.page_stats().ctx("PAGE_STATS")?.pages_out.iter().sum(),
-        cache_objs: d
-            .caches()
-            .ctx("CACHE_INFO")?
+        pages_out: d
+            .page_stats()
+            .ctx("PAGE_STATS")?
+            .pages_out
+            .iter()
+            .sum::<i64>()
+            - private as i64,
+        pools: (0..)
+            .map_while(|i| d.pool_info(i).ok())
+            .filter(|p| p.live == 1)
+            .map(|p| (p.index, p.outstanding, p.curr_nr == p.min_nr))
+            .collect(),
+        cache_objs: caches
             .iter()
             .filter(|c| c.flags & uapi::cache_flags::TEST_PRIVATE == 0)
             .map(|c| (c.index, c.active_objs - c.cached_objs))
@@ -126,8 +162,18 @@ fn same_footprint(before: &Footprint, after: &Footprint) -> Result<(), String> {
     ensure_eq!(
         after.pages_out,
         before.pages_out,
-        "pages out of our page source"
+        "pages out of our page source (outside the pools' reserves)"
     );
+    for p in &after.pools {
+        let was = before.pools.iter().find(|b| b.0 == p.0);
+        ensure!(
+            was.map_or(p.1 == 0 && p.2, |b| b == p),
+            "pool {}: (outstanding, reserve full) {:?} -> {:?}",
+            p.0,
+            was.map(|b| (b.1, b.2)),
+            (p.1, p.2)
+        );
+    }
     for (index, objs) in &after.cache_objs {
         let was = before
             .cache_objs
@@ -169,6 +215,14 @@ fn bad_log_since(from: usize) -> Result<Vec<String>, String> {
         .collect())
 }
 
+/// Allocations served by the reserves of every live pool.
+fn pool_reserve_allocs(d: &Device) -> Result<u64, String> {
+    Ok((0..)
+        .map_while(|i| d.pool_info(i).ok())
+        .map(|p| p.allocs_reserve)
+        .sum())
+}
+
 /// Region of the device the test writes.
 const REGION: usize = 600_000;
 
@@ -187,6 +241,7 @@ fn scull_under_injection(backend: u32) -> TestResult {
     let log_from = sysinfo::dmesg_lines()?;
     let dev = super::scull::fresh(backend)?;
     let before = footprint(&dev)?;
+    let reserve_before = pool_reserve_allocs(&dev)?;
     let ops = env_u64("LDD_FAULT_OPS", 400);
     let mut rng = Rng::new(0xfa11 + u64::from(backend));
     // Every buffer is allocated and touched before injection starts.
@@ -258,8 +313,11 @@ fn scull_under_injection(backend: u32) -> TestResult {
         backend_name(backend),
         i.size
     );
+    let reserve_used = pool_reserve_allocs(&dev)? - reserve_before;
+    println!("#   allocations served by the mempool reserve meanwhile: {reserve_used}");
+    // On the mempool backend the reserve hides failures until it runs dry.
     ensure!(
-        enomem + short > 0,
+        enomem + short > 0 || (backend == uapi::backend::MEMPOOL && reserve_used > 0),
         "no failure surfaced: is injection reaching the module?"
     );
     ensure!(full > 0, "no write ever succeeded");
@@ -325,6 +383,7 @@ fn lab_under_injection() -> TestResult {
     probe.free_all().ctx("FREE_ALL")?;
     let before = footprint(&probe)?;
     let mut summary = Vec::new();
+    let krealloc_lost: Vec<String>;
     {
         let f = Device::open_index(0).ctx("open")?;
         let mut kept = 0usize;
@@ -368,6 +427,7 @@ fn lab_under_injection() -> TestResult {
         );
         // krealloc: a failure leaves the old allocation alive and valid.
         let (mut grown, mut refused) = (0, 0);
+        let mut lost_on_enomem = Vec::new();
         for _ in 0..30 {
             let old = f
                 .alloc_one(lb::KMALLOC, gfp::KERNEL, 100, 0, context::PROCESS)
@@ -394,13 +454,17 @@ fn lab_under_injection() -> TestResult {
                 }
                 Err(Errno::ENOMEM) => {
                     refused += 1;
-                    f.free(old.handle)
-                        .ctx("a failed krealloc keeps the old handle")?;
+                    // krealloc() leaves the old object alone when it fails:
+                    // the request failed, so the handle must still be live.
+                    if let Err(e) = f.free(old.handle) {
+                        lost_on_enomem.push(format!("{:#x}: {e}", old.handle));
+                    }
                 }
                 other => return Err(format!("krealloc under injection: {other:?}")),
             }
         }
         summary.push(format!("krealloc {grown}/{refused}"));
+        krealloc_lost = lost_on_enomem;
         // Freeing under injection works too (frees do not allocate).
         let freed = inj
             .during(|| f.free_all())?
@@ -428,6 +492,13 @@ fn lab_under_injection() -> TestResult {
     same_footprint(&before, &after)?;
     let bad = bad_log_since(log_from)?;
     ensure!(bad.is_empty(), "the kernel log says:\n{}", bad.join("\n"));
+    ensure!(
+        krealloc_lost.is_empty(),
+        "KNOWN BUG: a krealloc request that failed with ENOMEM retired its old handle \
+         ({} of them: {})",
+        krealloc_lost.len(),
+        krealloc_lost.join(", ")
+    );
     Ok(Outcome::Pass)
 }
 

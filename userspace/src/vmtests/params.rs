@@ -146,6 +146,52 @@ fn lab_limits_move() -> TestResult {
     })
 }
 
+/// A krealloc request that fails leaves the old allocation and its handle
+/// alone (krealloc() itself never frees the old object when it fails). With
+/// `lab_max_mib=1`, growing a 100-byte kmalloc handle to 64 KiB next to
+/// 1000 KiB of vmalloc passes the file's byte limit: E2BIG, and the old
+/// handle must still be live.
+///
+/// KNOWN BUG (lab/mod.rs `alloc()`): the old handle is removed from the
+/// table right after krealloc() succeeds, before the byte limit and the
+/// handle-table insert are checked; when either fails (E2BIG here, ENOMEM
+/// under fault injection: faults/lab_under_injection) the request fails
+/// but the old handle is gone and the reallocated object is dropped with
+/// the request.
+fn krealloc_failure_keeps_old_handle() -> TestResult {
+    with_params("lab_max_mib=1", || {
+        let d = Device::open_index(0).ctx("open")?;
+        let old = d
+            .alloc_one(lb::KMALLOC, gfp::KERNEL, 100, 0, context::PROCESS)
+            .ctx("kmalloc 100")?;
+        d.alloc_one(lb::VMALLOC, gfp::KERNEL, 1000 << 10, 0, context::PROCESS)
+            .ctx("vmalloc 1000 KiB")?;
+        let grown = d.alloc(uapi::AllocRequest {
+            backend: lb::KREALLOC,
+            gfp: gfp::KERNEL,
+            size: 64 << 10,
+            count: 1,
+            handle: old.handle,
+            ..Default::default()
+        });
+        ensure_eq!(
+            grown.map(|v| v.len()),
+            Err(Errno::E2BIG),
+            "krealloc past the limit"
+        );
+        let listed = d.list().ctx("LIST")?.iter().any(|h| h.handle == old.handle);
+        let freed = d.free(old.handle);
+        ensure!(
+            listed && freed.is_ok(),
+            "KNOWN BUG: the krealloc failed with E2BIG, yet its old handle {:#x} is gone \
+             (listed: {listed}, FREE: {freed:?})",
+            old.handle
+        );
+        d.free_all().ctx("FREE_ALL")?;
+        Ok(())
+    })
+}
+
 /// `pool_min_nr=5`: a new pool keeps 5 in reserve.
 fn pool_min_nr_moves() -> TestResult {
     with_params("pool_min_nr=5", || {
@@ -397,6 +443,10 @@ pub fn tests() -> Vec<Test> {
         Test::new("params/max_mib_moves", max_mib_moves),
         Test::new("params/lab_limits_move", lab_limits_move),
         Test::new("params/pool_min_nr_moves", pool_min_nr_moves),
+        Test::new(
+            "params/krealloc_failure_keeps_old_handle",
+            krealloc_failure_keeps_old_handle,
+        ),
         Test::new("params/boundaries", boundaries),
         Test::new("params/rmmod_with_debugfs_open", rmmod_with_debugfs_open),
     ]
