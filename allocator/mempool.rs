@@ -13,9 +13,11 @@
 //!   sleeping, no retrying, no warning: `gfp_temp` in `mempool_alloc()`),
 //!   so the reserve is only touched when memory is really tight; then
 //!   takes an element from the reserve; then, if the caller may sleep,
-//!   waits until a free refills the reserve (or the env's wait times out,
-//!   like mempool's 5-second `io_schedule_timeout()`), and starts over. A
-//!   caller that may not sleep fails at once.
+//!   waits until a free refills the reserve, and starts over. A caller that
+//!   may not sleep fails at once. Unlike `mempool_alloc()`, whose sleep is
+//!   uninterruptible (it may be on the I/O path), the wait ends early with
+//!   [`PoolError::Interrupted`] when the environment reports a signal: our
+//!   callers are ioctls of user tasks, which SIGKILL must be able to end.
 //! * `free(p)` refills the reserve if it is below `min_nr`, waking one
 //!   waiter; otherwise the element goes back to the backing allocator.
 //!
@@ -95,6 +97,8 @@ pub enum PoolError {
     ElementTooSmall,
     /// The pool has been destroyed (or never created).
     Destroyed,
+    /// A sleeping allocation was interrupted by a signal.
+    Interrupted,
     /// `destroy` with elements still allocated.
     Busy {
         /// Elements handed out and not freed.
@@ -273,9 +277,10 @@ pub trait PoolEnv {
     /// backing allocator runs).
     fn lock(&self) -> Self::Guard<'_>;
 
-    /// Releases the lock, sleeps until [`PoolEnv::notify_one`] (or a
-    /// timeout, or spuriously), and retakes it (kernel: `CondVar::wait`).
-    fn wait(&self, guard: &mut Self::Guard<'_>);
+    /// Releases the lock, sleeps until [`PoolEnv::notify_one`] (or a signal,
+    /// or spuriously), and retakes it (kernel: `CondVar::wait_interruptible`).
+    /// Returns whether a signal is pending: the allocation then gives up.
+    fn wait(&self, guard: &mut Self::Guard<'_>) -> bool;
 
     /// Wakes one sleeper in [`PoolEnv::wait`].
     fn notify_one(&self);
@@ -360,8 +365,12 @@ pub fn alloc<P: PoolEnv + ?Sized>(env: &P, req: PageRequest) -> Result<NonNull<u
         g.waiters = g.waiters.wrapping_add(1);
         // Checking the reserve and sleeping happen under one lock, and
         // `free` refills under it, so a wakeup cannot be lost.
-        env.wait(&mut g);
+        let interrupted = env.wait(&mut g);
         g.waiters = g.waiters.saturating_sub(1);
+        if interrupted {
+            g.stats.failures = g.stats.failures.wrapping_add(1);
+            return Err(PoolError::Interrupted);
+        }
         // If the reserve got an element it is taken on the next round
         // (after one more opportunistic try, as mempool.c does).
     }
