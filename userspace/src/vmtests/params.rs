@@ -215,7 +215,13 @@ fn pool_min_nr_moves() -> TestResult {
 }
 
 /// Each parameter at its lowest and highest accepted value loads and
-/// works; one past either end is refused.
+/// works; one past either end is refused with a message naming it.
+///
+/// KNOWN BUG (found here): `quantum=4194304` (QUANTUM_MAX, accepted by the
+/// parameter check and by SCULL_IOCSQUANTUM) fails insmod with EINVAL and
+/// no message: device 1's cache of quantum-sized objects cannot hold one
+/// 4 MiB object beside its on-slab header in an order-10 slab; the largest
+/// loadable quantum is below 4 MiB (2 MiB loads, 4194303 does not).
 fn boundaries() -> TestResult {
     if let Some(why) = cannot_reload() {
         return Ok(Outcome::Skip(why));
@@ -257,7 +263,11 @@ fn boundaries() -> TestResult {
             d.file().read_exact_at(&mut back, 3).ctx(params)?;
             ensure_eq!(&back, b"boundary", "{params}");
             if params == "nr_devs=16" {
-                ensure!(Device::open_index(15).is_ok(), "no /dev/ldd_alloc15");
+                let i = Device::open_index(15)
+                    .ctx("/dev/ldd_alloc15")?
+                    .info()
+                    .ctx("INFO")?;
+                ensure_eq!(i.index, 15, "nr_devs=16: the last device");
             }
             if params == "nr_devs=1" {
                 ensure!(Device::open_index(1).is_err(), "ldd_alloc1 exists");
@@ -429,7 +439,12 @@ fn rmmod_with_debugfs_open() -> TestResult {
     );
     ensure_eq!(refcnt()?, before, "closing the file drops its reference");
     ensure!(
-        Device::open_index(0).ctx("open")?.info().is_ok(),
+        Device::open_index(0)
+            .ctx("open")?
+            .info()
+            .ctx("INFO")?
+            .abi_version
+            == uapi::ABI_VERSION,
         "still loaded"
     );
     Ok(Outcome::Pass)
