@@ -82,6 +82,16 @@ fn show(r: &Result<uapi::AllocReply, Errno>) -> String {
     }
 }
 
+/// (backing, reserve) allocation counts of the live pool of `size`-byte
+/// elements, if there is one.
+fn pool_backing(dev: &Device, size: u64) -> Option<(u64, u64)> {
+    (0..)
+        .map_while(|i| dev.pool_info(i).ok())
+        .filter(|p| p.element_size == size && p.live == 1)
+        .last()
+        .map(|p| (p.allocs_backing, p.allocs_reserve))
+}
+
 /// Runs the tour on an open device.
 pub fn run(dev: &Device) -> Tour {
     let mut t = Tour::default();
@@ -89,11 +99,28 @@ pub fn run(dev: &Device) -> Tour {
 
     // LDD3 "The Real Story of kmalloc" / Love "kmalloc()".
     let r = one(dev, lb::KMALLOC, k, 100, 0, context::PROCESS);
+    // The reported size must be the next size class above the request, not
+    // merely >= it (an allocator that did not round at all would report
+    // exactly what was asked): 100 -> 128, 1000 -> 1024, 3000 -> 4096.
+    let rounded: Vec<(u64, Result<u64, Errno>)> = [(100u64, 128u64), (1000, 1024), (3000, 4096)]
+        .iter()
+        .map(|&(ask, _)| {
+            (
+                ask,
+                one(dev, lb::KMALLOC, k, ask, 0, context::PROCESS).map(|a| a.actual),
+            )
+        })
+        .collect();
     t.check(
         "kmalloc: size classes",
-        "kmalloc(100, GFP_KERNEL) returns an object from the 128-byte size class",
-        show(&r),
-        matches!(&r, Ok(a) if a.actual == 128),
+        "kmalloc(100, GFP_KERNEL) returns an object from the 128-byte size class \
+         (and 1000 -> 1024, 3000 -> 4096: the next class up)",
+        format!("{}; rounded: {rounded:?}", show(&r)),
+        matches!(&r, Ok(a) if a.actual == 128)
+            && rounded
+                .iter()
+                .zip([128u64, 1024, 4096])
+                .all(|((_, got), want)| *got == Ok(want)),
     );
     let mut classes: Vec<u64> = Vec::new();
     let mut size = 1u64;
@@ -118,7 +145,12 @@ pub fn run(dev: &Device) -> Tour {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-        classes.contains(&96) && classes.contains(&192) && classes.contains(&8192),
+        // SLUB's kmalloc classes up to 8 KiB, exactly: a kmalloc that did
+        // not round would give every size from 1 to 8192 here.
+        classes
+            == [
+                8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192,
+            ],
     );
     let big = one(dev, lb::KMALLOC, k, 4 << 20, 0, context::PROCESS);
     let too_big = one(dev, lb::KMALLOC, k, (4 << 20) + 1, 0, context::PROCESS);
@@ -126,7 +158,8 @@ pub fn run(dev: &Device) -> Tour {
         "kmalloc: limits",
         "the largest kmalloc is KMALLOC_MAX_SIZE (4 MiB on x86-64: an order-10 run); one byte more is refused",
         format!("4 MiB: {}; 4 MiB + 1: {}", show(&big), show(&too_big)),
-        big.is_ok() && too_big == Err(Errno::E2BIG),
+        matches!(&big, Ok(a) if a.actual == 4 << 20 && a.pages == 1024 && a.contiguous == 1)
+            && too_big == Err(Errno::E2BIG),
     );
     let vbig = one(dev, lb::VMALLOC, k, 64 << 20, 0, context::PROCESS);
     t.check(
@@ -143,7 +176,8 @@ pub fn run(dev: &Device) -> Tour {
         "flags: GFP_ATOMIC vs GFP_KERNEL",
         "GFP_ATOMIC never sleeps, so it works under a spinlock; GFP_KERNEL may sleep and is refused there",
         format!("GFP_ATOMIC under a spinlock: {}; GFP_KERNEL: {}", show(&atomic_in_lock), show(&kernel_in_lock)),
-        atomic_in_lock.is_ok() && kernel_in_lock == Err(Errno::EINVAL),
+        matches!(&atomic_in_lock, Ok(a) if a.actual == 256 && a.vmalloc_area == 0)
+            && kernel_in_lock == Err(Errno::EINVAL),
     );
     let irq = one(dev, lb::KMALLOC, gfp::ATOMIC, 256, 0, context::HARDIRQ);
     let irq_kernel = one(dev, lb::KMALLOC, k, 256, 0, context::HARDIRQ);
@@ -155,14 +189,16 @@ pub fn run(dev: &Device) -> Tour {
             show(&irq),
             show(&irq_kernel)
         ),
-        irq.is_ok() && irq_kernel == Err(Errno::EINVAL),
+        matches!(&irq, Ok(a) if a.actual == 256 && a.vmalloc_area == 0)
+            && irq_kernel == Err(Errno::EINVAL),
     );
     let nowait = one(dev, lb::OUR_CACHE, gfp::NOWAIT, 512, 0, context::HARDIRQ);
     t.check(
         "flags: interrupt context",
         "our own cache serves GFP_NOWAIT from hard interrupt context (its locks disable interrupts)",
         show(&nowait),
-        nowait.is_ok(),
+        // Our cache's object is exactly the size asked for (no size classes).
+        matches!(&nowait, Ok(a) if a.actual == 512 && a.contiguous == 1 && a.vmalloc_area == 0),
     );
     for (bit, name, instead) in gfp::REMOVED {
         let r = one(dev, lb::KMALLOC, k | bit, 64, 0, context::PROCESS);
@@ -222,7 +258,8 @@ pub fn run(dev: &Device) -> Tour {
             show(&zeroed),
             show(&plain)
         ),
-        matches!(&zeroed, Ok(a) if a.zeroed == 1 && a.actual == 4096) && plain.is_ok(),
+        matches!(&zeroed, Ok(a) if a.zeroed == 1 && a.actual == 4096 && a.pages == 1)
+            && matches!(&plain, Ok(a) if a.actual == 4096 && a.pages == 1 && a.vmalloc_area == 0),
     );
     let kz = one(dev, lb::KZALLOC, k, 1000, 0, context::PROCESS);
     t.check(
@@ -264,7 +301,8 @@ pub fn run(dev: &Device) -> Tour {
         "LDD3: vmalloc may sleep, never in atomic context. Today __vmalloc accepts GFP_ATOMIC under a spinlock, \
          but still never in interrupt context",
         format!("GFP_ATOMIC under a spinlock: {}; from an irq_work: {}", show(&v_atomic), show(&v_irq)),
-        v_atomic.is_ok() && v_irq == Err(Errno::EINVAL),
+        matches!(&v_atomic, Ok(a) if a.actual == 4096 && a.vmalloc_area == 1)
+            && v_irq == Err(Errno::EINVAL),
     );
 
     // Lookaside caches and mempools: LDD3 "Lookaside Caches", "Memory Pools".
@@ -319,24 +357,51 @@ pub fn run(dev: &Device) -> Tour {
         },
         stale_free == Some(Err(Errno::EINVAL)),
     );
+    // kfree(NULL) can only fail by crashing; "does nothing" is observable:
+    // our page source's counters and every cache's counters stay the same,
+    // and this file's handles are untouched.
+    let stats_before = dev.page_stats();
+    let caches_before = dev.caches();
+    let list_before = dev.list().map(|l| l.len());
     let null = dev.ioctl_raw(uapi::LDD_IOC_FREE_NULL, 0);
+    let stats_after = dev.page_stats();
+    let caches_after = dev.caches();
+    let list_after = dev.list().map(|l| l.len());
+    let unchanged = stats_before.is_ok()
+        && stats_before == stats_after
+        && caches_before.is_ok()
+        && caches_before == caches_after
+        && list_before == list_after;
     t.check(
         "kfree rules",
         "kfree(NULL) is safe and does nothing (so are kvfree(NULL) and free_pages(0, order))",
-        match null {
-            Ok(_) => {
-                "kfree(NULL), kvfree(NULL) and free_pages(0, 0) returned; nothing happened".into()
-            }
-            Err(e) => format!("failed: {e}"),
+        match (&null, unchanged) {
+            (Ok(_), true) => "kfree(NULL), kvfree(NULL) and free_pages(0, 0) returned; \
+                the page source, the caches and the file's handles are unchanged"
+                .into(),
+            (Ok(_), false) => format!(
+                "returned, but something changed: {} caches, {} handles",
+                caches_after.as_ref().map_or(0, Vec::len),
+                list_after.as_ref().map_or(0, |n| *n)
+            ),
+            (Err(e), _) => format!("failed: {e}"),
         },
-        null == Ok(0),
+        null == Ok(0) && unchanged,
     );
+    let pools_before = pool_backing(dev, 4000);
     let pool = one(dev, lb::OUR_MEMPOOL, gfp::ATOMIC, 4000, 0, context::ATOMIC);
+    let pools_after = pool_backing(dev, 4000);
     t.check(
         "mempools",
         "a mempool allocation works like its backing cache while memory is plentiful",
-        show(&pool),
-        pool.is_ok(),
+        format!(
+            "{}; (backing, reserve) allocations before {pools_before:?}, after {pools_after:?}",
+            show(&pool)
+        ),
+        // Served by the backing cache, not the reserve, with the element size.
+        matches!(&pool, Ok(a) if a.actual == 4000)
+            && matches!((pools_before, pools_after), (b, Some(a))
+                if a.0 == b.map_or(0, |b| b.0) + 1 && a.1 == b.map_or(0, |b| b.1)),
     );
 
     // Love: "the kernel stack is small and fixed".

@@ -2,15 +2,21 @@
 //! `make test`, or a user's own machine): `ldd-alloc-test` runs it.
 
 pub mod caches;
+pub mod cli_vm;
+pub mod concurrency;
 pub mod errors;
+pub mod faultinject;
 pub mod fuzz;
 pub mod hardening;
+pub mod kernel_view;
 pub mod lab;
 pub mod module;
+pub mod params;
 pub mod pools;
 pub mod privilege;
 pub mod scull;
 pub mod stress;
+pub mod sysinfo;
 
 use crate::tap::Test;
 
@@ -21,11 +27,16 @@ pub fn all() -> Vec<Test> {
     tests.extend(caches::tests());
     tests.extend(errors::tests());
     tests.extend(lab::tests());
+    tests.extend(kernel_view::tests());
+    tests.extend(concurrency::tests());
+    tests.extend(faultinject::tests());
     tests.extend(pools::tests());
     tests.extend(privilege::tests());
     tests.extend(hardening::tests());
     tests.extend(fuzz::tests());
     tests.extend(stress::tests());
     tests.extend(module::tests());
+    tests.extend(params::tests());
+    tests.extend(cli_vm::tests());
     tests
 }

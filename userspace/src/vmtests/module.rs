@@ -73,7 +73,11 @@ fn busy_while_open() -> TestResult {
     let dev = Device::open_index(0).ctx("open")?;
     let (ok, _) = sh("rmmod ldd_alloc")?;
     ensure!(!ok, "rmmod succeeded with a device open");
-    ensure!(dev.info().is_ok(), "the device still answers");
+    ensure_eq!(
+        dev.info().ctx("INFO after a refused rmmod")?.index,
+        0,
+        "the device still answers"
+    );
     drop(dev);
     let (ok, out) = sh("ldd_alloc_unload && ldd_alloc_load")?;
     ensure!(ok, "reload after close: {out}");

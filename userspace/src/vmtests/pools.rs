@@ -140,14 +140,37 @@ fn sleeper_woken_by_free() -> TestResult {
         }
     };
     let waits_before = pool_of(&d, ELEM)?.waits;
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
     let sleeper = std::thread::spawn(move || {
         let other = Device::open_index(0).map_err(|e| e.to_string())?;
+        // SAFETY: gettid has no preconditions.
+        let _ = tid_tx.send(unsafe { libc::gettid() });
         let t = Instant::now();
         let r = pool_alloc(&other, gfp::KERNEL, context::PROCESS, false);
         Ok::<_, String>((r.map(drop), t.elapsed()))
     });
-    std::thread::sleep(Duration::from_millis(300));
-    let waiting = pool_of(&d, ELEM)?.waits > waits_before && !sleeper.is_finished();
+    // Poll, with a deadline, for the state the test needs: the pool counted
+    // a wait and the sleeper's task sleeps in the kernel (state S or D).
+    let tid = tid_rx.recv_timeout(Duration::from_secs(10)).ok();
+    let poll_start = Instant::now();
+    let mut waiting = false;
+    let mut last_state = String::new();
+    while poll_start.elapsed() < Duration::from_secs(10) && !sleeper.is_finished() {
+        let counted = pool_of(&d, ELEM)?.waits > waits_before;
+        last_state = tid
+            .and_then(|t| std::fs::read_to_string(format!("/proc/self/task/{t}/stat")).ok())
+            .and_then(|st| {
+                st.rsplit_once(") ")
+                    .map(|(_, rest)| rest.chars().take(1).collect())
+            })
+            .unwrap_or_default();
+        if counted && (last_state == "S" || last_state == "D") {
+            waiting = !sleeper.is_finished();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let waited_for = poll_start.elapsed();
     let woke_at = Instant::now();
     if let Some(h) = handles.first() {
         d.free(*h).ctx("free")?;
@@ -161,10 +184,16 @@ fn sleeper_woken_by_free() -> TestResult {
     let (r, slept) = joined?;
     ensure!(
         waiting,
-        "the GFP_KERNEL allocation did not sleep on the empty pool"
+        "the GFP_KERNEL allocation did not sleep on the empty pool within 10 s \
+         (task state {last_state:?})"
     );
     ensure_eq!(r, Ok(()), "the sleeper's allocation");
-    ensure!(slept >= Duration::from_millis(250), "slept only {slept:?}");
+    // It returned only after the free: it slept at least as long as the
+    // test saw it sleeping.
+    ensure!(
+        slept >= waited_for,
+        "slept only {slept:?}, seen sleeping for {waited_for:?}"
+    );
     ensure!(
         woke_after < Duration::from_secs(2),
         "woken {woke_after:?} after the free"

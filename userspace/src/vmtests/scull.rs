@@ -157,11 +157,32 @@ fn geometry(backend: u32) -> TestResult {
     dev.set_quantum(1000).ctx("S quantum")?;
     dev.set_qset(3).ctx("S qset")?;
     trim()?;
+    let stats_before = dev.page_stats().ctx("PAGE_STATS")?;
     let data = Rng::new(7).bytes(7500);
     roundtrip(&dev, 0, &data)?;
     let i = info(&dev)?;
     if backend == uapi::backend::PAGES {
-        ensure_eq!(i.quantum, 4096, "scullp quanta are whole pages");
+        // scullp: whole pages whatever the quantum, the qset as set; 7500
+        // bytes are 2 pages in 1 set, straight from __get_free_pages (our
+        // page source's counters do not move).
+        ensure_eq!(
+            (i.quantum, i.qset, i.quanta, i.qsets, i.bytes_held),
+            (4096, 3, 2, 1, 8192),
+            "scullp quanta are whole pages"
+        );
+        ensure_eq!(
+            dev.page_stats().ctx("PAGE_STATS")?.pages_out,
+            stats_before.pages_out,
+            "scullp does not use our page source"
+        );
+        trim()?;
+        let t = info(&dev)?;
+        ensure_eq!(
+            (t.size, t.quanta, t.qsets, t.bytes_held),
+            (0, 0, 0, 0),
+            "after trim"
+        );
+        roundtrip(&dev, 0, &data)?;
     } else {
         ensure_eq!((i.quantum, i.qset, i.quanta, i.qsets), (1000, 3, 8, 3));
     }

@@ -4,7 +4,8 @@
 //!
 //! `LDD_STRESS_SECS` (default 10) bounds `stress/threads_4`;
 //! `LDD_RELOAD_CYCLES` (default 100) sets the cycles of
-//! `module/reload_cycles`.
+//! `module/reload_cycles`, `LDD_RELOAD_SECS` (default 60) its time budget
+//! and `LDD_RELOAD_MIN` (default 10) the fewest cycles that pass.
 
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -445,6 +446,8 @@ fn reload_cycles() -> TestResult {
         return Ok(Outcome::Skip("LDD_ALLOC_KO is not set".into()));
     }
     let cycles = env_u64("LDD_RELOAD_CYCLES", 100);
+    // The time budget may cut the run short, but never below this.
+    let min_cycles = env_u64("LDD_RELOAD_MIN", 10).min(cycles);
     let budget = Duration::from_secs(env_u64("LDD_RELOAD_SECS", 60));
     let mut rng = Rng::new(0x7e10ad);
     let (_, lines) = sh("dmesg | wc -l")?;
@@ -490,9 +493,15 @@ fn reload_cycles() -> TestResult {
         }
     }
     println!(
-        "# {done} reload cycles with data left in a cache and a pages device, {:.1} s",
+        "# {done} reload cycles with data left in a cache and a pages device, {:.1} s \
+         (asked {cycles}, at least {min_cycles} required)",
         start.elapsed().as_secs_f64()
     );
+    if done < min_cycles {
+        return Err(format!(
+            "only {done} reload cycles in {budget:?}; at least {min_cycles} required (LDD_RELOAD_MIN)"
+        ));
+    }
     Ok(Outcome::Pass)
 }
 
