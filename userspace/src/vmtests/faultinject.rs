@@ -494,7 +494,7 @@ fn lab_under_injection() -> TestResult {
     ensure!(bad.is_empty(), "the kernel log says:\n{}", bad.join("\n"));
     ensure!(
         krealloc_lost.is_empty(),
-        "KNOWN BUG: a krealloc request that failed with ENOMEM retired its old handle \
+        "a krealloc request that failed with ENOMEM retired its old handle \
          ({} of them: {})",
         krealloc_lost.len(),
         krealloc_lost.join(", ")
