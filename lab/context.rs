@@ -10,6 +10,13 @@
 //! `GFP_NOWAIT`). The lab refuses a sleeping allocation in an atomic context
 //! with EINVAL before allocating anything, so the rule is taught without a
 //! "sleeping function called from invalid context" splat.
+//!
+//! The `irq_work` is a plain one, not `IRQ_WORK_HARD_IRQ`: on PREEMPT_RT
+//! plain irq_works run in a kthread, and that is the only place such a
+//! kernel lets them allocate, since the slab allocators' locks sleep there
+//! (lockdep's "Invalid wait context" says so for a hard one, on the debug
+//! kernel). So on RT the "hardirq" context is an irq_work thread, not the
+//! IPI: the one difference from the 2.6 texts that cannot be hidden.
 
 use core::cell::UnsafeCell;
 use kernel::{
@@ -72,15 +79,13 @@ pub(crate) fn run_in<R, F: FnOnce() -> R>(ctx: u32, f: F) -> Result<R> {
                 job: UnsafeCell::new(Some(f)),
                 result: UnsafeCell::new(None),
             };
-            // SAFETY: An all-zeroes irq_work with `func` and the flags set is
-            // what `IRQ_WORK_INIT_HARD()` produces (include/linux/irq_work.h):
-            // IRQ_WORK_HARD_IRQ, so it runs in hard interrupt context on
-            // PREEMPT_RT too; a NULL rcuwait task.
+            // SAFETY: An all-zeroes irq_work with `func` set is what
+            // `init_irq_work()` (IRQ_WORK_INIT) produces: flags 0, a NULL
+            // rcuwait task (include/linux/irq_work.h).
             unsafe {
                 let raw = job.work.get();
                 raw.write(core::mem::zeroed());
                 (*raw).func = Some(IrqJob::<F, R>::run);
-                (*raw).node.__bindgen_anon_1.u_flags = bindings::IRQ_WORK_HARD_IRQ;
                 // Queue on this CPU, then wait until the handler has run: the
                 // job lives on this stack, so it must not return before.
                 bindings::irq_work_queue(raw);
