@@ -20,6 +20,17 @@ mod tests {
         FreeError, //
     };
 
+    /// The layout of a plain cache of `size`-byte objects.
+    fn layout_of(size: usize) -> core::result::Result<CacheLayout, crate::allocator::CreateError> {
+        CacheLayout::new(&CacheConfig {
+            name: CacheName::new(b"kunit"),
+            size,
+            align: 0,
+            flags: CacheFlags::default(),
+            ctor: None,
+        })
+    }
+
     /// Objects per slab and order for the sizes of the closing note's table
     /// (SLUB's calc_slab_order rule: leftover at most 1/16 of the slab).
     #[test]
@@ -33,14 +44,7 @@ mod tests {
             (4000, 8, 3),
             (8192, 3, 3),
         ] {
-            let cfg = CacheConfig {
-                name: CacheName::new(b"kunit"),
-                size,
-                align: 0,
-                flags: CacheFlags::default(),
-                ctor: None,
-            };
-            let layout = CacheLayout::new(&cfg);
+            let layout = layout_of(size);
             assert!(layout.is_ok());
             if let Ok(l) = layout {
                 assert_eq!(l.objects() as usize, objects);
@@ -70,14 +74,7 @@ mod tests {
     /// scullc device's cache.
     #[test]
     fn quantum_max_fits_a_cache() {
-        let cfg = CacheConfig {
-            name: CacheName::new(b"kunit-max"),
-            size: crate::uapi::QUANTUM_MAX as usize,
-            align: 0,
-            flags: CacheFlags::default(),
-            ctor: None,
-        };
-        let layout = CacheLayout::new(&cfg);
+        let layout = layout_of(crate::uapi::QUANTUM_MAX as usize);
         assert!(layout.is_ok());
         if let Ok(l) = layout {
             assert!(l.objects() >= 1);
