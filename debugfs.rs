@@ -10,7 +10,10 @@
 //!   `owner K` limits it to our cache number K (the `LDD_IOC_FAULT` ioctl
 //!   does the same from a program).
 
-use kernel::{debugfs::Dir, prelude::*};
+use kernel::{
+    debugfs::Dir,
+    prelude::*, //
+};
 
 use crate::kalloc::pages::PAGES;
 

@@ -12,7 +12,13 @@ mod tests {
     use core::ptr::NonNull;
     use kernel::prelude::*;
 
-    use crate::allocator::{CacheConfig, CacheFlags, CacheLayout, CacheName, FreeError};
+    use crate::allocator::{
+        CacheConfig,
+        CacheFlags,
+        CacheLayout,
+        CacheName,
+        FreeError, //
+    };
 
     /// Objects per slab and order for the sizes of the closing note's table
     /// (SLUB's calc_slab_order rule: leftover at most 1/16 of the slab).
@@ -73,12 +79,50 @@ mod tests {
         Ok(())
     }
 
-    /// A mempool keeps its reserve and serves atomic allocations from it.
+    /// A mempool keeps `min_nr` elements in reserve and serves atomic
+    /// allocations from it when its backing cache cannot: the cache is
+    /// emptied and its page allocations failed by fault injection, then
+    /// exactly `min_nr` allocations succeed, each from the reserve, the next
+    /// one fails, and the frees refill the reserve.
     #[test]
     fn mempool_reserve() -> Result {
+        use crate::kalloc::pages::PAGES;
         let pool = crate::kalloc::pools::get(24)?;
-        let p = pool.alloc(false)?;
-        assert!(pool.free(p).is_ok());
+        let index = (0..16)
+            .find(|&i| crate::kalloc::pools::info(i).is_ok_and(|p| p.element_size == 24))
+            .ok_or(ENOENT)?;
+        let before = crate::kalloc::pools::info(index)?;
+        assert_eq!(before.curr_nr, before.min_nr);
+        let cache = pool.cache();
+        cache.shrink();
+        PAGES.faults.set(0, true, cache.owner());
+        let mut drained = KVec::new();
+        while let Ok(p) = cache.alloc(false) {
+            drained.push(p, GFP_KERNEL)?;
+        }
+        let mut taken = KVec::new();
+        while let Ok(p) = pool.alloc(false) {
+            taken.push(p, GFP_KERNEL)?;
+            if taken.len() as u64 > before.min_nr {
+                break;
+            }
+        }
+        PAGES.faults.set(0, false, 0);
+        let during = crate::kalloc::pools::info(index)?;
+        assert_eq!(taken.len() as u64, before.min_nr);
+        assert_eq!(during.curr_nr, 0);
+        assert_eq!(during.allocs_reserve - before.allocs_reserve, before.min_nr);
+        assert!(during.failures > before.failures);
+        for p in taken.iter() {
+            // SAFETY: Each came from this pool's `alloc`, once.
+            unsafe { pool.free(*p) };
+        }
+        for p in drained.iter() {
+            assert!(cache.free(*p).is_ok());
+        }
+        let after = crate::kalloc::pools::info(index)?;
+        assert_eq!(after.curr_nr, after.min_nr);
+        assert_eq!(after.outstanding, 0);
         Ok(())
     }
 }

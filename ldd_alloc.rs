@@ -15,9 +15,14 @@
 //! hello
 //! ```
 //!
-//! Unload order (the reverse of init): device nodes go first, so no file can
-//! reach a store; the stores free their quanta; then the caches and pools are
-//! destroyed and the page source checks that every page came back.
+//! Load and unload order: parameters, the allocator side (registries),
+//! debugfs, then the device nodes last, so no file can reach anything not
+//! yet set up. [`LddAlloc`]'s fields drop in the reverse order: the nodes
+//! first (each waits for its open files), so nothing reaches a store; the
+//! stores free their quanta; debugfs goes; then pools and caches are
+//! destroyed and the page source checks that every page came back. A load
+//! that fails half way unwinds the same way, because each step's value owns
+//! its teardown.
 
 use kernel::prelude::*;
 
@@ -28,10 +33,18 @@ mod kbench;
 mod kunit_core;
 mod lab;
 mod ldd_alloc_dev;
+mod params;
+mod ratelimit;
 mod scull;
+mod uaccess;
 pub mod uapi;
 
-use ldd_alloc_dev::{ScullDev, GEOMETRY};
+use kalloc::Allocators;
+use ldd_alloc_dev::ScullDev;
+use params::{
+    Params,
+    GEOMETRY, //
+};
 use scull::chrdev::Registration;
 
 module! {
@@ -77,17 +90,26 @@ module! {
             default: 256,
             description: "Lab memory held per open file in MiB, and the largest BIG allocation (E2BIG beyond)",
         },
+        lab_total_mib: u32 {
+            default: 256,
+            description: "Lab memory of all files together in MiB, at most a quarter of RAM (ENOSPC beyond)",
+        },
+        lab_user_kib: u32 {
+            default: 8192,
+            description: "Lab memory of all unprivileged callers together in KiB (EPERM beyond)",
+        },
     },
 }
 
 /// `major << 16 | minor << 8 | patch` of this module.
 pub const MODULE_VERSION: u32 = 0x00_01_00;
 
-/// Most devices the module registers.
-const MAX_DEVS: u32 = 16;
+/// Permission bits of the device nodes: root only. `ldd_alloc_load group=`
+/// opens them to a group (0660), as LDD3's `scull_load` does.
+const NODE_MODE: u16 = 0o600;
 
 /// Device node names; misc keeps a pointer to the name, so they are static.
-const NAMES: [&CStr; MAX_DEVS as usize] = [
+const NAMES: [&CStr; params::MAX_DEVS as usize] = [
     c"ldd_alloc0",
     c"ldd_alloc1",
     c"ldd_alloc2",
@@ -107,88 +129,44 @@ const NAMES: [&CStr; MAX_DEVS as usize] = [
 ];
 
 struct LddAlloc {
-    devices: KVec<Pin<KBox<Registration<ScullDev>>>>,
+    // Dropped in this order (see the module docs).
+    _devices: KVec<Pin<KBox<Registration<ScullDev>>>>,
     _debugfs: Pin<KBox<debugfs::Debugfs>>,
-}
-
-/// Checks one parameter, logging what is wrong with it.
-fn param_in(name: &str, value: u32, min: u32, max: u32) -> Result<u32> {
-    if value < min || value > max {
-        pr_err!("{name}={value} is out of range {min}..={max}\n");
-        return Err(EINVAL);
-    }
-    Ok(value)
+    _allocators: Allocators,
 }
 
 impl kernel::Module for LddAlloc {
     fn init(_module: &'static ThisModule) -> Result<Self> {
-        let nr_devs = param_in("nr_devs", module_parameters::nr_devs.value(), 1, MAX_DEVS)?;
-        let quantum = param_in(
-            "quantum",
-            module_parameters::quantum.value(),
-            1,
-            uapi::QUANTUM_MAX,
-        )?;
-        let qset = param_in("qset", module_parameters::qset.value(), 1, uapi::QSET_MAX)?;
-        let order = param_in(
-            "order",
-            module_parameters::order.value(),
-            0,
-            kalloc::pages::STORE_MAX_ORDER,
-        )?;
-        let max_mib = param_in("max_mib", module_parameters::max_mib.value(), 1, 4096)?;
-
-        let lab_handles = param_in(
-            "lab_max_handles",
-            module_parameters::lab_max_handles.value(),
-            1,
-            1 << 16,
-        )?;
-        let lab_mib = param_in(
-            "lab_max_mib",
-            module_parameters::lab_max_mib.value(),
-            1,
-            4096,
-        )?;
-        GEOMETRY.init(quantum, qset, order, max_mib, (lab_handles, lab_mib));
-        let pool_min_nr = param_in(
-            "pool_min_nr",
-            module_parameters::pool_min_nr.value(),
-            1,
-            uapi::POOL_MAX_MIN_NR,
-        )?;
-        kalloc::pools::init(pool_min_nr as usize);
-        kalloc::kernel_caches::init();
-        lab::context::init();
-
-        let cache_debug = param_in("cache_debug", module_parameters::cache_debug.value(), 0, 3)?;
-        kalloc::caches::init(cache_debug)?;
+        let p = Params::read()?;
+        GEOMETRY.init(&p);
+        lab::init(&p);
+        let allocators = Allocators::new(p.cache_debug, p.pool_min_nr as usize);
         let debugfs = KBox::pin_init(debugfs::Debugfs::new(), GFP_KERNEL)?;
-
-        let mut devices = KVec::with_capacity(nr_devs as usize, GFP_KERNEL)?;
-        for (i, name) in NAMES.iter().take(nr_devs as usize).enumerate() {
+        let mut devices = KVec::with_capacity(p.nr_devs as usize, GFP_KERNEL)?;
+        for (i, name) in NAMES.iter().take(p.nr_devs as usize).enumerate() {
             let dev = ScullDev::new(i as u32)?;
             devices.push(
-                KBox::try_pin_init(Registration::register(name, dev), GFP_KERNEL)?,
+                KBox::try_pin_init(Registration::register(name, NODE_MODE, dev), GFP_KERNEL)?,
                 GFP_KERNEL,
             )?;
         }
-        pr_info!("loaded: {nr_devs} devices, quantum {quantum}, qset {qset}, order {order}\n");
+        pr_info!(
+            "loaded: {} devices, quantum {}, qset {}, order {}\n",
+            p.nr_devs,
+            p.quantum,
+            p.qset,
+            p.order
+        );
         Ok(Self {
-            devices,
+            _devices: devices,
             _debugfs: debugfs,
+            _allocators: allocators,
         })
     }
 }
 
 impl Drop for LddAlloc {
     fn drop(&mut self) {
-        // Nodes first: once deregistered, and with no file open (the module
-        // refcount guarantees it), nothing reaches a store any more.
-        self.devices.clear();
-        kalloc::kernel_caches::exit();
-        kalloc::pools::exit();
-        kalloc::caches::exit();
-        pr_info!("unloaded\n");
+        pr_info!("unloading\n");
     }
 }

@@ -786,11 +786,20 @@ const _: () = assert!(size_of::<PoolInfo>() == 40 + 12 * 8);
 const _: () = assert!(size_of::<PoolResize>() == 8);
 
 // ---------------------------------------------------------------------------
-// Benchmarks: timing loops that run inside the kernel (bench.rs).
+// Benchmarks: timing loops that run inside the kernel (kbench/).
 // ---------------------------------------------------------------------------
 
 /// Command numbers from here up belong to the benchmarks.
 pub const BENCH_NR_FIRST: u8 = 64;
+
+/// Command numbers of the device itself (INFO, SET_BACKEND): 32..=39.
+pub const DEVICE_NR_FIRST: u8 = 32;
+/// Command numbers of our caches and page source: 40..=47.
+pub const KALLOC_NR_FIRST: u8 = 40;
+/// Command numbers of the allocation lab: 48..=55.
+pub const LAB_NR_FIRST: u8 = 48;
+/// Command numbers of our mempools: 56..=63.
+pub const POOL_NR_FIRST: u8 = 56;
 
 /// What a benchmark run times ([`BenchRun::op`]).
 pub mod bench_op {

@@ -34,45 +34,30 @@
 
 use core::ptr::NonNull;
 
-use super::depot::{Depot, SlabList, Take};
+use super::depot::{
+    Depot,
+    SlabList,
+    Take, //
+};
+pub use super::error::{
+    AllocError,
+    DestroyError,
+    FreeError, //
+};
 use super::layout::CacheLayout;
-use super::magazine::{Magazine, MAG_BATCH};
-use super::page_source::{PageRequest, PageSource};
-use super::slab::{self, SlabPtr};
+use super::magazine::{
+    Magazine,
+    MAG_BATCH, //
+};
+use super::page_source::{
+    PageRequest,
+    PageSource, //
+};
+use super::slab::{
+    self,
+    SlabPtr, //
+};
 use super::stats::CacheStats;
-
-/// Why an allocation failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AllocError {
-    /// The page source could not supply a slab.
-    NoMemory,
-    /// The cache has been destroyed.
-    Destroyed,
-}
-
-/// Why a free was refused. The object (if any) is left untouched.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FreeError {
-    /// Not an object of this cache (unreadable, another cache's slab, not a
-    /// slab at all, or inside a slab header).
-    Foreign,
-    /// Inside one of this cache's slabs but not at an object start.
-    Misaligned,
-    /// The object is not allocated: double free (or never allocated).
-    DoubleFree,
-    /// Debug caches: the object's red zone was overwritten; not freed.
-    RedZone,
-}
-
-/// Why a destroy was refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DestroyError {
-    /// Objects are still allocated; the cache is left intact.
-    Busy {
-        /// Objects still allocated.
-        live: usize,
-    },
-}
 
 /// Everything the allocator needs from its surroundings.
 ///
@@ -115,7 +100,7 @@ const MAX_GROWS: u32 = 16;
 
 /// Marks a magazine object as handed to a user.
 fn mark_allocated(layout: &CacheLayout, p: NonNull<u8>) {
-    // SAFETY: magazine objects are validated objects of this cache counted
+    // SAFETY: Magazine objects are validated objects of this cache counted
     // in their slab's `inuse`, so the slab is alive; only the atomic bitmap
     // is used, which needs no lock.
     if let Some((s, index)) = unsafe { SlabPtr::containing(layout, p) } {
@@ -202,7 +187,7 @@ fn grow<E: CacheEnv + ?Sized>(env: &E, req: PageRequest) -> Result<(), AllocErro
         unsafe { env.pages().free_pages(run, layout.order()) };
         return Err(AllocError::NoMemory);
     }
-    // SAFETY: a fresh, naturally aligned run of `slab_bytes`, ours alone.
+    // SAFETY: A fresh, naturally aligned run of `slab_bytes`, ours alone.
     let s = unsafe { slab::init_slab(run, layout) };
     let added = env.with_depot(|d| {
         if d.is_dead() {
@@ -212,7 +197,7 @@ fn grow<E: CacheEnv + ?Sized>(env: &E, req: PageRequest) -> Result<(), AllocErro
         true
     });
     if !added {
-        // SAFETY: the slab was never published, so nobody else knows it.
+        // SAFETY: The slab was never published, so nobody else knows it.
         unsafe { env.pages().free_pages(run, layout.order()) };
         return Err(AllocError::Destroyed);
     }
@@ -235,7 +220,7 @@ pub fn free<E: CacheEnv + ?Sized>(env: &E, ptr: NonNull<u8>) -> Result<(), FreeE
         }
     }
     env.with_depot(|d| {
-        // SAFETY: we hold the depot lock, under which slabs are retired.
+        // SAFETY: We hold the depot lock, under which slabs are retired.
         let located = unsafe { slab::locate(env.pages(), layout, ptr) };
         let result = located.and_then(|(s, index)| {
             if layout.debug() {
@@ -261,11 +246,11 @@ fn free_to_magazine<E: CacheEnv + ?Sized>(
 ) -> Result<(), FreeError> {
     let base = slab::slab_base(layout, ptr);
     let located = if mag.knows_slab(base) {
-        // SAFETY: a hinted slab is live until the magazine's hints are
+        // SAFETY: A hinted slab is live until the magazine's hints are
         // cleared, which needs the magazine we hold.
         unsafe { slab::locate_in_live(layout, ptr) }
     } else {
-        // SAFETY: we hold a magazine, which slab retirement waits for.
+        // SAFETY: We hold a magazine, which slab retirement waits for.
         let r = unsafe { slab::locate(env.pages(), layout, ptr) };
         if r.is_ok() {
             mag.note_slab(base);
@@ -325,7 +310,7 @@ fn release<E: CacheEnv + ?Sized>(env: &E, mut list: SlabList) -> usize {
     let layout = env.layout();
     let mut pages = 0usize;
     while let Some(s) = list.pop_front() {
-        // SAFETY: the run came from `alloc_pages(layout.order())` in `grow`;
+        // SAFETY: The run came from `alloc_pages(layout.order())` in `grow`;
         // it was unlinked and unpublished under the depot lock with no
         // object in use, and every magazine holder that could still have
         // found it has let go and forgotten it, so nothing refers to it.

@@ -17,11 +17,21 @@
 
 use core::ptr::NonNull;
 
-use super::cache::FreeError;
-use super::debug::{self, AllocCheck};
+use super::debug::{
+    self,
+    AllocCheck, //
+};
+use super::error::FreeError;
 use super::layout::CacheLayout;
-use super::magazine::{CpuStats, Magazine};
-use super::slab::{self, ListId, SlabPtr};
+use super::magazine::{
+    CpuStats,
+    Magazine, //
+};
+use super::slab::{
+    self,
+    ListId,
+    SlabPtr, //
+};
 use super::stats::CacheStats;
 
 /// A doubly linked list of slabs, threaded through their headers.
@@ -31,7 +41,7 @@ pub struct SlabList {
     len: usize,
 }
 
-// SAFETY: a list owns its slabs (runs of pages, not thread-bound data); it
+// SAFETY: A list owns its slabs (runs of pages, not thread-bound data); it
 // is only used by the holder of the depot lock, or by the one owner of a
 // detached list.
 unsafe impl Send for SlabList {}
@@ -277,7 +287,7 @@ impl Depot {
             return;
         }
         mag.drain_oldest(n, |p| {
-            // SAFETY: objects in a magazine were validated when freed (or
+            // SAFETY: Objects in a magazine were validated when freed (or
             // taken from a slab by `refill`) and are counted in their slab's
             // `inuse`, so the slab is alive; we hold the depot lock.
             if let Some((s, index)) = unsafe { SlabPtr::containing(layout, p) } {
@@ -338,7 +348,7 @@ impl Depot {
             let Some((s, index)) = self.take_one(layout) else {
                 return Take::NeedSlab;
             };
-            // SAFETY: the object was free and we own the slab (lock held).
+            // SAFETY: The object was free and we own the slab (lock held).
             let check = match unsafe { s.slot_mut(layout, index) } {
                 Some(slot) => debug::check_alloc(slot, layout),
                 None => AllocCheck::Ok,
@@ -378,7 +388,7 @@ impl Depot {
         if s.test(layout, index) != Some(true) {
             return Err(FreeError::DoubleFree);
         }
-        // SAFETY: the object is allocated (bit set) and its owner is freeing
+        // SAFETY: The object is allocated (bit set) and its owner is freeing
         // it; we hold the depot lock.
         let intact = match unsafe { s.slot_mut(layout, index) } {
             Some(slot) => debug::check_free(slot, layout),
@@ -531,6 +541,6 @@ impl Depot {
     }
 }
 
-// SAFETY: the depot owns its slabs (runs of pages); it is only accessed
+// SAFETY: The depot owns its slabs (runs of pages); it is only accessed
 // through the glue's lock, which serializes every use across threads.
 unsafe impl Send for Depot {}

@@ -28,10 +28,20 @@
 //! * Poisoning is ignored for caches with a constructor, as in SLUB.
 
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{
+    AtomicU64,
+    Ordering, //
+};
 
-use super::order::{align_up, choose};
-use super::page_source::{order_bytes, MAX_ORDER, PAGE_SIZE};
+use super::order::{
+    align_up,
+    choose, //
+};
+use super::page_source::{
+    order_bytes,
+    MAX_ORDER,
+    PAGE_SIZE, //
+};
 
 /// The minimum object alignment (a pointer, as in SLUB).
 pub const MIN_ALIGN: usize = 8;
@@ -192,7 +202,7 @@ impl CacheLayout {
         // Odd, so never 0 (the value a wiped header carries).
         let seq = NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed);
         let cache_id = seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        // INVARIANT: checked above and by `choose`/`geometry`.
+        // INVARIANT: Checked above and by `choose`/`geometry`.
         Ok(Self {
             name: cfg.name,
             size: cfg.size,

@@ -35,7 +35,7 @@
 
 use core::ptr::NonNull;
 
-use super::cache::FreeError;
+use super::error::FreeError;
 
 /// Objects one magazine holds.
 pub const MAG_CAPACITY: usize = 32;
@@ -111,7 +111,7 @@ pub struct Magazine {
     pub stats: CpuStats,
 }
 
-// SAFETY: the pointers are free objects owned by the magazine, not borrowed
+// SAFETY: The pointers are free objects owned by the magazine, not borrowed
 // thread-local data; moving the magazine to another thread moves that
 // ownership, which the slab layer allows (objects are plain memory).
 unsafe impl Send for Magazine {}

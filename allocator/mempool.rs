@@ -13,9 +13,11 @@
 //!   sleeping, no retrying, no warning: `gfp_temp` in `mempool_alloc()`),
 //!   so the reserve is only touched when memory is really tight; then
 //!   takes an element from the reserve; then, if the caller may sleep,
-//!   waits until a free refills the reserve (or the env's wait times out,
-//!   like mempool's 5-second `io_schedule_timeout()`), and starts over. A
-//!   caller that may not sleep fails at once.
+//!   waits until a free refills the reserve, and starts over. A caller that
+//!   may not sleep fails at once. Unlike `mempool_alloc()`, whose sleep is
+//!   uninterruptible (it may be on the I/O path), the wait ends early with
+//!   [`PoolError::Interrupted`] when the environment reports a signal: our
+//!   callers are ioctls of user tasks, which SIGKILL must be able to end.
 //! * `free(p)` refills the reserve if it is below `min_nr`, waking one
 //!   waiter; otherwise the element goes back to the backing allocator.
 //!
@@ -41,9 +43,16 @@
 
 use core::ops::DerefMut;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{
+    AtomicBool,
+    AtomicU64,
+    Ordering, //
+};
 
-use super::cache::{self, CacheEnv};
+use super::cache::{
+    self,
+    CacheEnv, //
+};
 use super::page_source::PageRequest;
 
 /// The smallest element a pool accepts: the reserve link lives in it.
@@ -95,6 +104,8 @@ pub enum PoolError {
     ElementTooSmall,
     /// The pool has been destroyed (or never created).
     Destroyed,
+    /// A sleeping allocation was interrupted by a signal.
+    Interrupted,
     /// `destroy` with elements still allocated.
     Busy {
         /// Elements handed out and not freed.
@@ -190,7 +201,7 @@ pub struct PoolState {
     stats: PoolStats,
 }
 
-// SAFETY: the reserve elements are plain memory owned by the pool; the
+// SAFETY: The reserve elements are plain memory owned by the pool; the
 // state is only accessed under the env's lock.
 unsafe impl Send for PoolState {}
 
@@ -249,7 +260,7 @@ impl PoolState {
         // SAFETY: `p` heads the reserve chain, so it is ours and its first
         // word holds the next link (type invariant).
         let next = unsafe { p.as_ptr().cast::<*mut u8>().read_unaligned() };
-        // INVARIANT: the rest of the chain is unchanged.
+        // INVARIANT: The rest of the chain is unchanged.
         self.reserve = NonNull::new(next);
         self.stats.curr_nr = self.stats.curr_nr.saturating_sub(1);
         Some(p)
@@ -273,9 +284,10 @@ pub trait PoolEnv {
     /// backing allocator runs).
     fn lock(&self) -> Self::Guard<'_>;
 
-    /// Releases the lock, sleeps until [`PoolEnv::notify_one`] (or a
-    /// timeout, or spuriously), and retakes it (kernel: `CondVar::wait`).
-    fn wait(&self, guard: &mut Self::Guard<'_>);
+    /// Releases the lock, sleeps until [`PoolEnv::notify_one`] (or a signal,
+    /// or spuriously), and retakes it (kernel: `CondVar::wait_interruptible`).
+    /// Returns whether a signal is pending: the allocation then gives up.
+    fn wait(&self, guard: &mut Self::Guard<'_>) -> bool;
 
     /// Wakes one sleeper in [`PoolEnv::wait`].
     fn notify_one(&self);
@@ -287,7 +299,7 @@ pub trait PoolEnv {
 /// Gives a chain of elements (linked like the reserve) back to the backing.
 fn free_chain<P: PoolEnv + ?Sized>(env: &P, mut chain: PoolState) {
     while let Some(p) = chain.pop() {
-        // SAFETY: reserve elements came from `Backing::alloc` and are owned
+        // SAFETY: Reserve elements came from `Backing::alloc` and are owned
         // by the pool alone; `p` is off every list now.
         unsafe { env.backing().free(p) };
     }
@@ -306,7 +318,7 @@ pub fn create<P: PoolEnv + ?Sized>(
     let mut got = PoolState::new();
     for _ in 0..min_nr {
         match env.backing().alloc(req) {
-            // SAFETY: a fresh element of at least MIN_ELEMENT bytes.
+            // SAFETY: A fresh element of at least MIN_ELEMENT bytes.
             Some(p) => unsafe { got.push(p) },
             None => {
                 free_chain(env, got);
@@ -316,7 +328,7 @@ pub fn create<P: PoolEnv + ?Sized>(
     }
     let mut g = env.lock();
     while let Some(p) = got.pop() {
-        // SAFETY: moved from one chain to the other; ours alone.
+        // SAFETY: Moved from one chain to the other; ours alone.
         unsafe { g.push(p) };
     }
     g.stats.min_nr = min_nr;
@@ -339,7 +351,7 @@ pub fn alloc<P: PoolEnv + ?Sized>(env: &P, req: PageRequest) -> Result<NonNull<u
                 return Ok(p);
             }
             fast.allocs_backing.fetch_sub(1, Ordering::SeqCst);
-            // SAFETY: just allocated, never handed out.
+            // SAFETY: Just allocated, never handed out.
             unsafe { env.backing().free(p) };
             return Err(PoolError::Destroyed);
         }
@@ -360,8 +372,12 @@ pub fn alloc<P: PoolEnv + ?Sized>(env: &P, req: PageRequest) -> Result<NonNull<u
         g.waiters = g.waiters.wrapping_add(1);
         // Checking the reserve and sleeping happen under one lock, and
         // `free` refills under it, so a wakeup cannot be lost.
-        env.wait(&mut g);
+        let interrupted = env.wait(&mut g);
         g.waiters = g.waiters.saturating_sub(1);
+        if interrupted {
+            g.stats.failures = g.stats.failures.wrapping_add(1);
+            return Err(PoolError::Interrupted);
+        }
         // If the reserve got an element it is taken on the next round
         // (after one more opportunistic try, as mempool.c does).
     }
@@ -381,7 +397,7 @@ pub unsafe fn free<P: PoolEnv + ?Sized>(env: &P, p: NonNull<u8>) {
     if fast.short.load(Ordering::Acquire) {
         let mut g = env.lock();
         if g.live && g.stats.curr_nr < g.stats.min_nr {
-            // SAFETY: the caller gives the element up (contract).
+            // SAFETY: The caller gives the element up (contract).
             unsafe { g.push(p) };
             g.stats.frees_to_reserve = g.stats.frees_to_reserve.wrapping_add(1);
             publish(fast, &g);
@@ -413,7 +429,7 @@ pub fn resize<P: PoolEnv + ?Sized>(
         g.stats.min_nr = new_min;
         while g.stats.curr_nr > new_min {
             match g.pop() {
-                // SAFETY: moved from the reserve to a private chain.
+                // SAFETY: Moved from the reserve to a private chain.
                 Some(p) => unsafe { surplus.push(p) },
                 None => break,
             }
@@ -434,7 +450,7 @@ pub fn resize<P: PoolEnv + ?Sized>(
         let p = env.backing().alloc(req).ok_or(PoolError::NoMemory)?;
         let mut g = env.lock();
         if g.live && g.stats.curr_nr < g.stats.min_nr {
-            // SAFETY: a fresh element.
+            // SAFETY: A fresh element.
             unsafe { g.push(p) };
             publish(env.fast(), &g);
             if g.waiters > 0 {
@@ -443,7 +459,7 @@ pub fn resize<P: PoolEnv + ?Sized>(
             }
         } else {
             drop(g);
-            // SAFETY: a fresh element nobody saw.
+            // SAFETY: A fresh element nobody saw.
             unsafe { env.backing().free(p) };
         }
     }
@@ -468,7 +484,7 @@ pub fn destroy<P: PoolEnv + ?Sized>(env: &P) -> Result<(), PoolError> {
         g.live = false;
         g.stats.min_nr = 0;
         while let Some(p) = g.pop() {
-            // SAFETY: moved from the reserve to a private chain.
+            // SAFETY: Moved from the reserve to a private chain.
             unsafe { chain.push(p) };
         }
         publish(env.fast(), &g);

@@ -17,6 +17,7 @@
 //! * [`magazine`]: per-CPU object stacks (Bonwick's magazines, SLUB
 //!   sheaves).
 //! * [`debug`]: poisoning and red zones (`slub_debug=PZ`).
+//! * [`error`]: why an allocation, a free or a destroy was refused.
 //! * [`cache`]: alloc/free/shrink/destroy, generic over [`CacheEnv`].
 //! * [`stats`]: `/proc/slabinfo` numbers.
 //! * [`mempool`]: `mm/mempool.c` over any backing allocator.
@@ -40,6 +41,7 @@
 pub mod cache;
 pub mod debug;
 pub mod depot;
+pub mod error;
 pub mod layout;
 pub mod magazine;
 pub mod mempool;
@@ -49,11 +51,37 @@ pub mod slab;
 pub mod stats;
 
 pub use cache::{
-    alloc, check, destroy, flush, free, shrink, stats, AllocError, CacheEnv, DestroyError,
-    FreeError,
+    alloc,
+    check,
+    destroy,
+    flush,
+    free,
+    shrink,
+    stats,
+    AllocError,
+    CacheEnv,
+    DestroyError,
+    FreeError, //
 };
 pub use depot::Depot;
-pub use layout::{CacheConfig, CacheFlags, CacheLayout, CacheName, CreateError};
-pub use magazine::{Magazine, MAG_BATCH, MAG_CAPACITY};
-pub use page_source::{PageRequest, PageSource, Zone, MAX_ORDER, PAGE_SHIFT, PAGE_SIZE};
+pub use layout::{
+    CacheConfig,
+    CacheFlags,
+    CacheLayout,
+    CacheName,
+    CreateError, //
+};
+pub use magazine::{
+    Magazine,
+    MAG_BATCH,
+    MAG_CAPACITY, //
+};
+pub use page_source::{
+    PageRequest,
+    PageSource,
+    Zone,
+    MAX_ORDER,
+    PAGE_SHIFT,
+    PAGE_SIZE, //
+};
 pub use stats::CacheStats;

@@ -40,8 +40,11 @@
 //! off-slab metadata, packs 4 such objects into an order-3 slab).
 //! The unit test `order_table` below checks these numbers.
 
-use super::page_source::{order_bytes, MAX_ORDER, PAGE_SIZE};
-use super::slab::HEADER_FIXED;
+use super::page_source::{
+    order_bytes,
+    MAX_ORDER,
+    PAGE_SIZE, //
+};
 
 /// The highest order chosen when objects fit (`PAGE_ALLOC_COSTLY_ORDER`).
 pub const SLAB_MAX_ORDER: u32 = 3;
@@ -73,6 +76,12 @@ pub const fn align_up(v: usize, align: usize) -> Option<usize> {
         None => None,
     }
 }
+
+/// The size of the fixed part of the on-slab header (`slab::SlabHeader`:
+/// magic, cache id, two list links, four `u32` counters), which the
+/// allocation bitmap follows; `slab` asserts that the two agree. It keeps
+/// the bitmap words 8-byte aligned.
+pub const HEADER_FIXED: usize = 48;
 
 /// The number of `u64` words of allocation bitmap for `objects` objects.
 pub const fn bitmap_words(objects: usize) -> usize {

@@ -38,12 +38,22 @@
 //! cannot make the allocator hand out an address outside the slab.
 
 use core::mem::size_of;
-use core::ptr::{addr_of, addr_of_mut, NonNull};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::ptr::{
+    addr_of,
+    addr_of_mut,
+    NonNull, //
+};
+use core::sync::atomic::{
+    AtomicU64,
+    Ordering, //
+};
 
-use super::cache::FreeError;
+use super::error::FreeError;
 use super::layout::CacheLayout;
-use super::order::bitmap_words;
+use super::order::{
+    bitmap_words,
+    HEADER_FIXED, //
+};
 use super::page_source::PageSource;
 
 /// The value of the first header word of every live slab ("LDD_SLAB").
@@ -65,11 +75,9 @@ struct SlabHeader {
     list: u32,
 }
 
-/// The size of the fixed part of the on-slab header (the bitmap follows).
-pub const HEADER_FIXED: usize = size_of::<SlabHeader>();
-
-// The bitmap words that follow the header must be 8-byte aligned.
-const _: () = assert!(HEADER_FIXED & 7 == 0);
+// `order` sizes slabs by the header's fixed part without knowing the
+// struct: the two must agree.
+const _: () = assert!(size_of::<SlabHeader>() == HEADER_FIXED);
 
 /// The bytes [`locate`] reads through [`PageSource::read_nofault`].
 const ID_BYTES: usize = 16;
@@ -142,78 +150,78 @@ impl SlabPtr {
 
     /// The next slab on the same list.
     pub(crate) fn next(self) -> Option<SlabPtr> {
-        // SAFETY: by the type invariant the header is live and we are its
+        // SAFETY: By the type invariant the header is live and we are its
         // owner, so nobody writes this field concurrently.
         let p = unsafe { (*self.hdr()).next };
-        // INVARIANT: list links only ever point at live slabs of the list.
+        // INVARIANT: List links only ever point at live slabs of the list.
         NonNull::new(p).map(SlabPtr)
     }
 
     /// Sets the next link.
     pub(crate) fn set_next(self, next: Option<SlabPtr>) {
         let p = next.map_or(core::ptr::null_mut(), |s| s.hdr());
-        // SAFETY: as in `next`.
+        // SAFETY: As in `next`.
         unsafe { (*self.hdr()).next = p };
     }
 
     /// The previous slab on the same list.
     pub(crate) fn prev(self) -> Option<SlabPtr> {
-        // SAFETY: as in `next`.
+        // SAFETY: As in `next`.
         let p = unsafe { (*self.hdr()).prev };
-        // INVARIANT: as in `next`.
+        // INVARIANT: As in `next`.
         NonNull::new(p).map(SlabPtr)
     }
 
     /// Sets the previous link.
     pub(crate) fn set_prev(self, prev: Option<SlabPtr>) {
         let p = prev.map_or(core::ptr::null_mut(), |s| s.hdr());
-        // SAFETY: as in `next`.
+        // SAFETY: As in `next`.
         unsafe { (*self.hdr()).prev = p };
     }
 
     /// Objects handed out of the free list (to users or magazines).
     pub(crate) fn inuse(self) -> u32 {
-        // SAFETY: as in `next`.
+        // SAFETY: As in `next`.
         unsafe { (*self.hdr()).inuse }
     }
 
     /// Sets the in-use count.
     pub(crate) fn set_inuse(self, v: u32) {
-        // SAFETY: as in `next`.
+        // SAFETY: As in `next`.
         unsafe { (*self.hdr()).inuse = v };
     }
 
     /// Objects withdrawn for good after a detected corruption.
     pub(crate) fn quarantined(self) -> u32 {
-        // SAFETY: as in `next`.
+        // SAFETY: As in `next`.
         unsafe { (*self.hdr()).quarantined }
     }
 
     /// Sets the quarantined count.
     pub(crate) fn set_quarantined(self, v: u32) {
-        // SAFETY: as in `next`.
+        // SAFETY: As in `next`.
         unsafe { (*self.hdr()).quarantined = v };
     }
 
     /// The list the slab is on.
     pub(crate) fn list(self) -> ListId {
-        // SAFETY: as in `next`.
+        // SAFETY: As in `next`.
         ListId::from_raw(unsafe { (*self.hdr()).list })
     }
 
     /// Records the list the slab is on.
     pub(crate) fn set_list(self, l: ListId) {
-        // SAFETY: as in `next`.
+        // SAFETY: As in `next`.
         unsafe { (*self.hdr()).list = l.to_raw() };
     }
 
     fn free_head(self) -> u32 {
-        // SAFETY: as in `next`.
+        // SAFETY: As in `next`.
         unsafe { (*self.hdr()).free_head }
     }
 
     fn set_free_head(self, v: u32) {
-        // SAFETY: as in `next`.
+        // SAFETY: As in `next`.
         unsafe { (*self.hdr()).free_head = v };
     }
 
@@ -242,7 +250,7 @@ impl SlabPtr {
 
     fn read_link(self, layout: &CacheLayout, index: u32) -> u32 {
         match self.link(layout, index) {
-            // SAFETY: the link slot is inside a free object of this live
+            // SAFETY: The link slot is inside a free object of this live
             // slab, which belongs to the owner (type invariant). Volatile
             // because a buggy user may still scribble on a freed object.
             Some(p) => unsafe { p.read_volatile() },
@@ -252,7 +260,7 @@ impl SlabPtr {
 
     fn write_link(self, layout: &CacheLayout, index: u32, next: u32) {
         if let Some(p) = self.link(layout, index) {
-            // SAFETY: as in `read_link`; the object is being put on the free
+            // SAFETY: As in `read_link`; the object is being put on the free
             // list, so it is the owner's.
             unsafe { p.write_volatile(next) };
         }
@@ -363,7 +371,7 @@ impl SlabPtr {
     ) -> Option<&'a mut [u8]> {
         let obj = self.object(layout, index)?;
         let slot = obj.as_ptr().wrapping_sub(layout.red_left());
-        // SAFETY: the slot is `stride` bytes inside the live run (layout
+        // SAFETY: The slot is `stride` bytes inside the live run (layout
         // invariant) and exclusively the caller's (function contract).
         Some(unsafe { core::slice::from_raw_parts_mut(slot, layout.stride()) })
     }
@@ -383,7 +391,7 @@ impl SlabPtr {
         let off = (obj.as_ptr() as usize) & (layout.slab_bytes() - 1);
         let index = layout.index_of_offset(off)?;
         let base = NonNull::new(obj.as_ptr().wrapping_sub(off))?;
-        // INVARIANT: by the function contract `base` is the header of a
+        // INVARIANT: By the function contract `base` is the header of a
         // live slab of this cache.
         Some((SlabPtr(base.cast()), index))
     }
@@ -399,7 +407,7 @@ impl SlabPtr {
     /// no object in use, and must be freed only after every magazine holder
     /// at the time of the wipe has let go (`cache.rs`, `release`).
     pub(crate) unsafe fn wipe(self) {
-        // SAFETY: the header is live (contract) and the magic word is
+        // SAFETY: The header is live (contract) and the magic word is
         // 8-aligned; concurrent lookups only read it, so an atomic store is
         // the right way to change it under them.
         unsafe {
@@ -420,7 +428,7 @@ impl SlabPtr {
 /// readable and writable, and exclusively owned by the caller.
 pub(crate) unsafe fn init_slab(base: NonNull<u8>, layout: &CacheLayout) -> SlabPtr {
     let hdr = base.cast::<SlabHeader>();
-    // SAFETY: the run is ours and aligned far beyond the header's needs.
+    // SAFETY: The run is ours and aligned far beyond the header's needs.
     unsafe {
         hdr.as_ptr().write(SlabHeader {
             magic: SLAB_MAGIC,
@@ -436,11 +444,11 @@ pub(crate) unsafe fn init_slab(base: NonNull<u8>, layout: &CacheLayout) -> SlabP
     let words = bitmap_words(layout.objects() as usize);
     let bitmap = base.as_ptr().wrapping_add(HEADER_FIXED).cast::<AtomicU64>();
     for w in 0..words {
-        // SAFETY: the bitmap fits before `first_slot` (layout invariant)
+        // SAFETY: The bitmap fits before `first_slot` (layout invariant)
         // and is 8-aligned (`HEADER_FIXED % 8 == 0`).
         unsafe { bitmap.add(w).write(AtomicU64::new(0)) };
     }
-    // INVARIANT: the header and bitmap are initialized; the caller owns the
+    // INVARIANT: The header and bitmap are initialized; the caller owns the
     // unpublished slab.
     let slab = SlabPtr(hdr);
     // Thread the free list backwards so that index 0 ends up first.
@@ -448,7 +456,7 @@ pub(crate) unsafe fn init_slab(base: NonNull<u8>, layout: &CacheLayout) -> SlabP
     while index > 0 {
         index -= 1;
         if layout.debug() {
-            // SAFETY: the slab is unpublished, so every object is ours.
+            // SAFETY: The slab is unpublished, so every object is ours.
             if let Some(slot) = unsafe { slab.slot_mut(layout, index) } {
                 super::debug::init_free_slot(slot, layout);
             }
@@ -499,7 +507,7 @@ pub(crate) unsafe fn locate<S: PageSource + ?Sized>(
     if magic != SLAB_MAGIC || cache_id != layout.cache_id() {
         return Err(FreeError::Foreign);
     }
-    // SAFETY: the run at `base` carries our magic and identity, so it is a
+    // SAFETY: The run at `base` carries our magic and identity, so it is a
     // live slab of this cache, kept alive as the caller promises.
     unsafe { locate_in_live(layout, ptr) }
 }
@@ -523,14 +531,14 @@ pub(crate) unsafe fn locate_in_live(
     }
     let index = layout.index_of_offset(off).ok_or(FreeError::Misaligned)?;
     let hdr = NonNull::new(ptr.as_ptr().wrapping_sub(off)).ok_or(FreeError::Foreign)?;
-    // INVARIANT: a live slab of this cache (function contract).
+    // INVARIANT: A live slab of this cache (function contract).
     Ok((SlabPtr(hdr.cast()), index))
 }
 
 /// Reads the identity words of a slab header (used by tests via the
 /// depot's consistency check).
 pub(crate) fn header_identity(slab: SlabPtr) -> (u64, u64) {
-    // SAFETY: the handle's slab is live (type invariant); these words are
+    // SAFETY: The handle's slab is live (type invariant); these words are
     // never written while the slab is live, so shared reads are fine.
     unsafe {
         (

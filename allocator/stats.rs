@@ -9,7 +9,10 @@
 //! magazines and are summed here, so a snapshot taken while other CPUs run
 //! is approximate, exactly like SLUB's.
 
-use super::magazine::{CpuStats, Magazine};
+use super::magazine::{
+    CpuStats,
+    Magazine, //
+};
 
 /// A snapshot of one cache's statistics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

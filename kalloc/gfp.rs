@@ -9,9 +9,17 @@
 //! `__GFP_*` macros carry a `__force` cast that bindgen cannot evaluate, so
 //! the bits are rebuilt here from the `___GFP_*_BIT` enum the bindings do have.
 
-use kernel::{bindings, prelude::*};
+use kernel::{
+    bindings,
+    prelude::*, //
+};
 
-use crate::allocator::{PageRequest, Zone};
+use crate::ratelimit::pr_info_ratelimited;
+
+use crate::allocator::{
+    PageRequest,
+    Zone, //
+};
 use crate::uapi::gfp as abi;
 
 /// A kernel `gfp_t`.
@@ -37,6 +45,10 @@ pub(crate) const NOWARN: Gfp = bit(bindings::___GFP_NOWARN_BIT);
 pub(crate) const ZERO: Gfp = bit(bindings::___GFP_ZERO_BIT);
 /// `__GFP_NOFAIL`.
 pub(crate) const NOFAIL: Gfp = bit(bindings::___GFP_NOFAIL_BIT);
+/// `__GFP_HIGHMEM`.
+pub(crate) const HIGHMEM: Gfp = bit(bindings::___GFP_HIGHMEM_BIT);
+/// `__GFP_ACCOUNT`: charged to the caller's memory cgroup.
+pub(crate) const ACCOUNT: Gfp = bit(bindings::___GFP_ACCOUNT_BIT);
 
 /// Our ABI bit → the kernel's bit, for every flag this kernel still has.
 const MAP: [(u64, u32); 22] = [
@@ -65,16 +77,21 @@ const MAP: [(u64, u32); 22] = [
 ];
 
 /// Our ABI flags as kernel flags. Bits of flags removed since the seeds'
-/// 2.6 kernels are refused with EINVAL and a log line naming what replaced
-/// them; unknown bits with EINVAL.
+/// 2.6 kernels are refused with EINVAL and a (rate-limited) log line naming
+/// what replaced them; unknown bits with EINVAL; so is more than one zone
+/// modifier, which `gfp_zone()` would meet with a `VM_BUG_ON` (its table
+/// marks DMA|DMA32, DMA|HIGHMEM and DMA32|HIGHMEM as GFP_ZONE_BAD).
 pub(crate) fn from_abi(flags: u64) -> Result<Gfp> {
     for (bit, name, instead) in abi::REMOVED {
         if flags & bit != 0 {
-            pr_info!("{name} no longer exists: use {instead}\n");
+            pr_info_ratelimited!("{name} no longer exists: use {instead}\n");
             return Err(EINVAL);
         }
     }
     if flags & !abi::KNOWN != 0 {
+        return Err(EINVAL);
+    }
+    if (flags & (abi::DMA | abi::DMA32 | abi::HIGHMEM)).count_ones() > 1 {
         return Err(EINVAL);
     }
     Ok(MAP

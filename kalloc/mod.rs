@@ -1,10 +1,59 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The kernel side of our allocator: the [`crate::allocator`] core given
-//! the kernel's page allocator, locks and per-CPU slots, plus the kernel's
-//! own caches that ours are compared with.
+//! the kernel's page allocator, locks and per-CPU slots; the host kernel's
+//! own allocators beside it, as the baselines and backends of the lab.
+//!
+//! | room | what it holds |
+//! |------|---------------|
+//! | [`kernel_alloc`] | the host's kmalloc/vmalloc/page allocator entry points |
+//! | [`faults`] | deterministic fault injection of our page source |
+//! | [`pages`] | our page source: host pages, counted per zone |
+//! | [`gfp`] | our ABI's flag bits and our page requests as `gfp_t` |
+//! | [`percpu`] | per-CPU slots taken by a try-lock |
+//! | [`registry`] | bounded registries of shared caches and pools |
+//! | [`caches`] | our lookaside caches |
+//! | [`pools`] | our mempools |
+//! | [`kernel_caches`] | SLUB's `kmem_cache`, the baseline |
+//! | [`kernel_pools`] | the kernel's mempool, the baseline |
+//! | [`bad_free`] | the refused-free demonstrations |
+//! | [`control`] | the ioctls of this side |
+//!
+//! Nothing here reaches the scull store, the lab or the benchmarks.
+
+pub(crate) mod bad_free;
 pub(crate) mod caches;
+pub(crate) mod control;
+pub(crate) mod faults;
 pub(crate) mod gfp;
+pub(crate) mod kernel_alloc;
 pub(crate) mod kernel_caches;
+pub(crate) mod kernel_pools;
 pub(crate) mod pages;
+pub(crate) mod percpu;
 pub(crate) mod pools;
+pub(crate) mod registry;
+
+/// The allocator side, torn down when dropped: pools before the caches
+/// they use, then our caches, whose page source must then be empty.
+pub(crate) struct Allocators(());
+
+impl Allocators {
+    /// Sets up every registry (module init, before any user); the value
+    /// tears them down again.
+    pub(crate) fn new(cache_debug: u32, pool_min_nr: usize) -> Self {
+        caches::init(cache_debug);
+        pools::init(pool_min_nr);
+        kernel_caches::init();
+        bad_free::init();
+        Self(())
+    }
+}
+
+impl Drop for Allocators {
+    fn drop(&mut self) {
+        kernel_caches::exit();
+        pools::exit();
+        caches::exit();
+    }
+}

@@ -17,19 +17,26 @@
 //! the direct map). ZONE_MOVABLE only exists when `movablecore=`/
 //! `kernelcore=` carve it out, and then also lies above 4 GiB; the test VM
 //! does not use it. So the physical address from `slow_virt_to_phys()` (a
-//! page-table walk, valid for direct-map and vmalloc addresses alike) tells
-//! the zone: see [`zone_of_phys`].
+//! page-table walk, valid for direct-map and vmalloc addresses alike:
+//! [`kernel_alloc::virt_to_phys`]) tells the zone: see [`zone_of_phys`].
 
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
-use kernel::{bindings, prelude::*};
+use core::sync::atomic::{
+    AtomicI64,
+    AtomicU64,
+    Ordering, //
+};
+use kernel::prelude::*;
 
-use crate::allocator::page_source::{PageRequest, PageSource, MAX_ORDER};
+use super::faults::FaultInjection;
+use super::kernel_alloc;
+use crate::allocator::page_source::{
+    PageRequest,
+    PageSource,
+    MAX_ORDER, //
+};
 
 pub(crate) use crate::allocator::page_source::PAGE_SIZE;
-
-/// Largest page order the scullp store accepts for one quantum (8 pages).
-pub(crate) const STORE_MAX_ORDER: u32 = 3;
 
 /// Zones as the ABI numbers them ([`crate::uapi::zone`]).
 pub(crate) const ZONES: usize = 3;
@@ -42,65 +49,6 @@ pub(crate) fn zone_of_phys(phys: u64) -> usize {
         1
     } else {
         2
-    }
-}
-
-/// The physical address behind a kernel virtual address (direct map or
-/// vmalloc), by walking the page tables.
-pub(crate) fn virt_to_phys(addr: usize) -> u64 {
-    // SAFETY: `slow_virt_to_phys` only reads page tables; for an unmapped
-    // address it returns garbage, never faults. Callers pass mapped memory.
-    unsafe { bindings::slow_virt_to_phys(addr as *mut _) }
-}
-
-/// Deterministic failure of our page allocations (LDD3's advice to test the
-/// failure paths, made reproducible; the kernel's fail_page_alloc is random).
-pub(crate) struct FaultInjection {
-    /// Fail this many more allocations (counting down).
-    fail_next: AtomicI64,
-    /// Fail every allocation while set.
-    fail_all: AtomicBool,
-    /// Only allocations for this owner fail (0: any owner).
-    only_owner: AtomicU32,
-    /// Allocations failed on purpose.
-    injected: AtomicU64,
-}
-
-impl FaultInjection {
-    /// Arms the injector: fail the next `next` allocations, or all while
-    /// `all`, for `owner` only if not 0.
-    pub(crate) fn set(&self, next: i64, all: bool, owner: u32) {
-        self.only_owner.store(owner, Ordering::Relaxed);
-        self.fail_next.store(next.max(0), Ordering::Relaxed);
-        self.fail_all.store(all, Ordering::Release);
-    }
-
-    /// (pending next-failures, fail-all, owner, injected so far).
-    pub(crate) fn state(&self) -> (i64, bool, u32, u64) {
-        (
-            self.fail_next.load(Ordering::Relaxed),
-            self.fail_all.load(Ordering::Relaxed),
-            self.only_owner.load(Ordering::Relaxed),
-            self.injected.load(Ordering::Relaxed),
-        )
-    }
-
-    fn should_fail(&self, owner: u32) -> bool {
-        let only = self.only_owner.load(Ordering::Relaxed);
-        if only != 0 && only != owner {
-            return false;
-        }
-        let fail = self.fail_all.load(Ordering::Acquire)
-            || self
-                .fail_next
-                .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
-                    (n > 0).then(|| n - 1)
-                })
-                .is_ok();
-        if fail {
-            self.injected.fetch_add(1, Ordering::Relaxed);
-        }
-        fail
     }
 }
 
@@ -156,12 +104,7 @@ impl KernelPages {
                 ZoneCounters::new(),
             ],
             failures: AtomicU64::new(0),
-            faults: FaultInjection {
-                fail_next: AtomicI64::new(0),
-                fail_all: AtomicBool::new(false),
-                only_owner: AtomicU32::new(0),
-                injected: AtomicU64::new(0),
-            },
+            faults: FaultInjection::new(),
         }
     }
 
@@ -175,14 +118,13 @@ impl KernelPages {
         if order > MAX_ORDER || self.faults.should_fail(owner) {
             return None;
         }
-        // SAFETY: FFI call; any flags and an order <= MAX_ORDER are accepted.
-        let addr =
-            unsafe { bindings::get_free_pages_noprof(crate::kalloc::gfp::of_request(req), order) };
-        let Some(run) = NonNull::new(addr as *mut u8) else {
+        let Some(run) = kernel_alloc::get_free_pages(super::gfp::of_request(req), order) else {
             self.failures.fetch_add(1, Ordering::Relaxed);
             return None;
         };
-        let zone = &self.zones[zone_of_phys(virt_to_phys(addr as usize))];
+        // SAFETY: `run` is a live run of pages in the direct map.
+        let phys = unsafe { kernel_alloc::virt_to_phys(run.as_ptr() as usize) };
+        let zone = &self.zones[zone_of_phys(phys)];
         zone.pages_out.fetch_add(1 << order, Ordering::Relaxed);
         zone.allocs.fetch_add(1, Ordering::Relaxed);
         Some(run)
@@ -199,6 +141,22 @@ impl KernelPages {
         c.failures = self.failures.load(Ordering::Relaxed);
         c.injected = self.faults.state().3;
         c
+    }
+
+    /// The counters as `LDD_IOC_PAGE_STATS` reports them.
+    pub(crate) fn abi_stats(&self) -> crate::uapi::PageStats {
+        let c = self.counts();
+        let (fail_next, fail_all, fail_owner, _) = self.faults.state();
+        crate::uapi::PageStats {
+            pages_out: c.pages_out,
+            allocs: c.allocs,
+            frees: c.frees,
+            failures: c.failures,
+            injected: c.injected,
+            fail_next,
+            fail_all: u32::from(fail_all),
+            fail_owner,
+        }
     }
 
     /// At unload: every page must be back. Logs what leaked, per zone.
@@ -222,20 +180,25 @@ impl PageSource for KernelPages {
     }
 
     unsafe fn free_pages(&self, run: NonNull<u8>, order: u32) {
-        let zone = &self.zones[zone_of_phys(virt_to_phys(run.as_ptr() as usize))];
+        // SAFETY: `run` is still ours and mapped (the caller's contract).
+        let phys = unsafe { kernel_alloc::virt_to_phys(run.as_ptr() as usize) };
+        let zone = &self.zones[zone_of_phys(phys)];
         zone.pages_out.fetch_sub(1 << order, Ordering::Relaxed);
         zone.frees.fetch_add(1, Ordering::Relaxed);
         // SAFETY: The caller guarantees `run` came from `alloc_pages(order)`
         // (that is, `__get_free_pages`) and is no longer used.
-        unsafe { bindings::free_pages(run.as_ptr() as kernel::ffi::c_ulong, order) };
+        unsafe { kernel_alloc::free_pages(run, order) };
     }
 
     fn read_nofault(&self, addr: usize, out: &mut [u8]) -> bool {
         // SAFETY: `copy_from_kernel_nofault` checks the source and returns an
         // error instead of faulting; `out` is valid for `out.len()` bytes.
         unsafe {
-            bindings::copy_from_kernel_nofault(out.as_mut_ptr().cast(), addr as *const _, out.len())
-                == 0
+            kernel::bindings::copy_from_kernel_nofault(
+                out.as_mut_ptr().cast(),
+                addr as *const _,
+                out.len(),
+            ) == 0
         }
     }
 }

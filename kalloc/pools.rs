@@ -8,7 +8,9 @@
 //!   reserve would never be needed when a test wants it to be).
 //! - The pool lock is a `SpinLockIrq` (the lab allocates from hard interrupt
 //!   context), the wait a `CondVar` on it, as `mempool_alloc()` sleeps on
-//!   its wait queue until `mempool_free()` refills the reserve.
+//!   its wait queue until `mempool_free()` refills the reserve. The wait is
+//!   interruptible: a signal ends it with EINTR (a task stuck on an empty
+//!   reserve can always be killed, and the module unloaded).
 //!
 //! The scull store takes its quanta from a pool without sleeping: a writer
 //! holds its device's mutex, and the element it would wait for may be one
@@ -18,20 +20,57 @@
 //! GFP_KERNEL allocations do sleep, holding no lock.
 
 use core::ptr::NonNull;
+use core::sync::atomic::{
+    AtomicU64,
+    AtomicUsize,
+    Ordering, //
+};
 use kernel::{
-    new_condvar, new_spinlock_irq,
+    new_condvar,
+    new_spinlock_irq,
     prelude::*,
-    sync::{global_lock, Arc, CondVar, SpinLockIrq},
+    sync::{
+        global_lock,
+        lock::{
+            spinlock::SpinLockIrqBackend,
+            Guard, //
+        },
+        Arc,
+        CondVar,
+        SpinLockIrq, //
+    }, //
 };
 
-use crate::allocator::mempool::{self, Backing, PoolEnv, PoolError, PoolFast, PoolState};
+use super::caches::{
+    self,
+    CacheRef, //
+};
+use super::gfp::{
+    self,
+    Gfp, //
+};
+use super::registry::{
+    self,
+    Entry,
+    Ref, //
+};
+use crate::allocator::mempool::{
+    self,
+    Backing,
+    PoolEnv,
+    PoolError,
+    PoolFast,
+    PoolState, //
+};
 use crate::allocator::PageRequest;
-use crate::kalloc::caches::OurCache;
-use crate::kalloc::gfp::{self, Gfp};
+use crate::ratelimit::{
+    pr_err_ratelimited,
+    pr_info_ratelimited, //
+};
 use crate::uapi;
 
 /// The pool's backing allocator: its private cache.
-pub(crate) struct CacheBacking(Arc<OurCache>);
+pub(crate) struct CacheBacking(CacheRef);
 
 impl Backing for CacheBacking {
     fn element_size(&self) -> usize {
@@ -44,7 +83,7 @@ impl Backing for CacheBacking {
 
     unsafe fn free(&self, p: NonNull<u8>) {
         if self.0.free(p).is_err() {
-            pr_err!("mempool: the backing cache refused an element\n");
+            pr_err_ratelimited!("mempool: the backing cache refused an element\n");
         }
     }
 }
@@ -58,13 +97,27 @@ pub(crate) struct OurPool {
     #[pin]
     freed: CondVar,
     fast: PoolFast,
-    destroy_refused: core::sync::atomic::AtomicU64,
+    destroy_refused: AtomicU64,
+    users: AtomicUsize,
+}
+
+/// A counted reference to one of our pools, from [`get`].
+pub(crate) type PoolRef = Ref<OurPool>;
+
+impl Entry for OurPool {
+    fn users(&self) -> &AtomicUsize {
+        &self.users
+    }
+
+    fn idle(&self) -> bool {
+        let s = mempool::stats(self);
+        !self.state.lock().is_live() || s.outstanding == 0
+    }
 }
 
 impl PoolEnv for OurPool {
     type Backing = CacheBacking;
-    type Guard<'a> =
-        kernel::sync::lock::Guard<'a, PoolState, kernel::sync::lock::spinlock::SpinLockIrqBackend>;
+    type Guard<'a> = Guard<'a, PoolState, SpinLockIrqBackend>;
 
     fn backing(&self) -> &CacheBacking {
         &self.backing
@@ -74,8 +127,8 @@ impl PoolEnv for OurPool {
         self.state.lock()
     }
 
-    fn wait(&self, guard: &mut Self::Guard<'_>) {
-        self.freed.wait(guard);
+    fn wait(&self, guard: &mut Self::Guard<'_>) -> bool {
+        self.freed.wait_interruptible(guard)
     }
 
     fn notify_one(&self) {
@@ -89,14 +142,15 @@ impl PoolEnv for OurPool {
 
 impl OurPool {
     fn create(size: usize, min_nr: usize) -> Result<Arc<Self>> {
-        let cache = crate::kalloc::caches::get(size, crate::kalloc::caches::POOL_PRIVATE)?;
+        let cache = caches::get(size, caches::POOL_PRIVATE)?;
         let pool = Arc::pin_init(
             pin_init!(Self {
                 backing: CacheBacking(cache),
                 state <- new_spinlock_irq!(PoolState::new(), "OurPool::state"),
                 freed <- new_condvar!("OurPool::freed"),
                 fast: PoolFast::new(),
-                destroy_refused: core::sync::atomic::AtomicU64::new(0),
+                destroy_refused: AtomicU64::new(0),
+                users: AtomicUsize::new(0),
             }),
             GFP_KERNEL,
         )?;
@@ -111,21 +165,24 @@ impl OurPool {
         } else {
             PageRequest::ATOMIC
         };
-        mempool::alloc(self, req).map_err(|_| ENOMEM)
+        mempool::alloc(self, req).map_err(to_errno)
     }
 
     /// `mempool_alloc()` with kernel GFP flags.
-    pub(crate) fn alloc_gfp(&self, gfp: Gfp) -> Option<NonNull<u8>> {
-        mempool::alloc(self, gfp::to_request(gfp)).ok()
+    pub(crate) fn alloc_gfp(&self, gfp: Gfp) -> Result<NonNull<u8>> {
+        mempool::alloc(self, gfp::to_request(gfp)).map_err(to_errno)
     }
 
-    /// `mempool_free()`. Refuses (without touching the pool) what its
-    /// backing cache does not know as a live object.
-    pub(crate) fn free(&self, ptr: NonNull<u8>) -> core::result::Result<(), PoolError> {
-        // SAFETY: The callers (the store and the lab) free only elements
-        // they got from this pool's `alloc`, once.
+    /// `mempool_free()`.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` came from [`Self::alloc`] or [`Self::alloc_gfp`] on this pool,
+    /// has not been freed since, and is not used after: the reserve takes
+    /// it without asking the backing cache (as `mempool_free()` does).
+    pub(crate) unsafe fn free(&self, ptr: NonNull<u8>) {
+        // SAFETY: Per the function's contract.
         unsafe { mempool::free(self, ptr) };
-        Ok(())
     }
 
     /// Element size.
@@ -133,10 +190,16 @@ impl OurPool {
         self.backing.element_size()
     }
 
+    /// The cache behind the pool.
+    pub(crate) fn cache(&self) -> &CacheRef {
+        &self.backing.0
+    }
+
     fn info(&self, index: u32) -> uapi::PoolInfo {
         let s = mempool::stats(self);
         let mut name = [0u8; uapi::NAME_LEN];
         let mut w = kernel::str::Formatter::new(&mut name[..uapi::NAME_LEN - 1]);
+        // A name longer than the buffer is cut short, which is harmless.
         let _ =
             core::fmt::Write::write_fmt(&mut w, format_args!("ldd-pool-{}", self.element_size()));
         uapi::PoolInfo {
@@ -154,9 +217,7 @@ impl OurPool {
             waits: s.waits,
             wakeups: s.wakeups,
             failures: s.failures,
-            destroy_refused: self
-                .destroy_refused
-                .load(core::sync::atomic::Ordering::Relaxed),
+            destroy_refused: self.destroy_refused.load(Ordering::Relaxed),
         }
     }
 
@@ -164,9 +225,10 @@ impl OurPool {
         match mempool::destroy(self) {
             Ok(()) | Err(PoolError::Destroyed) => Ok(()),
             Err(PoolError::Busy { outstanding }) => {
-                self.destroy_refused
-                    .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-                pr_info!("pool {index}: destroy refused, {outstanding} elements still out\n");
+                self.destroy_refused.fetch_add(1, Ordering::Relaxed);
+                pr_info_ratelimited!(
+                    "pool {index}: destroy refused, {outstanding} elements still out\n"
+                );
                 Err(EBUSY)
             }
             Err(_) => Err(EINVAL),
@@ -174,9 +236,20 @@ impl OurPool {
     }
 }
 
+/// The errno of a pool error.
+fn to_errno(e: PoolError) -> Error {
+    match e {
+        PoolError::Interrupted => EINTR,
+        PoolError::ElementTooSmall => EINVAL,
+        _ => ENOMEM,
+    }
+}
+
 #[pinned_drop]
 impl PinnedDrop for OurPool {
     fn drop(self: Pin<&mut Self>) {
+        // Only at unload or when the registry reuses an idle slot: elements
+        // still out here are a bug (whoever holds them would use freed memory).
         if let Err(PoolError::Busy { outstanding }) = mempool::destroy(&*self) {
             pr_err!("pool: destroy refused, {outstanding} elements still out\n");
         }
@@ -192,11 +265,11 @@ global_lock! {
 }
 
 /// The reserve of a new pool (module parameter `pool_min_nr`).
-static MIN_NR: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(16);
+static MIN_NR: AtomicUsize = AtomicUsize::new(16);
 
 /// Sets up the registry.
 pub(crate) fn init(min_nr: usize) {
-    MIN_NR.store(min_nr, core::sync::atomic::Ordering::Relaxed);
+    MIN_NR.store(min_nr, Ordering::Relaxed);
     // SAFETY: Called once at module init before any other use.
     unsafe { POOLS.init() };
 }
@@ -206,30 +279,25 @@ pub(crate) fn exit() {
     drop(core::mem::take(&mut *POOLS.lock()));
 }
 
-/// The live pool of `size`-byte elements, created on first use.
-pub(crate) fn get(size: usize) -> Result<Arc<OurPool>> {
+/// The live pool of `size`-byte elements, created on first use. ENOSPC when
+/// the registry is full of pools in use.
+pub(crate) fn get(size: usize) -> Result<PoolRef> {
     // The reserve is a list threaded through the elements: each must hold
     // a pointer. Checked before a backing cache is made for nothing.
     if size < mempool::MIN_ELEMENT {
         return Err(EINVAL);
     }
     let mut pools = POOLS.lock();
-    if let Some(p) = pools
-        .iter()
-        .find(|p| p.element_size() == size && p.state.lock().is_live())
-    {
-        return Ok(p.clone());
-    }
-    if pools.len() >= MAX_POOLS {
-        return Err(ENOSPC);
-    }
-    let pool = OurPool::create(size, MIN_NR.load(core::sync::atomic::Ordering::Relaxed))?;
-    pools.push(pool.clone(), GFP_KERNEL)?;
-    Ok(pool)
+    registry::get_or_create(
+        &mut pools,
+        MAX_POOLS,
+        |p| p.element_size() == size && p.state.lock().is_live(),
+        |_| OurPool::create(size, MIN_NR.load(Ordering::Relaxed)),
+    )
 }
 
-fn nth(index: u32) -> Result<Arc<OurPool>> {
-    POOLS.lock().get(index as usize).cloned().ok_or(ENOENT)
+fn nth(index: u32) -> Result<PoolRef> {
+    registry::nth(&POOLS.lock(), index)
 }
 
 /// `LDD_IOC_POOL_INFO`.
@@ -264,7 +332,7 @@ pub(crate) fn write_pools(f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result
         writeln!(
             f,
             "{} {} {} {} {} {} {} {} {} {} {}",
-            crate::kalloc::caches::name_str(&i.name),
+            caches::name_str(&i.name),
             i.live,
             i.element_size,
             i.curr_nr,

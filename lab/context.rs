@@ -12,7 +12,12 @@
 //! "sleeping function called from invalid context" splat.
 
 use core::cell::UnsafeCell;
-use kernel::{bindings, prelude::*, sync::global_lock, types::Opaque};
+use kernel::{
+    bindings,
+    prelude::*,
+    sync::global_lock,
+    types::Opaque, //
+};
 
 use crate::uapi::context;
 

@@ -7,6 +7,8 @@ set -euo pipefail
 
 ko=$1 bindir=$2 out=$3
 root=$(mktemp -d)
+# mktemp makes it 0700: as the initramfs root, every user must traverse it.
+chmod 755 "$root"
 trap 'rm -rf "$root"' EXIT
 
 mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,root,lib/modules,usr/bin,usr/sbin}

@@ -6,7 +6,7 @@
 //! | backend   | LDD3 variant | memory                                        |
 //! |-----------|--------------|-----------------------------------------------|
 //! | `kmalloc` | scull        | `kmalloc(quantum, GFP_KERNEL)`                |
-//! | `cache`   | scullc       | our own lookaside cache ([`crate::kalloc::caches`])   |
+//! | `cache`   | scullc       | our own lookaside cache ([`crate::kalloc::caches`]) |
 //! | `pages`   | scullp       | `__get_free_pages(GFP_KERNEL, order)`         |
 //! | `vmalloc` | scullv       | `vmalloc(quantum)`                            |
 //! | `mempool` | –            | our own mempool over our cache                |
@@ -19,18 +19,29 @@ use core::alloc::Layout;
 use core::ptr::NonNull;
 use kernel::{
     alloc::{
-        allocator::{Kmalloc, Vmalloc},
-        Allocator, NumaNode,
+        allocator::{
+            Kmalloc,
+            Vmalloc, //
+        },
+        Allocator,
+        NumaNode, //
     },
     bindings,
-    prelude::*,
+    prelude::*, //
 };
 
-use kernel::sync::Arc;
-
-use crate::kalloc::caches::OurCache;
+use crate::kalloc::caches::{
+    self,
+    CacheRef, //
+};
+use crate::kalloc::kernel_alloc;
 use crate::kalloc::pages::PAGE_SIZE;
-use crate::kalloc::pools::OurPool;
+use crate::kalloc::pools::{
+    self,
+    PoolRef, //
+};
+use crate::params::STORE_MAX_ORDER;
+use crate::ratelimit::pr_err_ratelimited;
 use crate::uapi::backend;
 
 /// The allocator behind a device's quanta.
@@ -39,7 +50,7 @@ pub(crate) enum Backend {
     /// `kmalloc()`: scull's baseline (LDD3 chapter 3).
     Kmalloc,
     /// Our lookaside cache for this quantum size: scullc.
-    Cache(Arc<OurCache>),
+    Cache(CacheRef),
     /// Whole pages, `2^order` of them per quantum: scullp.
     Pages {
         /// The page order of each quantum.
@@ -48,7 +59,7 @@ pub(crate) enum Backend {
     /// `vmalloc()`: scullv.
     Vmalloc,
     /// Our mempool over our cache.
-    Mempool(Arc<OurPool>),
+    Mempool(PoolRef),
 }
 
 /// One quantum of memory.
@@ -70,14 +81,23 @@ unsafe impl Sync for Block {}
 impl Block {
     /// The quantum's bytes.
     pub(crate) fn as_slice(&self) -> &[u8] {
-        // SAFETY: By the type invariant, `ptr` is valid for `len` bytes.
+        // SAFETY: By the type invariant, `ptr` is valid for `len` bytes, and
+        // the store zeroes every block before it is read (`ScullStore`).
         unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 
     /// The quantum's bytes, for writing.
     pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: By the type invariant, `ptr` is valid and exclusively ours.
+        // SAFETY: By the type invariant, `ptr` is valid and exclusively ours;
+        // initialised as for `as_slice`.
         unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// Zeroes the quantum: a fresh block's memory is uninitialised.
+    pub(crate) fn zero(&mut self) {
+        // SAFETY: By the type invariant, `ptr` is valid for `len` bytes of
+        // writes and exclusively ours.
+        unsafe { core::ptr::write_bytes(self.ptr.as_ptr(), 0, self.len) };
     }
 }
 
@@ -87,12 +107,10 @@ impl Backend {
     pub(crate) fn from_abi(value: u32, order: u32, quantum: usize) -> Result<Self> {
         Ok(match value {
             backend::KMALLOC => Self::Kmalloc,
-            backend::CACHE => Self::Cache(crate::kalloc::caches::get(quantum, 0)?),
-            backend::PAGES if order <= crate::kalloc::pages::STORE_MAX_ORDER => {
-                Self::Pages { order }
-            }
+            backend::CACHE => Self::Cache(caches::get(quantum, 0)?),
+            backend::PAGES if order <= STORE_MAX_ORDER => Self::Pages { order },
             backend::VMALLOC => Self::Vmalloc,
-            backend::MEMPOOL => Self::Mempool(crate::kalloc::pools::get(quantum)?),
+            backend::MEMPOOL => Self::Mempool(pools::get(quantum)?),
             _ => return Err(EINVAL),
         })
     }
@@ -133,33 +151,39 @@ impl Backend {
     /// Allocates one uninitialised quantum of `len` bytes; may sleep.
     pub(crate) fn alloc(&self, len: usize) -> Result<Block> {
         let layout = Layout::from_size_align(len, 1).map_err(|_| EINVAL)?;
-        let ptr = match *self {
+        let ptr = match self {
             Self::Kmalloc => Kmalloc::alloc(layout, GFP_KERNEL, NumaNode::NO_NODE)?.cast(),
             Self::Vmalloc => Vmalloc::alloc(layout, GFP_KERNEL, NumaNode::NO_NODE)?.cast(),
             Self::Pages { order } => {
                 if len > PAGE_SIZE << order {
                     return Err(EINVAL);
                 }
-                // SAFETY: FFI call; any gfp mask and order are accepted.
-                let addr = unsafe { bindings::get_free_pages_noprof(bindings::GFP_KERNEL, order) };
-                NonNull::new(addr as *mut u8).ok_or(ENOMEM)?
+                kernel_alloc::get_free_pages(bindings::GFP_KERNEL, *order).ok_or(ENOMEM)?
             }
-            Self::Cache(_) | Self::Mempool(_) => crate::kalloc::caches::store_alloc(self, len)?,
+            Self::Cache(cache) if cache.size() == len => cache.alloc(true)?,
+            // Never sleeps: see the pools module for why the store must not.
+            Self::Mempool(pool) if pool.element_size() == len => pool.alloc(false)?,
+            Self::Cache(_) | Self::Mempool(_) => return Err(EINVAL),
         };
         // INVARIANT: Each allocator returned `len` bytes that are ours alone.
         Ok(Block { ptr, len })
     }
 
-    /// Gives `block` back to this backend, which must be the one that made it.
-    pub(crate) fn free(&self, block: Block) {
+    /// Gives `block` back to this backend.
+    ///
+    /// # Safety
+    ///
+    /// `block` came from [`Self::alloc`] on this very backend (or a clone of
+    /// it): each allocator frees only its own memory.
+    pub(crate) unsafe fn free(&self, block: Block) {
         let Block { ptr, len } = block;
-        match *self {
+        match self {
             Self::Kmalloc | Self::Vmalloc => {
                 // `alloc` built this very layout from `len`, so it cannot fail here.
                 let Ok(layout) = Layout::from_size_align(len, 1) else {
                     return;
                 };
-                // SAFETY: `ptr` came from this allocator with `layout` (Block invariant).
+                // SAFETY: `ptr` came from this allocator with `layout` (contract).
                 unsafe {
                     if matches!(self, Self::Kmalloc) {
                         Kmalloc::free(ptr, layout)
@@ -168,11 +192,16 @@ impl Backend {
                     }
                 }
             }
-            Self::Pages { order } => {
-                // SAFETY: `ptr` came from `__get_free_pages(order)` and is no longer used.
-                unsafe { bindings::free_pages(ptr.as_ptr() as kernel::ffi::c_ulong, order) }
+            // SAFETY: `ptr` came from `get_free_pages(order)` (contract) and
+            // is no longer used (the block is consumed).
+            Self::Pages { order } => unsafe { kernel_alloc::free_pages(ptr, *order) },
+            Self::Cache(cache) => {
+                if cache.free(ptr).is_err() {
+                    pr_err_ratelimited!("scull: our cache refused a quantum of its own\n");
+                }
             }
-            Self::Cache(_) | Self::Mempool(_) => crate::kalloc::caches::store_free(self, ptr),
+            // SAFETY: `ptr` came from this pool (contract), once.
+            Self::Mempool(pool) => unsafe { pool.free(ptr) },
         }
     }
 }

@@ -7,22 +7,44 @@
 //! scull's semantics (LDD3 chapter 3, "scull_llseek") cannot be had. This file
 //! is the small unsafe boundary that builds a `struct file_operations` with
 //! `.read`, `.write`, `.llseek` and `.unlocked_ioctl` and registers it with
-//! `misc_register()`; the device logic above it ([`CharDevice`]) is safe Rust.
+//! `misc_register()`; the device logic above it ([`CharDevice`]) is safe Rust
+//! and names nothing of this module but the trait.
 //!
-//! Lifetime rule: `fops.owner` is this module, so the VFS holds a module
-//! reference for every open file. The module's exit, which drops every
-//! [`Registration`], therefore cannot run while a file is open: a per-file
-//! state may keep a `&'static` reference to its device.
+//! Lifetime rule: a [`Registration`] counts its open files and, when dropped,
+//! first deregisters the node (no new open can start) and then waits until
+//! the last open file is released. So a file's state may keep a `&'static`
+//! reference to its device. At module exit the wait is empty (`fops.owner`
+//! makes every open file hold a module reference); it matters when module
+//! init fails after a node was registered, and a user had already opened it.
 
 use core::marker::PhantomData;
+use core::sync::atomic::{
+    AtomicUsize,
+    Ordering, //
+};
 use kernel::{
     bindings,
     error::to_result,
-    ffi::{c_char, c_int, c_long, c_uint, c_ulong},
+    ffi::{
+        c_char,
+        c_int,
+        c_long,
+        c_uint,
+        c_ulong, //
+    },
     prelude::*,
     str::CStr,
+    time::{
+        delay::fsleep,
+        Delta, //
+    },
     types::Opaque,
-    uaccess::{UserPtr, UserSlice, UserSliceReader, UserSliceWriter},
+    uaccess::{
+        UserPtr,
+        UserSlice,
+        UserSliceReader,
+        UserSliceWriter, //
+    }, //
 };
 
 /// Offset of a file, `loff_t`.
@@ -33,16 +55,14 @@ pub(crate) type Offset = i64;
 /// `Self` is the device (one per node); [`CharDevice::File`] is the state of
 /// one open file, what C stores in `file->private_data`.
 pub(crate) trait CharDevice: Sync + Sized + 'static {
+    /// The module whose code the file operations are (`fops.owner`).
+    type Owner: kernel::ModuleMetadata;
+
     /// State of one open file.
     type File: Send + Sync;
 
     /// `open(2)`: `flags` are the file's `f_flags` (O_ACCMODE, O_TRUNC, ...).
-    fn open(dev: &'static Self, flags: u32) -> Result<KBox<Self::File>>;
-
-    /// `close(2)` of the last reference: the state is dropped afterwards.
-    fn release(file: KBox<Self::File>) {
-        drop(file);
-    }
+    fn open(dev: &'static Self, flags: u32) -> Result<Self::File>;
 
     /// `read(2)` at `*pos`, advancing it.
     fn read(file: &Self::File, out: UserSliceWriter, flags: u32, pos: &mut Offset)
@@ -56,8 +76,8 @@ pub(crate) trait CharDevice: Sync + Sized + 'static {
         pos: &mut Offset,
     ) -> Result<usize>;
 
-    /// `lseek(2)`: the new position from the current one, `offset` and `whence`.
-    fn llseek(file: &Self::File, pos: Offset, offset: Offset, whence: u32) -> Result<Offset>;
+    /// The end of the data, where `SEEK_END` starts.
+    fn end(file: &Self::File) -> Offset;
 
     /// `ioctl(2)`.
     fn ioctl(file: &Self::File, cmd: u32, arg: usize) -> Result<isize>;
@@ -70,10 +90,13 @@ pub(crate) trait CharDevice: Sync + Sized + 'static {
 /// `misc` holds a `struct miscdevice` registered with `misc_register()`, whose
 /// `fops` is [`Vtable::<T>::FOPS`] and whose `this_device` is valid until
 /// `misc_deregister()` in [`Drop`]. `dev` does not move while registered.
+/// `open_files` counts the files opened through the node and not yet
+/// released.
 #[pin_data(PinnedDrop)]
 pub(crate) struct Registration<T: CharDevice> {
     #[pin]
     misc: Opaque<bindings::miscdevice>,
+    open_files: AtomicUsize,
     /// The device the node's files talk to.
     #[pin]
     dev: T,
@@ -81,25 +104,28 @@ pub(crate) struct Registration<T: CharDevice> {
 
 // SAFETY: `misc_deregister()` may be called from any thread; `T` is `Sync`.
 unsafe impl<T: CharDevice> Send for Registration<T> {}
-// SAFETY: All methods take `&self` and only read; `T` is `Sync`.
+// SAFETY: All methods take `&self` and only read or use atomics; `T` is `Sync`.
 unsafe impl<T: CharDevice> Sync for Registration<T> {}
 
 impl<T: CharDevice> Registration<T> {
-    /// Registers `/dev/<name>` for `dev`. `name` must live as long as the
-    /// registration (misc keeps the pointer), hence `'static`.
+    /// Registers `/dev/<name>` for `dev`, with permission bits `mode` on the
+    /// devtmpfs node. `name` must live as long as the registration (misc
+    /// keeps the pointer), hence `'static`.
     pub(crate) fn register(
         name: &'static CStr,
+        mode: u16,
         dev: impl PinInit<T, Error>,
     ) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             dev <- dev,
+            open_files: AtomicUsize::new(0),
             misc <- Opaque::try_ffi_init(move |slot: *mut bindings::miscdevice| {
                 // SAFETY: `miscdevice` is a plain C struct for which all-zeroes is valid.
                 let mut raw: bindings::miscdevice = unsafe { core::mem::zeroed() };
                 raw.minor = bindings::MISC_DYNAMIC_MINOR as c_int;
                 raw.name = name.as_char_ptr();
                 raw.fops = &Vtable::<T>::FOPS;
-                raw.mode = 0o666;
+                raw.mode = mode;
                 // SAFETY: The initializer may write to `slot`.
                 unsafe { slot.write(raw) };
                 // SAFETY: `slot` is a valid, pinned `miscdevice`; it stays registered
@@ -116,7 +142,17 @@ impl<T: CharDevice> PinnedDrop for Registration<T> {
     fn drop(self: Pin<&mut Self>) {
         // SAFETY: Registered by the type invariant; deregistered exactly once here.
         unsafe { bindings::misc_deregister(self.misc.get()) };
+        // No open can start now; wait for the ones already open to close.
+        while self.open_files.load(Ordering::Acquire) != 0 {
+            fsleep(Delta::from_millis(10));
+        }
     }
+}
+
+/// What `file->private_data` points at: the registration and the file state.
+struct OpenFile<T: CharDevice> {
+    reg: &'static Registration<T>,
+    state: T::File,
 }
 
 /// The C entry points for `T`.
@@ -124,7 +160,7 @@ struct Vtable<T: CharDevice>(PhantomData<T>);
 
 impl<T: CharDevice> Vtable<T> {
     const FOPS: bindings::file_operations = bindings::file_operations {
-        owner: kernel::module::this_module::<crate::LddAlloc>().as_ptr(),
+        owner: kernel::module::this_module::<T::Owner>().as_ptr(),
         open: Some(Self::open),
         release: Some(Self::release),
         read: Some(Self::read),
@@ -147,18 +183,24 @@ impl<T: CharDevice> Vtable<T> {
             let misc = (*file).private_data.cast::<Opaque<bindings::miscdevice>>();
             &*kernel::container_of!(misc, Registration<T>, misc)
         };
-        // SAFETY: The registration outlives every open file: fops.owner pins the
-        // module, and only module exit drops a registration (see the file docs).
-        let dev: &'static T = unsafe { &*core::ptr::from_ref(&reg.dev) };
+        // SAFETY: The registration outlives every file opened through it: its
+        // `Drop` waits for `open_files` to reach 0, counted from here on.
+        let reg: &'static Registration<T> = unsafe { &*core::ptr::from_ref(reg) };
+        reg.open_files.fetch_add(1, Ordering::AcqRel);
         // SAFETY: `file` is valid for the duration of open.
         let flags = unsafe { (*file).f_flags };
-        match T::open(dev, flags) {
-            Ok(state) => {
-                // SAFETY: open owns `private_data`; release turns it back into a KBox.
-                unsafe { (*file).private_data = KBox::into_raw(state).cast() };
+        let opened = T::open(&reg.dev, flags)
+            .and_then(|state| KBox::new(OpenFile { reg, state }, GFP_KERNEL).map_err(Into::into));
+        match opened {
+            Ok(open) => {
+                // SAFETY: `open` owns `private_data`; release turns it back into a KBox.
+                unsafe { (*file).private_data = KBox::into_raw(open).cast() };
                 0
             }
-            Err(e) => e.to_errno(),
+            Err(e) => {
+                reg.open_files.fetch_sub(1, Ordering::AcqRel);
+                e.to_errno()
+            }
         }
     }
 
@@ -167,8 +209,12 @@ impl<T: CharDevice> Vtable<T> {
     /// `file` is a file opened by [`Self::open`] that is being released.
     unsafe extern "C" fn release(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
         // SAFETY: `private_data` came from `KBox::into_raw` in open and is released once.
-        let state = unsafe { KBox::from_raw((*file).private_data.cast::<T::File>()) };
-        T::release(state);
+        let open = unsafe { KBox::from_raw((*file).private_data.cast::<OpenFile<T>>()) };
+        let reg = open.reg;
+        // The file's state (its lab allocations, say) goes before the count
+        // that lets the registration go.
+        drop(open);
+        reg.open_files.fetch_sub(1, Ordering::AcqRel);
         0
     }
 
@@ -178,12 +224,14 @@ impl<T: CharDevice> Vtable<T> {
     /// `private_data` alive during the call.
     unsafe fn state<'a>(file: *mut bindings::file) -> &'a T::File {
         // SAFETY: Per the function's safety contract.
-        unsafe { &*(*file).private_data.cast::<T::File>() }
+        unsafe { &(*(*file).private_data.cast::<OpenFile<T>>()).state }
     }
 
     /// # Safety
     ///
-    /// `file` opened by [`Self::open`], `pos` a valid `loff_t` the VFS owns.
+    /// `file` opened by [`Self::open`]; `pos` points at the position the VFS
+    /// passes for this one call (`vfs_read()` hands a copy of `f_pos`, or the
+    /// caller's offset for `pread(2)`), valid and not otherwise used meanwhile.
     unsafe extern "C" fn read(
         file: *mut bindings::file,
         buf: *mut c_char,
@@ -201,7 +249,7 @@ impl<T: CharDevice> Vtable<T> {
 
     /// # Safety
     ///
-    /// `file` opened by [`Self::open`], `pos` a valid `loff_t` the VFS owns.
+    /// As for [`Self::read`] (`vfs_write()` passes `pos` the same way).
     unsafe extern "C" fn write(
         file: *mut bindings::file,
         buf: *const c_char,
@@ -217,6 +265,11 @@ impl<T: CharDevice> Vtable<T> {
         }
     }
 
+    /// `lseek(2)` by the VFS's own `generic_file_llseek_size()`, which owns the
+    /// update of `f_pos` (char devices get no `f_pos_lock`: it takes `f_lock`
+    /// for SEEK_CUR itself). SEEK_DATA and SEEK_HOLE are refused as LDD3's
+    /// scull refuses every `whence` but the three classic ones.
+    ///
     /// # Safety
     ///
     /// `file` opened by [`Self::open`].
@@ -225,17 +278,19 @@ impl<T: CharDevice> Vtable<T> {
         offset: bindings::loff_t,
         whence: c_int,
     ) -> bindings::loff_t {
-        // SAFETY: Per the function's safety contract; llseek may update f_pos
-        // (the VFS serializes it for us with f_pos_lock where needed).
-        let (state, pos) = unsafe { (Self::state(file), (*file).f_pos) };
-        match T::llseek(state, pos, offset, whence as u32) {
-            Ok(new) => {
-                // SAFETY: As above.
-                unsafe { (*file).f_pos = new };
-                new
-            }
-            Err(e) => bindings::loff_t::from(e.to_errno()),
+        let whence_u = whence as u32;
+        if whence_u > bindings::SEEK_END {
+            return bindings::loff_t::from(EINVAL.to_errno());
         }
+        let eof = if whence_u == bindings::SEEK_END {
+            // SAFETY: Per the function's safety contract.
+            T::end(unsafe { Self::state(file) })
+        } else {
+            0
+        };
+        // SAFETY: `file` is a live file of ours; the function only reads and
+        // sets its position, under `f_lock` where two seeks could race.
+        unsafe { bindings::generic_file_llseek_size(file, offset, whence, Offset::MAX, eof) }
     }
 
     /// # Safety

@@ -5,4 +5,5 @@
 
 pub(crate) mod backend;
 pub(crate) mod chrdev;
+pub(crate) mod ioctl;
 pub(crate) mod store;

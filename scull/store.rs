@@ -22,11 +22,21 @@
 //!   the quantum it was copying into may be left zeroed (`copy_from_user()`
 //!   zero-fills what it could not copy); nothing outside the write's range
 //!   changes.
+//! - A long read or write stops between quanta when a signal is pending
+//!   (LDD3's `signal_pending(current)` test): it returns what it did so far,
+//!   or ERESTARTSYS if it had done nothing, so a task killed in the middle
+//!   of a 256 MiB write dies at once.
 
 use kernel::prelude::*;
-use kernel::uaccess::{UserSliceReader, UserSliceWriter};
+use kernel::uaccess::{
+    UserSliceReader,
+    UserSliceWriter, //
+};
 
-use crate::scull::backend::{Backend, Block};
+use super::backend::{
+    Backend,
+    Block, //
+};
 
 /// One quantum set: `qset` slots, each empty or holding a quantum. Up to
 /// 65536 slots: kvmalloc'ed, so a large qset never needs a high-order run.
@@ -119,7 +129,9 @@ impl ScullStore {
     fn release(&mut self) {
         for set in self.sets.drain_all() {
             for block in set.data.into_iter().flatten() {
-                self.backend.free(block);
+                // SAFETY: Every block of the store came from `self.backend`
+                // (type invariant); each is freed once, here.
+                unsafe { self.backend.free(block) };
             }
         }
         self.held = 0;
@@ -153,6 +165,9 @@ impl ScullStore {
         let want = (out.len() as u64).min(self.size - start) as usize;
         let mut done = 0;
         while done < want {
+            if done != 0 && signal_pending() {
+                break;
+            }
             let (set, slot, offset) = self.locate(start + done as u64)?;
             let chunk = (self.quantum - offset).min(want - done);
             let block = self
@@ -191,6 +206,12 @@ impl ScullStore {
         let want = want as usize;
         let mut done = 0;
         while done < want {
+            if signal_pending() {
+                if done == 0 {
+                    return Err(ERESTARTSYS);
+                }
+                break;
+            }
             let here = start + done as u64;
             let chunk = match self.write_chunk(input, here, want - done) {
                 Ok(n) => n,
@@ -230,8 +251,9 @@ impl ScullStore {
             }
             let mut block = self.backend.alloc(quantum)?;
             // A fresh quantum is zeroed so that the bytes around a partial
-            // write read back as zeros, like the holes.
-            block.as_mut_slice().fill(0);
+            // write read back as zeros, like the holes (and so that it is
+            // initialised before anything reads it).
+            block.zero();
             *entry = Some(block);
             self.held += 1;
         }
@@ -248,6 +270,11 @@ impl Drop for ScullStore {
     fn drop(&mut self) {
         self.release();
     }
+}
+
+/// Whether the current task has a signal to handle (`signal_pending(current)`).
+fn signal_pending() -> bool {
+    kernel::current!().signal_pending()
 }
 
 /// Copies `len` zero bytes to user memory.

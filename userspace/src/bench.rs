@@ -223,10 +223,9 @@ impl Bench {
                 }
                 Err(e) => {
                     return Err(format!(
-                        "LDD_IOC_BENCH {} {} size {size} burst {burst} threads {threads}: {e} ({})",
+                        "LDD_IOC_BENCH {} {} size {size} burst {burst} threads {threads}: {e}",
                         uapi::bench_op::NAMES.get(op as usize).unwrap_or(&"?"),
                         uapi::bench_alloc::NAMES.get(alloc as usize).unwrap_or(&"?"),
-                        e.desc()
                     ))
                 }
             }

@@ -218,8 +218,8 @@ fn errno_hint(e: nix::errno::Errno) -> &'static str {
         ENOMEM => "the allocation failed",
         E2BIG => "the request is larger than the module allows",
         EBUSY => "the device holds data: trim it first",
-        EPERM => "needs CAP_SYS_ADMIN",
-        ENOSPC => "past the device size limit (module param max_mib)",
+        EPERM => "needs CAP_SYS_ADMIN (README: who may do what)",
+        ENOSPC => "a limit was reached: the device size (max_mib), a full registry, or the lab's budget (lab_total_mib)",
         _ => "",
     }
 }
@@ -227,7 +227,7 @@ fn errno_hint(e: nix::errno::Errno) -> &'static str {
 fn ioctl_err(what: &str, e: nix::errno::Errno) -> String {
     let hint = errno_hint(e);
     if hint.is_empty() {
-        explain(what, format!("{e} ({})", e.desc()))
+        explain(what, e.to_string())
     } else {
         explain(what, format!("{e}: {hint}"))
     }
@@ -259,9 +259,14 @@ fn info_line(i: &uapi::DeviceInfo) -> String {
 
 fn open(dev: u32) -> Result<Device, String> {
     Device::open_index(dev).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+            "the nodes are root's (0600): run as root, or load with `ldd_alloc_load group=GROUP`"
+        } else {
+            "is the module loaded? scripts/ldd_alloc_load"
+        };
         explain(
             &format!("open {}", crate::device::node(dev).display()),
-            format!("{e} (is the module loaded? scripts/ldd_alloc_load)"),
+            format!("{e} ({hint})"),
         )
     })
 }

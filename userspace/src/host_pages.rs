@@ -397,7 +397,7 @@ impl<B: Backing> PoolEnv for HostPool<B> {
         HostPoolGuard(Some(lock(&self.state)))
     }
 
-    fn wait(&self, guard: &mut HostPoolGuard<'_>) {
+    fn wait(&self, guard: &mut HostPoolGuard<'_>) -> bool {
         if let Some(g) = guard.0.take() {
             let (g, _) = self
                 .cond
@@ -405,6 +405,8 @@ impl<B: Backing> PoolEnv for HostPool<B> {
                 .unwrap_or_else(|e| e.into_inner());
             guard.0 = Some(g);
         }
+        // Userspace threads get no signals here; the kernel's wait reports them.
+        false
     }
 
     fn notify_one(&self) {

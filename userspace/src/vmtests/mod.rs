@@ -4,9 +4,11 @@
 pub mod caches;
 pub mod errors;
 pub mod fuzz;
+pub mod hardening;
 pub mod lab;
 pub mod module;
 pub mod pools;
+pub mod privilege;
 pub mod scull;
 pub mod stress;
 
@@ -20,6 +22,8 @@ pub fn all() -> Vec<Test> {
     tests.extend(errors::tests());
     tests.extend(lab::tests());
     tests.extend(pools::tests());
+    tests.extend(privilege::tests());
+    tests.extend(hardening::tests());
     tests.extend(fuzz::tests());
     tests.extend(stress::tests());
     tests.extend(module::tests());

@@ -15,7 +15,7 @@ use crate::{ensure, ensure_eq};
 /// Element size of the test pool (its own pool and private cache).
 const ELEM: u64 = 1000;
 
-fn pool_of(dev: &Device, size: u64) -> Result<uapi::PoolInfo, String> {
+pub fn pool_of(dev: &Device, size: u64) -> Result<uapi::PoolInfo, String> {
     let mut i = 0;
     let mut found = None;
     loop {

@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The rules a lab request must keep, checked before anything is
+//! allocated: what LDD3 and Love teach (no sleeping allocation in atomic
+//! context, no removed 2.6 flags, what slab and vmalloc accept), what keeps
+//! the page allocator from warning (NOFAIL rules, one zone modifier), the
+//! lab's size caps, and what an unprivileged caller may not ask for.
+//!
+//! Every size is checked with checked arithmetic here, so nothing after it
+//! can overflow on a hostile request.
+
+use kernel::{
+    bindings,
+    prelude::*, //
+};
+
+use super::table::LabLimits;
+use super::Caller;
+use crate::kalloc::gfp::{
+    self,
+    Gfp, //
+};
+use crate::kalloc::pages::PAGE_SIZE;
+use crate::uapi::{
+    self,
+    alloc_flags,
+    context,
+    lab_backend as lb, //
+};
+
+/// The largest kmalloc: `KMALLOC_MAX_SIZE`, an order-10 run of pages. Also
+/// the largest allocation outside process context: a longer one would keep
+/// preemption or interrupts off for too long.
+pub(crate) const KMALLOC_MAX: u64 = bindings::KMALLOC_MAX_SIZE as u64;
+
+/// Largest object of our caches, our pools and the kernel's caches in the lab.
+const CACHE_OBJECT_MAX: u64 = PAGE_SIZE as u64 * 8;
+
+/// Largest NOFAIL allocation: order 1 (the page allocator warns above it).
+const NOFAIL_MAX: u64 = (PAGE_SIZE as u64) << 1;
+
+/// Whether a lab backend hands out whole pages (sized by order, not bytes).
+pub(crate) fn is_pages(backend: u32) -> bool {
+    matches!(
+        backend,
+        lb::ALLOC_PAGES | lb::GET_FREE_PAGES | lb::GET_ZEROED_PAGE
+    )
+}
+
+/// Checks a request; returns the kernel flags to allocate with.
+///
+/// `__GFP_NOWARN` is always added: a failure the lab was asked to provoke
+/// must not print the page allocator's warning and stack dump (which would
+/// read as a bug in the kernel log). `__GFP_ACCOUNT` is added for the
+/// kernel's allocators, so lab memory is charged to the caller's memory
+/// cgroup (our own caches share their slabs between users: not charged).
+pub(crate) fn validate(req: &uapi::AllocRequest, limits: LabLimits, caller: Caller) -> Result<Gfp> {
+    if req.backend >= lb::COUNT || req.context >= context::COUNT {
+        return Err(EINVAL);
+    }
+    if req.flags & !alloc_flags::KNOWN != 0 || req.count == 0 {
+        return Err(EINVAL);
+    }
+    if req.count > uapi::LAB_MAX_COUNT {
+        return Err(E2BIG);
+    }
+    check_privilege(req, caller)?;
+    let gfp = gfp::from_abi(req.gfp)? | gfp::NOWARN;
+    check_context(req, gfp)?;
+    check_size(req, limits)?;
+    check_backend(req)?;
+    let accounted = !matches!(req.backend, lb::OUR_CACHE | lb::OUR_MEMPOOL);
+    Ok(if accounted { gfp | gfp::ACCOUNT } else { gfp })
+}
+
+/// What only CAP_SYS_ADMIN may ask for: the emergency reserves (a user
+/// draining them would make the kernel's own atomic allocations fail) and
+/// allocations beyond the per-allocation default cap.
+fn check_privilege(req: &uapi::AllocRequest, caller: Caller) -> Result {
+    const RESERVES: u64 = uapi::gfp::HIGH | uapi::gfp::MEMALLOC | uapi::gfp::NOFAIL;
+    if !caller.privileged && (req.gfp & RESERVES != 0 || req.flags & alloc_flags::BIG != 0) {
+        return Err(EPERM);
+    }
+    Ok(())
+}
+
+/// The context rules (LDD3, Love): nothing that sleeps outside process
+/// context, and NOFAIL only where it may sleep.
+fn check_context(req: &uapi::AllocRequest, gfp: Gfp) -> Result {
+    let sleeps = gfp::may_sleep(gfp);
+    if req.context != context::PROCESS && sleeps {
+        return Err(EINVAL);
+    }
+    if gfp & gfp::NOFAIL != 0 && !sleeps {
+        return Err(EINVAL);
+    }
+    Ok(())
+}
+
+/// Size and order against the backend's and the lab's caps.
+fn check_size(req: &uapi::AllocRequest, limits: LabLimits) -> Result {
+    let nofail = req.gfp & uapi::gfp::NOFAIL != 0;
+    if is_pages(req.backend) {
+        if req.order > bindings::MAX_PAGE_ORDER
+            || (req.backend == lb::GET_ZEROED_PAGE && req.order != 0)
+            || (nofail && req.order > 1)
+        {
+            return Err(EINVAL);
+        }
+        return Ok(());
+    }
+    if req.size == 0 || (nofail && req.size > NOFAIL_MAX) {
+        return Err(EINVAL);
+    }
+    let cap = if req.flags & alloc_flags::BIG != 0 {
+        limits.max_bytes
+    } else {
+        KMALLOC_MAX
+    };
+    // kmalloc itself cannot go past KMALLOC_MAX_SIZE (an order-10 run): the
+    // lab says so with E2BIG instead of letting the kernel fail.
+    let kmalloc = matches!(req.backend, lb::KMALLOC | lb::KZALLOC | lb::KREALLOC);
+    let atomic = req.context != context::PROCESS;
+    if req.size > cap || ((kmalloc || atomic) && req.size > KMALLOC_MAX) {
+        return Err(E2BIG);
+    }
+    let cached = matches!(
+        req.backend,
+        lb::KMEM_CACHE | lb::OUR_CACHE | lb::OUR_MEMPOOL
+    );
+    if cached && req.size > CACHE_OBJECT_MAX {
+        return Err(E2BIG);
+    }
+    Ok(())
+}
+
+/// What each backend accepts.
+fn check_backend(req: &uapi::AllocRequest) -> Result {
+    let slab = matches!(
+        req.backend,
+        lb::KMALLOC | lb::KZALLOC | lb::KREALLOC | lb::KMEM_CACHE | lb::KVMALLOC
+    );
+    if slab && req.gfp & (uapi::gfp::HIGHMEM | uapi::gfp::DMA32) != 0 {
+        // GFP_SLAB_BUG_MASK: slab objects live in the direct map (no
+        // highmem) and there are no kmalloc-dma32 caches; SLUB would warn.
+        return Err(EINVAL);
+    }
+    if matches!(req.backend, lb::VMALLOC | lb::KVMALLOC) {
+        // mm/vmalloc.c: GFP_VMALLOC_SUPPORTED; anything else (zone
+        // modifiers above all) draws a "Fix your code!" warning. Since
+        // LDD3's days __vmalloc() has learnt GFP_ATOMIC and GFP_NOWAIT,
+        // but never from interrupt context. kvmalloc's vmalloc fallback
+        // needs GFP_KERNEL, so it stays in process context.
+        let sleeps = req.gfp & uapi::gfp::DIRECT_RECLAIM != 0;
+        if req.gfp & !uapi::gfp::VMALLOC_SUPPORTED != 0 || req.context == context::HARDIRQ {
+            return Err(EINVAL);
+        }
+        if req.backend == lb::KVMALLOC && (req.context != context::PROCESS || !sleeps) {
+            return Err(EINVAL);
+        }
+    }
+    if req.backend == lb::KREALLOC && req.count != 1 {
+        return Err(EINVAL);
+    }
+    Ok(())
+}
+
+/// The most bytes one allocation of a (validated) request can take: what it
+/// is charged to the budgets before it is made. kmalloc rounds to a power of
+/// two at most; vmalloc to pages; the page backends take their order.
+pub(crate) fn charge_bound(req: &uapi::AllocRequest) -> u64 {
+    if is_pages(req.backend) {
+        return (PAGE_SIZE as u64) << req.order;
+    }
+    // `size` is at most `lab_max_mib` MiB here (checked above): no overflow.
+    match req.backend {
+        lb::VMALLOC => req.size.div_ceil(PAGE_SIZE as u64) * PAGE_SIZE as u64,
+        _ => req.size.next_power_of_two().max(8),
+    }
+}
