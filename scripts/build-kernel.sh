@@ -63,7 +63,7 @@ done
 
 # Objects in a complete build of this profile: what the last one made (any
 # cache key), or what the pinned 7.3 trees had when measured.
-total=$(cat "$LDD_CACHE"/build/"$profile"-*/.ldd-alloc-objects 2>/dev/null | tail -1)
+total=$(cat "$LDD_CACHE"/build/"$profile"-*/.ldd-alloc-objects 2>/dev/null | tail -1 || true)
 [ -n "$total" ] || case "$profile" in
 base) total=1091 ;;
 debug) total=1132 ;;

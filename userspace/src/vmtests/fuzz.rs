@@ -763,8 +763,16 @@ impl Fuzz {
     // ---------------------------------------------------------------------
 
     fn open_plain(&mut self, d: usize) -> R {
-        let fd = Fd::open(&format!("/dev/ldd_alloc{d}"), libc::O_RDWR)
-            .map_err(|e| self.fail(format!("plain open of device {d}: {e}")))?;
+        // Opened as root even in an unprivileged op (root's fd, used by
+        // nobody: what the privilege table is about).
+        if self.unpriv {
+            crate::fuzz_model::regain_root().map_err(|e| self.fail(format!("seteuid(0): {e}")))?;
+        }
+        let fd = Fd::open(&format!("/dev/ldd_alloc{d}"), libc::O_RDWR);
+        if self.unpriv {
+            crate::fuzz_model::drop_root().map_err(|e| self.fail(format!("seteuid: {e}")))?;
+        }
+        let fd = fd.map_err(|e| self.fail(format!("plain open of device {d}: {e}")))?;
         self.files.push(FileModel {
             fd,
             dev: d,
@@ -2784,7 +2792,11 @@ impl Fuzz {
             for rep in &replies[..got as usize] {
                 let held = Held {
                     lower: if bytes { req.size } else { rep.actual },
-                    upper: rep.actual.max(req.size).saturating_add(4096),
+                    // The budgets charge up to the next power of two.
+                    upper: rep
+                        .actual
+                        .max(req.size.checked_next_power_of_two().unwrap_or(u64::MAX))
+                        .saturating_add(4096),
                     unpriv,
                     kmalloc: matches!(req.backend, lb::KMALLOC | lb::KZALLOC | lb::KREALLOC),
                     cache: (req.backend == lb::OUR_CACHE).then_some((
