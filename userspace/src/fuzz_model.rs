@@ -262,6 +262,37 @@ pub fn regain_root() -> Result<(), Errno> {
     Errno::result(unsafe { libc::setegid(0) }).map(drop)
 }
 
+extern "C" fn on_alarm(_: libc::c_int) {}
+
+/// Installs a SIGALRM handler that does nothing, without SA_RESTART: a
+/// blocking system call the alarm interrupts returns EINTR.
+pub fn install_alarm() -> Result<(), Errno> {
+    // SAFETY: A zeroed sigaction is valid; the handler is async-signal-safe
+    // (it does nothing).
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_alarm as extern "C" fn(libc::c_int) as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        Errno::result(libc::sigaction(libc::SIGALRM, &sa, std::ptr::null_mut())).map(drop)
+    }
+}
+
+/// Arms (ms > 0) or disarms (0) a one-shot SIGALRM of this process.
+pub fn alarm_ms(ms: u64) {
+    let t = libc::itimerval {
+        it_interval: libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        },
+        it_value: libc::timeval {
+            tv_sec: (ms / 1000) as libc::time_t,
+            tv_usec: ((ms % 1000) * 1000) as libc::suseconds_t,
+        },
+    };
+    // SAFETY: A valid itimerval; the old value is not wanted.
+    unsafe { libc::setitimer(libc::ITIMER_REAL, &t, std::ptr::null_mut()) };
+}
+
 /// What the lab must answer to one ALLOC request, as far as the rules say
 /// ([`lab_rules`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

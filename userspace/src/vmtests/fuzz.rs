@@ -291,6 +291,9 @@ struct Fuzz {
     /// Operations the VFS refused before the driver saw them.
     vfs_refused: u64,
     ncpus: u32,
+    /// The kind of the current op, and the seconds spent per kind.
+    kind: &'static str,
+    time: BTreeMap<&'static str, f64>,
 }
 
 type R = Result<(), String>;
@@ -345,6 +348,7 @@ impl Fuzz {
     }
 
     fn count(&mut self, what: &'static str, malformed: bool) {
+        self.kind = what;
         *self.counts.entry(what).or_default() += 1;
         if malformed {
             self.malformed += 1;
@@ -2684,7 +2688,26 @@ impl Fuzz {
         let malformed = !v.must.is_empty() || bad_ptr.is_some() || bad_replies;
         self.count("lab_alloc", malformed);
         self.trace();
+        // A GFP_KERNEL allocation from our mempool waits for a free when the
+        // reserve is empty, and nothing else runs here to free one: issue 13
+        // makes that wait interruptible, so an alarm ends it with EINTR.
+        if !self.spec13 && req.backend == lb::OUR_MEMPOOL && req.gfp & gfp::DIRECT_RECLAIM != 0 {
+            // An older module waits for a free uninterruptibly: never here.
+            req.backend = lb::KMALLOC;
+            v = lab_rules(&req, caller);
+        }
+        let waits = req.backend == lb::OUR_MEMPOOL && req.gfp & gfp::DIRECT_RECLAIM != 0;
+        if waits {
+            push_new(&mut v.may, Errno::EINTR);
+            crate::fuzz_model::alarm_ms(500);
+        }
         let r = self.files[fi].fd.ioctl(uapi::LDD_IOC_ALLOC, arg);
+        if waits {
+            crate::fuzz_model::alarm_ms(0);
+            if r == Err(Errno::EINTR) {
+                self.event("lab_pool_wait_interrupted");
+            }
+        }
         self.after_lab_registry()?;
         if let Some(p) = bad_ptr {
             // The read-only page reads as { backend: RO_VALUE, .. }: invalid.
@@ -2874,7 +2897,10 @@ impl Fuzz {
             self.unpriv_ops += 1;
             let _ = write!(self.desc, "[uid {}] ", crate::fuzz_model::NOBODY);
         }
+        self.kind = "other";
+        let t0 = Instant::now();
         let r = self.step_inner();
+        *self.time.entry(self.kind).or_default() += t0.elapsed().as_secs_f64();
         if drop {
             self.unpriv = false;
             crate::fuzz_model::regain_root().map_err(|e| self.fail(format!("seteuid(0): {e}")))?;
@@ -2932,6 +2958,7 @@ impl Fuzz {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("open the devices: {e}"))?;
         let holes = Holes::new(HOLE_VALID, RO_VALUE).map_err(|e| format!("mmap: {e}"))?;
+        crate::fuzz_model::install_alarm().map_err(|e| format!("sigaction: {e}"))?;
         // SAFETY: geteuid has no preconditions.
         let admin = unsafe { libc::geteuid() } == 0;
         let mut f = Fuzz {
@@ -2977,6 +3004,8 @@ impl Fuzz {
             vfs_refused: 0,
             // SAFETY: sysconf has no preconditions.
             ncpus: unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as u32,
+            kind: "other",
+            time: BTreeMap::new(),
         };
         f.setup()?;
         Ok(f)
@@ -3405,6 +3434,14 @@ fn ioctl_sequences() -> TestResult {
         f.vfs_refused
     );
     println!("# fuzz threads: {threaded}");
+    let mut by_time: Vec<(&str, f64)> = f.time.iter().map(|(k, v)| (*k, *v)).collect();
+    by_time.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let top: Vec<String> = by_time
+        .iter()
+        .take(6)
+        .map(|(k, v)| format!("{k} {v:.1} s"))
+        .collect();
+    println!("# time by kind: {}", top.join(", "));
     println!(
         "# fuzz: {} ops, {} malformed reached the module ({:.1}%), {:.0} ops/s (seed {seed})",
         f.op,
