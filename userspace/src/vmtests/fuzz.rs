@@ -2943,6 +2943,11 @@ impl Fuzz {
             964..=966 => self.op_pool_destroy(),
             967 => self.op_bench(),
             968..=969 => self.op_free_null(),
+            // Hostile command numbers and lab requests more often than a
+            // full read-back of a device (the reads check data too, and the
+            // final check reads everything).
+            970..=979 => self.op_unknown(),
+            980..=989 => self.op_lab(),
             _ => {
                 let d = self.rng.below(NDEV as u64) as usize;
                 let _ = write!(self.desc, "verify device {d}");
