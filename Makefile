@@ -8,8 +8,11 @@
 #   make test            all tests: host (cargo test) and VM (module loaded)
 #   make shell           an interactive shell in the VM with the module loaded
 #   make vm CMD='...'    run CMD in the VM, print its output, exit with its status
+#                        (any shell text: CMD reaches the VM's sh byte for byte)
 #   make bench           benchmarks in the VM (tables, JSON, plot)
 #   make test-debug      the VM suite on the KASAN/lockdep/kmemleak kernel
+#   make fuzz            a long fuzz run in the VM (LDD_FUZZ_OPS, default 10^6;
+#                        LDD_FUZZ_SEED to replay; PROFILE=debug on the debug kernel)
 #   make clean
 
 SHELL := /bin/bash
@@ -25,7 +28,7 @@ else
   KDIR = $(eval KDIR := $$(shell $(TOP)/scripts/build-kernel.sh base))$(KDIR)
 endif
 
-.PHONY: bench fuzz-core all modules modules_install rust-analyzer setup kernel userspace run test test-debug shell vm clean check-kdir clippy
+.PHONY: bench fuzz fuzz-core all modules modules_install rust-analyzer setup kernel userspace run test test-debug shell vm clean check-kdir clippy
 
 all: modules
 
@@ -67,6 +70,11 @@ test-debug:
 bench: modules userspace
 	@$(TOP)/scripts/bench.sh --kdir $(KDIR)
 
+# A long fuzz run of the module's file operations and ioctls in the VM; it
+# prints its seed first and ops/s at the end.
+fuzz:
+	@$(TOP)/scripts/fuzz.sh
+
 # Fuzzing: the allocator core in userspace (cargo fuzz), SECONDS=600 by default.
 fuzz-core:
 	@$(TOP)/scripts/fuzz-core.sh $(or $(SECONDS),600)
@@ -74,8 +82,13 @@ fuzz-core:
 shell: modules userspace
 	@$(TOP)/scripts/vm.sh --kdir $(KDIR) shell
 
-vm: modules userspace
-	@$(TOP)/scripts/vm.sh --kdir $(KDIR) cmd "$(CMD)"
+# CMD goes through a file, never through the recipe's shell: $(value CMD)
+# is CMD unexpanded (make would expand $x in it, and a shell would split
+# lines and quotes). VM_DRY_RUN=DIR only writes /etc/ldd to DIR (the test).
+vm: $(if $(VM_DRY_RUN),,modules userspace)
+	@mkdir -p $(TOP)/.vm
+	$(file >$(TOP)/.vm/vm-cmd.sh,$(value CMD))
+	@$(TOP)/scripts/vm.sh $(if $(VM_DRY_RUN),,--kdir $(KDIR)) cmd-file $(TOP)/.vm/vm-cmd.sh
 
 clean:
 	rm -f $(TOP)/*.o $(TOP)/*.ko $(TOP)/*.mod $(TOP)/*.mod.c $(TOP)/.*.cmd $(TOP)/*.rmeta \

@@ -6,12 +6,15 @@
 #   3. host tests: cargo test (ABI, allocator core property tests, CLI)
 #   4. the VM: the module loaded with scripts/ldd_alloc_load, the shipped
 #      ldd-alloc-test suite, KUnit results from the kernel log, a clean log
-# Ends with the line "N passed, N failed" summing every check and test.
+# Ends with the line "N passed, N failed" (", N skipped" when some were)
+# summing every check and test. A log that cannot show its tests ran to the
+# end counts as a failure (scripts/tally.sh): a crashed test binary, a
+# script's non-zero exit, a TAP plan or a KUnit block cut short.
 # PROFILE=debug runs the VM part only, on the debug kernel (make test-debug),
-# with a longer fuzz run (LDD_FUZZ_OPS, default 40000 there: twice the
-# base run, sized so a cold CI run stays well under 30 minutes).
+# with a longer fuzz run (LDD_FUZZ_OPS).
 set -uo pipefail
 . "$(dirname "$0")/common.sh"
+. "$(dirname "$0")/tally.sh"
 
 profile=${PROFILE:-base}
 passed=0 failed=0 skipped=0
@@ -30,17 +33,27 @@ record() { # record NAME ok|fail [detail]
 }
 finish() {
 	log "results: $results"
-	echo "$passed passed, $failed failed${skipped:+, $skipped skipped}"
+	if [ "$skipped" = 0 ]; then
+		echo "$passed passed, $failed failed"
+	else
+		echo "$passed passed, $failed failed, $skipped skipped"
+	fi
 	[ "$failed" = 0 ]
 	exit $?
 }
-# Adds a cargo test log's counts.
-count_cargo() {
-	local p f
-	p=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i + 1) ~ /^passed/) s += $i } END { print s + 0 }' "$1")
-	f=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i + 1) ~ /^failed/) s += $i } END { print s + 0 }' "$1")
-	passed=$((passed + ${p:-0}))
-	failed=$((failed + ${f:-0}))
+# Adds the counts of the last tally_* (scripts/tally.sh) to the totals.
+add_counts() { # add_counts NAME
+	passed=$((passed + T_PASS))
+	failed=$((failed + T_FAIL))
+	skipped=$((skipped + T_SKIP))
+	[ "$T_FAIL" = 0 ] || log "FAILED: $1: $T_FAIL failure(s)"
+	echo "counts $1 $T_PASS passed $T_FAIL failed $T_SKIP skipped" >>"$results"
+}
+# A TAP log and its producer's exit status: counted, problems shown.
+add_tap() { # add_tap LOG RC NAME
+	tally_tap "$1" "$2" "$3" >&2
+	grep '^not ok ' "$1" >&2
+	add_counts "$3"
 }
 
 start=$(date +%s)
@@ -49,18 +62,23 @@ kdir=$("$LDD_TOP/scripts/build-kernel.sh" "$profile") || { record kernel-build f
 log "kernel ready in $(($(date +%s) - start)) s: $kdir"
 
 if [ "$profile" = debug ]; then
-	# 4x10^4 fuzz ops (3 to 6 minutes under KASAN and lockdep); 30 reload
-	# cycles instead of 100 (a minute there).
-	export VM_ENV="LDD_FUZZ_OPS=${LDD_FUZZ_OPS:-40000} LDD_RELOAD_CYCLES=${LDD_RELOAD_CYCLES:-30} ${VM_ENV:-}"
+	# 10^5 fuzz ops, as the base run (measured: see README, "Timings");
+	# 30 reload cycles instead of 100 (a minute there).
+	export VM_ENV="LDD_FUZZ_OPS=${LDD_FUZZ_OPS:-100000} LDD_RELOAD_CYCLES=${LDD_RELOAD_CYCLES:-30} ${VM_ENV:-}"
 	export VM_TIMEOUT=${VM_TIMEOUT:-2400}
 fi
 if [ "$profile" != debug ]; then
 # --- lints -----------------------------------------------------------------
-if rustfmt --check --edition 2021 "$LDD_TOP"/*.rs "$LDD_TOP"/allocator/*.rs >/dev/null 2>&1 &&
-	(cd "$LDD_TOP/userspace" && cargo fmt --check >/dev/null 2>&1); then
+# Every module .rs file in every folder (git's list; find without git).
+if mod_rs=$(cd "$LDD_TOP" && git ls-files -co --exclude-standard '*.rs' ':!userspace' 2>/dev/null) &&
+	[ -n "$mod_rs" ]; then :; else
+	mod_rs=$(cd "$LDD_TOP" && find . -name '*.rs' -not -path './userspace/*' -not -path './.vm/*' | sed 's|^\./||')
+fi
+if (cd "$LDD_TOP" && echo "$mod_rs" | xargs rustfmt --check --edition 2021) >"$LDD_TOP/.vm/rustfmt.log" 2>&1 &&
+	(cd "$LDD_TOP/userspace" && cargo fmt --check) >>"$LDD_TOP/.vm/rustfmt.log" 2>&1; then
 	record lint/rustfmt ok
 else
-	record lint/rustfmt fail "(run rustfmt --edition 2021 *.rs allocator/*.rs; cargo fmt in userspace/)"
+	record lint/rustfmt fail "(see .vm/rustfmt.log; run rustfmt --edition 2021 on the module's .rs files, cargo fmt in userspace/)"
 fi
 if (cd "$LDD_TOP/userspace" && cargo clippy --quiet --all-targets --locked -- -D warnings) \
 	>"$LDD_TOP/.vm/clippy.log" 2>&1; then
@@ -68,46 +86,52 @@ if (cd "$LDD_TOP/userspace" && cargo clippy --quiet --all-targets --locked -- -D
 else
 	record lint/clippy-userspace fail "(see .vm/clippy.log)"
 fi
-# A fresh module build, so that every warning shows in its log.
+# One fresh module build under clippy, as the kernel runs it (make CLIPPY=1):
+# clippy-driver reports rustc's own warnings too (an unused variable shows as
+# "warning: unused variable"), so this one log serves both the no-warnings
+# check and the clippy lint. Then a plain build for the VM.
 rm -f "$LDD_TOP"/*.o "$LDD_TOP"/.*.o.cmd "$LDD_TOP"/ldd_alloc.ko
-if make -C "$LDD_TOP" KDIR="$kdir" LLVM="$LLVM_SUFFIX" modules >"$LDD_TOP/.vm/module-build.log" 2>&1; then
-	if grep -qE '^(warning|error)' "$LDD_TOP/.vm/module-build.log"; then
-		record module/build-no-warnings fail "(see .vm/module-build.log)"
+if make -C "$LDD_TOP" KDIR="$kdir" LLVM="$LLVM_SUFFIX" clippy >"$LDD_TOP/.vm/module-clippy.log" 2>&1; then
+	if grep -qE '^(warning|error)' "$LDD_TOP/.vm/module-clippy.log"; then
+		record module/build-no-warnings-clippy fail "(see .vm/module-clippy.log)"
 	else
-		record module/build-no-warnings ok
+		record module/build-no-warnings-clippy ok
 	fi
 else
+	record module/build fail "(see .vm/module-clippy.log)"
+	tail -30 "$LDD_TOP/.vm/module-clippy.log" >&2
+	finish
+fi
+rm -f "$LDD_TOP"/*.o "$LDD_TOP"/.*.o.cmd "$LDD_TOP"/ldd_alloc.ko
+if ! make -C "$LDD_TOP" KDIR="$kdir" LLVM="$LLVM_SUFFIX" modules >"$LDD_TOP/.vm/module-build.log" 2>&1; then
 	record module/build fail "(see .vm/module-build.log)"
-	tail -30 "$LDD_TOP/.vm/module-build.log" >&2
 	finish
 fi
 
-# Clippy on the module, as the kernel runs it (make CLIPPY=1), then a plain
-# build again for the VM.
-if make -C "$LDD_TOP" KDIR="$kdir" LLVM="$LLVM_SUFFIX" clippy >"$LDD_TOP/.vm/module-clippy.log" 2>&1 &&
-	! grep -qE '^(warning|error)' "$LDD_TOP/.vm/module-clippy.log"; then
-	record lint/clippy-module ok
-else
-	record lint/clippy-module fail "(see .vm/module-clippy.log)"
-fi
-rm -f "$LDD_TOP"/*.o "$LDD_TOP"/.*.o.cmd "$LDD_TOP"/ldd_alloc.ko
-make -C "$LDD_TOP" KDIR="$kdir" LLVM="$LLVM_SUFFIX" modules >/dev/null 2>&1 || record module/rebuild fail
-
 # --- KDIR diagnostics on fake trees -----------------------------------------
+# Its exit status counts: a script that stops half-way has failed.
 kd_log="$LDD_TOP/.vm/kdir-diagnostics.log"
 "$LDD_TOP/scripts/tests/kdir-diagnostics.sh" >"$kd_log" 2>&1
-passed=$((passed + $(grep -c '^ok ' "$kd_log")))
-failed=$((failed + $(grep -c '^not ok ' "$kd_log")))
-grep '^not ok ' "$kd_log" >&2
+add_tap "$kd_log" $? kdir-diagnostics
+
+# --- self-tests of the harness ----------------------------------------------
+# The counting (crashed binaries, cut-short KUnit), the kernel log scan
+# (each pattern catches its report) and make vm's CMD passing.
+for t in summing check-kernel-log vm-cmd; do
+	t_log="$LDD_TOP/.vm/selftest-$t.log"
+	"$LDD_TOP/scripts/tests/$t.sh" >"$t_log" 2>&1
+	add_tap "$t_log" $? "$t.sh"
+done
 
 # --- host tests --------------------------------------------------------------
+# Every test binary runs (--no-fail-fast); cargo's exit status counts too.
 host_log="$LDD_TOP/.vm/host-tests.log"
-if (cd "$LDD_TOP/userspace" && cargo test --release --locked) >"$host_log" 2>&1; then :; else
-	grep -E '^(test .* FAILED|failures:|---- )' "$host_log" | head -20 >&2
-	grep -q '^test result:' "$host_log" || record host/cargo-test fail "(see $host_log)"
-fi
-count_cargo "$host_log"
-log "host tests counted from $host_log"
+(cd "$LDD_TOP/userspace" && cargo test --release --locked --no-fail-fast) >"$host_log" 2>&1
+host_rc=$?
+[ $host_rc = 0 ] || grep -E '^(test .* FAILED|failures:|---- |error)' "$host_log" | head -20 >&2
+tally_cargo "$host_log" $host_rc >&2
+add_counts host
+log "host tests counted from $host_log (cargo exit $host_rc)"
 else
 	# The debug profile tests the module only: build it against the debug tree.
 	rm -f "$LDD_TOP"/*.o "$LDD_TOP"/.*.o.cmd "$LDD_TOP"/ldd_alloc.ko
@@ -122,25 +146,24 @@ vm_log="$LDD_TOP/.vm/vm-test-$profile.log"
 "$LDD_TOP/scripts/vm.sh" --kdir "$kdir" test >"$vm_log" 2>&1
 vm_rc=$?
 cat "$vm_log"
-p=$(grep -cE '^ok [0-9]+ ' "$vm_log" | head -1)
-s=$(grep -cE '^ok [0-9]+ .*# SKIP' "$vm_log" | head -1)
-f=$(grep -cE '^not ok [0-9]+ ' "$vm_log" | head -1)
-passed=$((passed + p - s))
-skipped=$((skipped + s))
-failed=$((failed + f))
+# The suite's TAP: plan met, every result counted (the VM's own failure is
+# vm/clean-run below).
+tally_tap "$vm_log" 0 vm-suite >&2
+f=$T_FAIL
+add_counts vm-suite
 grep -q '^# Totals:' "$vm_log" || record vm/suite-completed fail "(no TAP totals: see $vm_log)"
-# KUnit: the allocator core's in-kernel tests ran at the first insmod; their
-# KTAP is in the kernel log (later reloads run them again: count the first).
-kunit=$(awk '/# Subtest: ldd_alloc_core/ { on = 1; next }
-	on { sub(/^\[[^]]*\] /, ""); if ($0 ~ /^(not )?ok [0-9]+ ldd_alloc_core/) exit; if ($0 ~ /^ +(not )?ok [0-9]+ /) print }' \
-	"$LDD_TOP/.vm/dmesg-test-last.log" 2>/dev/null)
-if [ -z "$kunit" ]; then
-	record kunit/ldd_alloc_core fail "(no KUnit results in the kernel log)"
+# KUnit: every KTAP block of the kernel log (the boot's built-in suites, and
+# ldd_alloc_core at every insmod: bad params, cache_debug, reload cycles...),
+# from the raw dmesg of the run, or its console log if the VM died first.
+klog="$LDD_TOP/.vm/dmesg-test-last.log"
+[ -s "$klog" ] && grep -q 'KTAP version' "$klog" || klog="$LDD_TOP/.vm/kernel-console-test-last.log"
+if [ -f "$klog" ]; then
+	tally_ktap "$klog"
+	add_counts kunit
+	grep -q '# Subtest: ldd_alloc_core' "$klog" ||
+		record kunit/ldd_alloc_core fail "(no ldd_alloc_core KUnit block in $klog)"
 else
-	echo "# KUnit ldd_alloc_core (in-kernel):"
-	echo "$kunit" | sed 's/^ */# /'
-	passed=$((passed + $(echo "$kunit" | grep -cE '^ *ok ')))
-	failed=$((failed + $(echo "$kunit" | grep -cE '^ *not ok ')))
+	record kunit/ldd_alloc_core fail "(no kernel log)"
 fi
 # The run itself: clean kernel log, insmod/rmmod, no timeout.
 if [ $vm_rc = 0 ] || { [ $vm_rc = 1 ] && [ "$f" -gt 0 ] && ! grep -q 'VM run failed' "$vm_log"; }; then

@@ -5,14 +5,24 @@
 #   vm.sh [options] demo          run the CLI's demo of the device
 #   vm.sh [options] shell         an interactive busybox shell on the console
 #   vm.sh [options] cmd 'CMD'     run CMD, print its output, exit with its status
+#   vm.sh [options] cmd-file FILE run the shell script in FILE (byte for byte)
 # Options: --kdir DIR (the kernel build; default: the cached pinned kernel),
 #   --ko FILE, --mem MiB (default 5120: above 4 GiB, so ZONE_NORMAL exists
 #   beside DMA and DMA32; TCG only touches the memory the guest uses),
 #   --smp N, --timeout SECONDS, --params 'insmod params',
 #   --kvm (opt-in: only on hosts where KVM works).
 # A run fails on a timeout, a failed insmod/rmmod, or a kernel log with
-# BUG/WARNING/Oops/KASAN/Call Trace/general protection/kmemleak reports; the
-# console log of every run is kept in .vm/ and its path printed on failure.
+# reports (scripts/check-kernel-log.sh: BUG/WARNING/Oops/KASAN/lockdep,
+# kmemleak, KUnit "not ok", ldd_alloc at error level, leaks).
+#
+# Two serial ports: ttyS0 is the kernel's console, written to
+# .vm/console-MODE-STAMP.log (the kernel boots with ignore_loglevel, so every
+# printk is there, and log_buf_len=16M so dmesg keeps them all too); ttyS1
+# carries what /init and the tests print, on stdout as it comes (no kernel
+# line can land in the middle of a TAP line). Both logs of every run are
+# kept in .vm/ and their paths printed on failure.
+# VM_DRY_RUN=DIR: write the files /init reads (etc/ldd/...) to DIR and stop
+# (scripts/tests/vm-cmd.sh checks the command arrives byte for byte).
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
@@ -30,8 +40,33 @@ while [ $# -gt 0 ]; do
 	*) break ;;
 	esac
 done
-mode=${1:?usage: vm.sh [options] test|demo|shell|cmd [ARG]}
+mode=${1:?usage: vm.sh [options] test|demo|shell|cmd|cmd-file [ARG]}
 arg=${2:-}
+if [ "$mode" = cmd-file ]; then
+	[ -f "$arg" ] || die "cmd-file: no such file: $arg"
+	mode=cmd
+	cmd_file=$arg
+fi
+
+etc=$(mktemp -d)
+trap 'rm -rf "$etc"' EXIT
+mkdir -p "$etc/etc/ldd"
+echo "$mode" >"$etc/etc/ldd/mode"
+# The command, byte for byte: /init runs it with sh as a script file.
+if [ -n "${cmd_file:-}" ]; then
+	cp "$cmd_file" "$etc/etc/ldd/cmd"
+else
+	printf '%s\n' "$arg" >"$etc/etc/ldd/cmd"
+fi
+printf '%s\n' "$params" >"$etc/etc/ldd/params"
+# VM_ENV='LDD_FUZZ_OPS=40000 LDD_STRESS_SECS=20': variables for the guest.
+for kv in ${VM_ENV:-}; do printf 'export %s\n' "$kv"; done >"$etc/etc/ldd/env"
+if [ -n "${VM_DRY_RUN:-}" ]; then
+	mkdir -p "$VM_DRY_RUN"
+	cp -r "$etc/etc" "$VM_DRY_RUN/"
+	exit 0
+fi
+
 [ -n "$kdir" ] || kdir=$("$LDD_TOP/scripts/build-kernel.sh" base)
 bzimage="$kdir/arch/x86/boot/bzImage"
 [ -f "$bzimage" ] || die "no bzImage in $kdir: the VM needs a kernel image, not just headers"
@@ -42,53 +77,58 @@ mkdir -p "$LDD_TOP/.vm"
 stamp=$(date +%Y%m%d-%H%M%S)-$$
 initrd="$LDD_TOP/.vm/initramfs-$$.cpio.gz"
 console="$LDD_TOP/.vm/console-$mode-$stamp.log"
-trap 'rm -f "$initrd"' EXIT
+out="$LDD_TOP/.vm/out-$mode-$stamp.log"
+trap 'rm -rf "$etc" "$initrd"' EXIT
 
-etc=$(mktemp -d)
-mkdir -p "$etc/etc/ldd"
-echo "$mode" >"$etc/etc/ldd/mode"
-printf '%s\n' "$arg" >"$etc/etc/ldd/cmd"
-printf '%s\n' "$params" >"$etc/etc/ldd/params"
-# VM_ENV='LDD_FUZZ_OPS=40000 LDD_STRESS_SECS=20': variables for the guest.
-for kv in ${VM_ENV:-}; do printf 'export %s\n' "$kv"; done >"$etc/etc/ldd/env"
 "$LDD_TOP/scripts/mkinitramfs.sh" "$ko" "$bindir" "$initrd"
 (cd "$etc" && find etc | cpio -o -H newc --quiet | gzip -1) >>"$initrd"
-rm -rf "$etc"
 
-qemu=(qemu-system-x86_64 -accel "$accel" -smp "$smp" -m "$mem" -nographic -no-reboot
-	-kernel "$bzimage" -initrd "$initrd"
-	-append "console=ttyS0 panic=-1 loglevel=4 oops=panic")
+# Every printk on the console, and a ring buffer that keeps them all.
+append="console=ttyS0 panic=-1 oops=panic ignore_loglevel log_buf_len=16M"
+qemu=(qemu-system-x86_64 -accel "$accel" -smp "$smp" -m "$mem" -no-reboot
+	-kernel "$bzimage" -initrd "$initrd")
 
 if [ "$mode" = shell ]; then
-	exec "${qemu[@]}"
+	# One port: the console is the shell's terminal. Info lines stay quiet.
+	exec "${qemu[@]}" -nographic -append "console=ttyS0 panic=-1 loglevel=4 oops=panic"
 fi
+raw_console=$(mktemp)
+trap 'rm -rf "$etc" "$initrd" "$raw_console"' EXIT
+qemu+=(-display none -monitor none -serial "file:$raw_console" -serial stdio -append "$append")
 
 start=$(date +%s)
 set +e
 # Print what the guest prints between the output markers, as it comes.
 timeout --foreground "$timeout" "${qemu[@]}" </dev/null 2>&1 |
-	sed -u -e 's/\r//g' -e 's/\x1b[[?0-9;]*[a-zA-Z]//g' -e 's/\x1bc//g' | tee "$console" |
+	sed -u -e 's/\r//g' -e 's/\x1b[[?0-9;]*[a-zA-Z]//g' -e 's/\x1bc//g' | tee "$out" |
 	awk '/LDD-OUT-BEGIN/ { on = 1; next } /^LDD-OUT-END/ { on = 0 } on { print; fflush() }'
 rc=${PIPESTATUS[0]}
 set -e
 elapsed=$(($(date +%s) - start))
-
-fail() {
-	log "VM run failed: $*"
-	log "console and kernel log: $console"
-	exit 1
-}
-[ "$rc" = 124 ] && fail "timed out after ${timeout}s"
-grep -q '^LDD-EXIT-STATUS=' "$console" || fail "the VM stopped without finishing (qemu exit $rc)"
-status=$(sed -n 's/^LDD-EXIT-STATUS=//p' "$console" | tail -1)
+sed -e 's/\r//g' -e 's/\x1b[[?0-9;]*[a-zA-Z]//g' -e 's/\x1bc//g' "$raw_console" >"$console"
+cp "$console" "$LDD_TOP/.vm/kernel-console-$mode-last.log"
 
 dmesg_log="$LDD_TOP/.vm/dmesg-$mode-$stamp.log"
-sed -n '/^LDD-DMESG-BEGIN/,/^LDD-DMESG-END/p' "$console" >"$dmesg_log"
+sed -n '/^LDD-DMESG-BEGIN/,/^LDD-DMESG-END/p' "$out" >"$dmesg_log"
 cp "$dmesg_log" "$LDD_TOP/.vm/dmesg-$mode-last.log"
-if bad=$("$LDD_TOP/scripts/check-kernel-log.sh" "$dmesg_log"); then :; else
+fail() {
+	log "VM run failed: $*"
+	log "kernel console: $console"
+	log "guest output and dmesg: $out"
+	exit 1
+}
+# The whole console first: it has what a crash printed before the end.
+if bad=$("$LDD_TOP/scripts/check-kernel-log.sh" "$console" "$dmesg_log"); then :; else
 	echo "$bad" | head -40 >&2
-	fail "the kernel log has reports (see $dmesg_log)"
+	[ "$(echo "$bad" | wc -l)" -le 40 ] || log "... $(echo "$bad" | wc -l) lines in all"
+	fail "the kernel log has reports (see $console, $dmesg_log)"
 fi
+[ "$rc" = 124 ] && fail "timed out after ${timeout}s"
+grep -q '^LDD-EXIT-STATUS=' "$out" || {
+	tail -20 "$console" >&2
+	fail "the VM stopped without finishing (qemu exit $rc)"
+}
+status=$(sed -n 's/^LDD-EXIT-STATUS=//p' "$out" | tail -1)
 [ "$status" = 97 ] && fail "ldd_alloc_load failed"
 [ "$status" = 98 ] && fail "ldd_alloc_unload failed"
 log "VM $mode: guest exit status $status, ${elapsed}s wall"

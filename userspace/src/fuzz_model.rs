@@ -1,7 +1,9 @@
 //! Helpers of the fuzz and stress suites (`vmtests::fuzz`, `vmtests::stress`):
 //! raw system calls that report the errno instead of hiding it, user memory
-//! with holes (unmapped and read-only pages) to hand to the driver, and a
-//! sparse model of a scull device's bytes.
+//! with holes (unmapped and read-only pages) to hand to the driver, hostile
+//! addresses that can never be mapped, the unprivileged uid, a sparse model of
+//! a scull device's bytes, and the lab's rules (what an ALLOC request must
+//! answer) as a pure function the host tests check.
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -176,6 +178,303 @@ impl Drop for Holes {
     }
 }
 
+/// A large `PROT_NONE` reservation: any address in it faults, so random
+/// user pointers can be drawn from it without ever hitting our own memory.
+pub struct NoAccess {
+    base: usize,
+    len: usize,
+}
+
+impl NoAccess {
+    /// Reserves `len` bytes (no memory is committed).
+    pub fn new(len: usize) -> Result<Self, Errno> {
+        // SAFETY: A fresh anonymous PROT_NONE mapping, no address hint.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(Errno::last());
+        }
+        Ok(NoAccess {
+            base: p as usize,
+            len,
+        })
+    }
+
+    /// An address inside the reservation, from 64 random bits, leaving
+    /// `room` bytes after it inside too.
+    pub fn addr(&self, r: u64, room: usize) -> usize {
+        let span = self.len.saturating_sub(room).max(1);
+        self.base + (r as usize % span)
+    }
+}
+
+impl Drop for NoAccess {
+    fn drop(&mut self) {
+        // SAFETY: Our mapping, unmapped once.
+        unsafe { libc::munmap(self.base as *mut libc::c_void, self.len) };
+    }
+}
+
+/// The end of user space on x86-64 with 4-level paging (`TASK_SIZE_MAX`):
+/// the VFS's `access_ok()` refuses a buffer that reaches past it.
+pub const TASK_SIZE_MAX: usize = 0x7fff_ffff_f000;
+
+/// A non-canonical address from 64 random bits: bits 63..56 are neither all
+/// zero nor all one, so it is outside user space and the kernel's half under
+/// 4- and 5-level paging alike.
+pub fn non_canonical(r: u64) -> usize {
+    let top = 1 + (r >> 56) % 0xfe; // 0x01..=0xfe
+    ((top << 56) | (r & 0x00ff_ffff_ffff_ffff)) as usize
+}
+
+/// Whether `[addr, addr + len)` passes the VFS's `access_ok()`: read and
+/// write check the buffer before the driver sees it.
+pub fn access_ok(addr: usize, len: usize) -> bool {
+    addr.checked_add(len)
+        .is_some_and(|end| end <= TASK_SIZE_MAX)
+}
+
+/// The uid and gid the fuzzer drops to (nobody, nogroup).
+pub const NOBODY: u32 = 65534;
+
+/// Drops the effective uid and gid to [`NOBODY`] (the real ones stay 0, so
+/// [`regain_root`] can come back): the effective capabilities go with it.
+pub fn drop_root() -> Result<(), Errno> {
+    // SAFETY: Plain system calls.
+    Errno::result(unsafe { libc::setegid(NOBODY) })?;
+    // SAFETY: As above.
+    Errno::result(unsafe { libc::seteuid(NOBODY) }).map(drop)
+}
+
+/// Back to euid/egid 0 (and the effective capabilities).
+pub fn regain_root() -> Result<(), Errno> {
+    // SAFETY: Plain system calls.
+    Errno::result(unsafe { libc::seteuid(0) })?;
+    // SAFETY: As above.
+    Errno::result(unsafe { libc::setegid(0) }).map(drop)
+}
+
+extern "C" fn on_alarm(_: libc::c_int) {}
+
+/// Installs a SIGALRM handler that does nothing, without SA_RESTART: a
+/// blocking system call the alarm interrupts returns EINTR.
+pub fn install_alarm() -> Result<(), Errno> {
+    // SAFETY: A zeroed sigaction is valid; the handler is async-signal-safe
+    // (it does nothing).
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_alarm as extern "C" fn(libc::c_int) as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        Errno::result(libc::sigaction(libc::SIGALRM, &sa, std::ptr::null_mut())).map(drop)
+    }
+}
+
+/// Arms (ms > 0) or disarms (0) a one-shot SIGALRM of this process.
+pub fn alarm_ms(ms: u64) {
+    let t = libc::itimerval {
+        it_interval: libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        },
+        it_value: libc::timeval {
+            tv_sec: (ms / 1000) as libc::time_t,
+            tv_usec: ((ms % 1000) * 1000) as libc::suseconds_t,
+        },
+    };
+    // SAFETY: A valid itimerval; the old value is not wanted.
+    unsafe { libc::setitimer(libc::ITIMER_REAL, &t, std::ptr::null_mut()) };
+}
+
+/// What the lab must answer to one ALLOC request, as far as the rules say
+/// ([`lab_rules`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LabVerdict {
+    /// Broken rules: the request must fail with one of these (which one
+    /// depends on the order of the checks, which the ABI leaves open).
+    pub must: Vec<Errno>,
+    /// Failures the model cannot rule out on a valid request (no memory, a
+    /// full registry, a limit it only knows roughly).
+    pub may: Vec<Errno>,
+}
+
+fn add(v: &mut Vec<Errno>, e: Errno) {
+    if !v.contains(&e) {
+        v.push(e);
+        v.sort_by_key(|&e| e as i32);
+    }
+}
+
+/// The caller and the limits of [`lab_rules`].
+#[derive(Clone, Copy, Debug)]
+pub struct LabCaller {
+    /// `capable(CAP_SYS_ADMIN)` at the ioctl.
+    pub privileged: bool,
+    /// Issue 13's rules (privileges, zone modifiers, NOFAIL sizes, atomic
+    /// sizes); without them the older module's.
+    pub spec13: bool,
+    /// The handle of a KREALLOC is a live kmalloc-family handle of this file.
+    pub realloc_ok: bool,
+    /// `lab_max_mib` in bytes.
+    pub max_bytes: u64,
+}
+
+/// The lab's `KMALLOC_MAX_SIZE` (an order-10 run of 4 KiB pages).
+pub const KMALLOC_MAX: u64 = 4 << 20;
+/// The lab's `MAX_PAGE_ORDER`.
+pub const MAX_PAGE_ORDER: u32 = 10;
+
+/// The lab's rules for `req` (uapi.rs, lab/mod.rs `validate`, issue 13).
+pub fn lab_rules(req: &crate::uapi::AllocRequest, c: LabCaller) -> LabVerdict {
+    use crate::uapi::{alloc_flags as af, context as cx, gfp, lab_backend as lb};
+    let mut v = LabVerdict::default();
+    let mut must = |e: Errno| add(&mut v.must, e);
+    if req.backend >= lb::COUNT || req.context >= cx::COUNT {
+        must(Errno::EINVAL);
+    }
+    if req.flags & !af::KNOWN != 0 || req.count == 0 {
+        must(Errno::EINVAL);
+    }
+    if req.count > crate::uapi::LAB_MAX_COUNT {
+        must(Errno::E2BIG);
+    }
+    if gfp::REMOVED.iter().any(|&(b, _, _)| req.gfp & b != 0) || req.gfp & !gfp::KNOWN != 0 {
+        must(Errno::EINVAL);
+    }
+    let sleeps = req.gfp & gfp::DIRECT_RECLAIM != 0;
+    if c.spec13
+        && !c.privileged
+        && (req.gfp & (gfp::HIGH | gfp::MEMALLOC | gfp::NOFAIL) != 0 || req.flags & af::BIG != 0)
+    {
+        must(Errno::EPERM);
+    }
+    if req.context != cx::PROCESS && sleeps {
+        must(Errno::EINVAL);
+    }
+    let pages = matches!(
+        req.backend,
+        lb::ALLOC_PAGES | lb::GET_FREE_PAGES | lb::GET_ZEROED_PAGE
+    );
+    let bytes_backend = req.backend < lb::COUNT && !pages;
+    // NOFAIL must be able to sleep, and is not for orders above 1 (issue
+    // 13: the order only counts for the page backends).
+    if req.gfp & gfp::NOFAIL != 0 && (!sleeps || (req.order > 1 && (pages || !c.spec13))) {
+        must(Errno::EINVAL);
+    }
+    if c.spec13 {
+        let zones = [gfp::DMA, gfp::DMA32, gfp::HIGHMEM]
+            .iter()
+            .filter(|&&z| req.gfp & z != 0)
+            .count();
+        if zones >= 2 {
+            must(Errno::EINVAL);
+        }
+        if req.gfp & gfp::NOFAIL != 0 && bytes_backend && req.size > 2 * 4096 {
+            must(Errno::EINVAL);
+        }
+    }
+    if pages {
+        if req.order > MAX_PAGE_ORDER || (req.backend == lb::GET_ZEROED_PAGE && req.order != 0) {
+            must(Errno::EINVAL);
+        }
+    } else if req.backend < lb::COUNT {
+        if req.size == 0 {
+            must(Errno::EINVAL);
+        }
+        let cap = if req.flags & af::BIG != 0 {
+            c.max_bytes
+        } else {
+            KMALLOC_MAX
+        };
+        let kmalloc = matches!(req.backend, lb::KMALLOC | lb::KZALLOC | lb::KREALLOC);
+        if req.size > cap || (kmalloc && req.size > KMALLOC_MAX) {
+            must(Errno::E2BIG);
+        }
+    }
+    if req.size > u64::MAX / 2 && !pages && req.backend < lb::COUNT {
+        // Near u64::MAX on a byte backend: refused whatever else holds.
+        must(Errno::E2BIG);
+        must(Errno::EINVAL);
+    }
+    let slab = matches!(
+        req.backend,
+        lb::KMALLOC | lb::KZALLOC | lb::KREALLOC | lb::KMEM_CACHE | lb::KVMALLOC
+    );
+    if slab && req.gfp & (gfp::HIGHMEM | gfp::DMA32) != 0 {
+        must(Errno::EINVAL);
+    }
+    if matches!(req.backend, lb::VMALLOC | lb::KVMALLOC) {
+        if req.gfp & !gfp::VMALLOC_SUPPORTED != 0 || req.context == cx::HARDIRQ {
+            must(Errno::EINVAL);
+        }
+        if req.backend == lb::KVMALLOC && (req.context != cx::PROCESS || !sleeps) {
+            must(Errno::EINVAL);
+        }
+    }
+    if matches!(
+        req.backend,
+        lb::KMEM_CACHE | lb::OUR_CACHE | lb::OUR_MEMPOOL
+    ) && req.size > 8 * 4096
+    {
+        must(Errno::E2BIG);
+    }
+    if req.backend == lb::KREALLOC && (req.count != 1 || !c.realloc_ok) {
+        must(Errno::EINVAL);
+    }
+    if c.spec13 && req.context != cx::PROCESS {
+        let len = if pages {
+            4096u64 << req.order.min(63)
+        } else {
+            req.size
+        };
+        if len > 4 << 20 {
+            must(Errno::E2BIG);
+        }
+    }
+    // A valid request may still find no memory (atomic, NORETRY, an armed
+    // injector, a pool reserve) and registries full of entries in use.
+    add(&mut v.may, Errno::ENOMEM);
+    if pages && req.size > u64::MAX / 2 && c.spec13 {
+        // The page backends are sized by order and the ABI says their size
+        // is ignored; issue 13 says a size near u64::MAX is refused on any
+        // backend. Both are accepted: never a crash is what both promise.
+        add(&mut v.may, Errno::EINVAL);
+        add(&mut v.may, Errno::E2BIG);
+    }
+    if matches!(
+        req.backend,
+        lb::KMEM_CACHE | lb::OUR_CACHE | lb::OUR_MEMPOOL
+    ) {
+        add(&mut v.may, Errno::ENOSPC);
+        // A pool of elements too small for the reserve's links.
+        if req.backend == lb::OUR_MEMPOOL && req.size < 8 {
+            add(&mut v.may, Errno::EINVAL);
+        }
+    }
+    v
+}
+
+/// Bytes of one allocation of `req` at most (for the limits): a byte
+/// backend's size class is below twice the size plus a page; pages by order.
+pub fn lab_upper_bytes(req: &crate::uapi::AllocRequest) -> u64 {
+    use crate::uapi::lab_backend as lb;
+    if matches!(
+        req.backend,
+        lb::ALLOC_PAGES | lb::GET_FREE_PAGES | lb::GET_ZEROED_PAGE
+    ) {
+        4096u64 << req.order.min(40)
+    } else {
+        req.size.saturating_mul(2).saturating_add(4096)
+    }
+}
+
 /// Bytes per page of the sparse model.
 const MP: u64 = 4096;
 
@@ -246,6 +545,119 @@ mod tests {
         assert_eq!(s.extents().len(), 2);
         s.clear();
         assert_eq!(s.get(4090, 3), vec![0, 0, 0]);
+    }
+
+    fn req(backend: u32, gfp: u64, size: u64) -> crate::uapi::AllocRequest {
+        crate::uapi::AllocRequest {
+            backend,
+            gfp,
+            size,
+            count: 1,
+            ..Default::default()
+        }
+    }
+
+    const ROOT: LabCaller = LabCaller {
+        privileged: true,
+        spec13: true,
+        realloc_ok: false,
+        max_bytes: 256 << 20,
+    };
+
+    #[test]
+    fn lab_rules_cases() {
+        use crate::uapi::{alloc_flags as af, context as cx, gfp, lab_backend as lb};
+        let set = |v: &[Errno]| {
+            let mut v = v.to_vec();
+            v.sort_by_key(|&e| e as i32);
+            v
+        };
+        // Valid: only the "may" failures.
+        let v = lab_rules(&req(lb::KMALLOC, gfp::KERNEL, 100), ROOT);
+        assert!(v.must.is_empty(), "{v:?}");
+        assert!(v.may.contains(&Errno::ENOMEM));
+        // GFP_KERNEL in atomic context.
+        let mut r = req(lb::KMALLOC, gfp::KERNEL, 100);
+        r.context = cx::ATOMIC;
+        assert_eq!(lab_rules(&r, ROOT).must, set(&[Errno::EINVAL]));
+        // GFP_ATOMIC unprivileged: EPERM (issue 13), not before it.
+        let nobody = LabCaller {
+            privileged: false,
+            ..ROOT
+        };
+        let r = req(lb::KMALLOC, gfp::ATOMIC, 100);
+        assert_eq!(lab_rules(&r, nobody).must, set(&[Errno::EPERM]));
+        assert!(lab_rules(
+            &r,
+            LabCaller {
+                spec13: false,
+                ..nobody
+            }
+        )
+        .must
+        .is_empty());
+        let mut r = req(lb::VMALLOC, gfp::KERNEL, 1 << 20);
+        r.flags = af::BIG;
+        assert_eq!(lab_rules(&r, nobody).must, set(&[Errno::EPERM]));
+        // Two zone modifiers.
+        let r = req(lb::ALLOC_PAGES, gfp::KERNEL | gfp::DMA | gfp::DMA32, 0);
+        assert_eq!(lab_rules(&r, ROOT).must, set(&[Errno::EINVAL]));
+        // Atomic above 4 MiB.
+        let mut r = req(lb::ALLOC_PAGES, gfp::ATOMIC, 0);
+        r.context = cx::HARDIRQ;
+        r.order = 11;
+        assert!(lab_rules(&r, ROOT).must.contains(&Errno::E2BIG));
+        assert!(lab_rules(&r, ROOT).must.contains(&Errno::EINVAL));
+        // Near u64::MAX on any byte backend.
+        for b in [lb::KMALLOC, lb::VMALLOC, lb::KVMALLOC, lb::OUR_CACHE] {
+            let v = lab_rules(&req(b, gfp::KERNEL, u64::MAX - 3), ROOT);
+            assert!(!v.must.is_empty(), "backend {b}: {v:?}");
+        }
+        // Removed and unknown bits; a bad backend or count.
+        assert!(
+            !lab_rules(&req(lb::KMALLOC, gfp::KERNEL | gfp::WAIT, 8), ROOT)
+                .must
+                .is_empty()
+        );
+        assert!(!lab_rules(&req(lb::COUNT, gfp::KERNEL, 8), ROOT)
+            .must
+            .is_empty());
+        let mut r = req(lb::KMALLOC, gfp::KERNEL, 8);
+        r.count = 0;
+        assert_eq!(lab_rules(&r, ROOT).must, set(&[Errno::EINVAL]));
+        // KREALLOC needs a live handle.
+        let r = req(lb::KREALLOC, gfp::KERNEL, 8);
+        assert_eq!(lab_rules(&r, ROOT).must, set(&[Errno::EINVAL]));
+        let ok = LabCaller {
+            realloc_ok: true,
+            ..ROOT
+        };
+        assert!(lab_rules(&r, ok).must.is_empty());
+    }
+
+    #[test]
+    fn hostile_addresses() {
+        for r in [
+            0u64,
+            1,
+            u64::MAX,
+            0x0100_0000_0000_0000,
+            0xfeff_ffff_ffff_ffff,
+        ] {
+            let a = non_canonical(r);
+            let top = a >> 56;
+            assert!(top != 0 && top != 0xff, "{a:#x}");
+            assert!(!access_ok(a, 1));
+        }
+        assert!(access_ok(0x1000, 4096));
+        assert!(!access_ok(TASK_SIZE_MAX - 1, 2));
+        assert!(!access_ok(usize::MAX, 1));
+        let na = NoAccess::new(1 << 30).unwrap();
+        let z = Fd::open("/dev/zero", libc::O_RDONLY).unwrap();
+        for r in [0u64, 12345, u64::MAX] {
+            let a = na.addr(r, 64);
+            assert_eq!(z.read_raw(a, 64), Err(Errno::EFAULT));
+        }
     }
 
     #[test]
