@@ -116,6 +116,7 @@ passes "destroy refused at info level (a busy pool, user-triggered)" '<6>[    1.
 passes "ldd_alloc at warning level" '<4>[    1.300000] ldd_alloc: bench: 1 burst allocations failed'
 passes "a skipped KUnit case" '<6>[    0.819161]     ok 3 mempool_reserve # SKIP no pages'
 passes "kmemleak started" '<6>[    0.413000] kmemleak: Automatic memory scanning thread started'
+passes "kmemleak's scan-area fallback" '<4>[   55.016506] kmemleak: Cannot allocate a scan area, scanning the full object'
 passes "another driver at error level" '<3>[    0.300000] i8042: Can'"'"'t read CTR while initializing i8042'
 
 # Several files: a report in the second is found and named.
