@@ -278,6 +278,9 @@ pub fn install_alarm() -> Result<(), Errno> {
 }
 
 /// Arms (ms > 0) or disarms (0) a one-shot SIGALRM of this process.
+// libc marks musl's time_t/suseconds_t deprecated (they become 64-bit in
+// musl 1.2); the values here are small either way.
+#[allow(deprecated)]
 pub fn alarm_ms(ms: u64) {
     let t = libc::itimerval {
         it_interval: libc::timeval {
@@ -349,9 +352,12 @@ pub fn lab_rules(req: &crate::uapi::AllocRequest, c: LabCaller) -> LabVerdict {
         must(Errno::EINVAL);
     }
     let sleeps = req.gfp & gfp::DIRECT_RECLAIM != 0;
+    // Root only (README "Who may do what"): the emergency reserves
+    // (__GFP_HIGH, MEMALLOC, NOFAIL, our mempools), DMA and MOVABLE, BIG.
+    let root_only = gfp::HIGH | gfp::MEMALLOC | gfp::NOFAIL | gfp::DMA | gfp::MOVABLE;
     if c.spec13
         && !c.privileged
-        && (req.gfp & (gfp::HIGH | gfp::MEMALLOC | gfp::NOFAIL) != 0 || req.flags & af::BIG != 0)
+        && (req.gfp & root_only != 0 || req.flags & af::BIG != 0 || req.backend == lb::OUR_MEMPOOL)
     {
         must(Errno::EPERM);
     }

@@ -49,6 +49,8 @@ const MAX_POOLS: usize = 16;
 const REGION: u64 = 4 << 20;
 /// At most this many quanta per device in the write window.
 const MAX_QUANTA: u64 = 4096;
+/// Most quanta one device holds (scull/store.rs `MAX_QUANTA`).
+const STORE_MAX_QUANTA: u64 = 1 << 20;
 /// Size of the window below the device size limit that writes may touch.
 const NEAR: u64 = 64 << 10;
 /// Valid quantum values the fuzzer sets: each one may become a cache.
@@ -882,6 +884,10 @@ impl Fuzz {
             let qidx = pos / m.quantum;
             let fresh = !m.quanta.contains(&qidx) && !new_quanta.contains(&qidx);
             new_quanta.insert(qidx);
+            // The store holds at most STORE_MAX_QUANTA quanta (scull/store.rs
+            // MAX_QUANTA): a fresh one past it ends the write (ENOSPC or a
+            // short count), like a failed allocation.
+            let full = fresh && (m.quanta.len() + new_quanta.len()) as u64 > STORE_MAX_QUANTA;
             let copy_fails = match src {
                 Src::Valid | Src::ReadOnly => false,
                 Src::Faulting(_) | Src::Kernel(_) => true,
@@ -894,7 +900,7 @@ impl Fuzz {
                 set: pos / m.per_set(),
                 qidx,
                 fresh,
-                alloc_may_fail: fresh && may_fail,
+                alloc_may_fail: (fresh && may_fail) || full,
                 copy_fails,
             });
             if copy_fails {
@@ -1005,6 +1011,7 @@ impl Fuzz {
         let n = match r {
             Ok(n) => n,
             Err(Errno::ENOMEM) | Err(Errno::EFAULT) => 0,
+            Err(Errno::ENOSPC) if chunks.first().is_some_and(|c| c.alloc_may_fail) => 0,
             Err(e) => return Err(self.fail(format!("write: unexpected {e}"))),
         };
         // Where it stopped and why.
@@ -1025,7 +1032,8 @@ impl Fuzz {
                 return Err(self.fail("write returned 0 for a non-empty request"));
             }
             let c = chunks[i];
-            let alloc = c.alloc_may_fail && matches!(r, Ok(_) | Err(Errno::ENOMEM));
+            let alloc =
+                c.alloc_may_fail && matches!(r, Ok(_) | Err(Errno::ENOMEM) | Err(Errno::ENOSPC));
             let copy = c.copy_fails && matches!(r, Ok(_) | Err(Errno::EFAULT));
             let copy = match (alloc, copy) {
                 (false, false) => {
@@ -1916,6 +1924,16 @@ impl Fuzz {
     }
 
     fn op_bad_free(&mut self) -> R {
+        /// What the test cache answers to scenario `arg` (issue 4's table).
+        fn refusal_of(arg: u64) -> i32 {
+            match arg as u32 {
+                uapi::bad_free::FOREIGN_KMALLOC => uapi::refusal::FOREIGN,
+                uapi::bad_free::FOREIGN_CACHE => uapi::refusal::FOREIGN,
+                uapi::bad_free::MISALIGNED => uapi::refusal::MISALIGNED,
+                uapi::bad_free::DOUBLE => uapi::refusal::DOUBLE,
+                _ => uapi::refusal::FOREIGN,
+            }
+        }
         let fi = self.pick_fd()?;
         let arg: u64 = match self.rng.below(10) {
             0 => u64::from(uapi::bad_free::COUNT) + self.rng.below(100),
@@ -1943,13 +1961,7 @@ impl Fuzz {
                 }
                 other => other,
             };
-            r.map(|()| match arg as u32 {
-                uapi::bad_free::FOREIGN_KMALLOC => uapi::refusal::FOREIGN,
-                uapi::bad_free::FOREIGN_CACHE => uapi::refusal::FOREIGN,
-                uapi::bad_free::MISALIGNED => uapi::refusal::MISALIGNED,
-                uapi::bad_free::DOUBLE => uapi::refusal::DOUBLE,
-                _ => uapi::refusal::FOREIGN,
-            })
+            r.map(|()| refusal_of(arg))
         };
         self.count("bad_free", true);
         let r = self.files[fi]
@@ -1960,8 +1972,16 @@ impl Fuzz {
         }
         let full = self.caches.len() >= MAX_CACHES;
         self.resync_caches()?;
-        // A full registry may make room (issue 13) or say ENOSPC.
+        // A full registry may make room (issue 13) or say ENOSPC: the model
+        // cannot tell whether an entry is idle (no live objects, no user).
         if self.spec13 && full && r == Err(Errno::ENOSPC) {
+            return Ok(());
+        }
+        if self.spec13
+            && want == Err(Errno::ENOSPC)
+            && arg < u64::from(uapi::bad_free::COUNT)
+            && r == Ok(refusal_of(arg))
+        {
             return Ok(());
         }
         if r == Err(Errno::ENOMEM)
@@ -2735,8 +2755,39 @@ impl Fuzz {
             return self.check_list(fi);
         }
         if bad_replies {
-            // Allocated, then the replies could not be written: nothing kept.
+            // Allocated, then the replies could not be written: nothing kept,
+            // except by KREALLOC, whose old object krealloc has taken over:
+            // the new one stays in the table under a new handle, which LIST
+            // tells (the module's realloc documents it).
             match r {
+                Err(Errno::EFAULT) if req.backend == lb::KREALLOC => {
+                    if let Some(mut held) = self.files[fi].handles.remove(&req.handle) {
+                        held.lower = req.size;
+                        held.upper = held
+                            .upper
+                            .max(req.size.checked_next_power_of_two().unwrap_or(u64::MAX))
+                            .saturating_add(4096);
+                        let live = self.files[fi].handles.len() as u32 + 1;
+                        let (_, entries) = self
+                            .list(fi, live)
+                            .map_err(|e| self.fail(format!("LIST after KREALLOC EFAULT: {e}")))?;
+                        let new = entries
+                            .iter()
+                            .take(live as usize)
+                            .map(|h| h.handle)
+                            .find(|h| !self.files[fi].handles.contains_key(h));
+                        match new {
+                            Some(h) => {
+                                self.files[fi].handles.insert(h, held);
+                            }
+                            None => {
+                                return Err(self.fail(
+                                    "KREALLOC with a bad replies pointer: no new handle listed",
+                                ))
+                            }
+                        }
+                    }
+                }
                 Err(Errno::EFAULT) => {}
                 Err(e) if v.may.contains(&e) => {}
                 other => {
@@ -2802,7 +2853,8 @@ impl Fuzz {
                 && zone_ok
                 && (!bytes || (rep.requested == req.size && rep.actual >= rep.requested))
                 && rep.phys_hi >= rep.phys_lo
-                && (!(unpriv && self.spec13) || (rep.phys_lo == 0 && rep.phys_hi == 0));
+                && (!(unpriv && self.spec13)
+                    || (rep.phys_lo == 0 && rep.phys_hi == 0 && rep.contiguous == 0));
             if !ok {
                 return Err(self.fail(format!("ALLOC reply {rep:?}")));
             }
