@@ -84,13 +84,15 @@ trap 'rm -rf "$etc" "$initrd"' EXIT
 (cd "$etc" && find etc | cpio -o -H newc --quiet | gzip -1) >>"$initrd"
 
 # Every printk on the console, and a ring buffer that keeps them all.
-append="console=ttyS0 panic=-1 oops=panic ignore_loglevel log_buf_len=16M"
+# cma=: a boot-time contiguous reservation (LDD3's "large buffers"; issue 17).
+cma="cma=${VM_CMA:-64M}"
+append="console=ttyS0 panic=-1 oops=panic ignore_loglevel log_buf_len=16M $cma"
 qemu=(qemu-system-x86_64 -accel "$accel" -smp "$smp" -m "$mem" -no-reboot
 	-kernel "$bzimage" -initrd "$initrd")
 
 if [ "$mode" = shell ]; then
 	# One port: the console is the shell's terminal. Info lines stay quiet.
-	exec "${qemu[@]}" -nographic -append "console=ttyS0 panic=-1 loglevel=4 oops=panic"
+	exec "${qemu[@]}" -nographic -append "console=ttyS0 panic=-1 loglevel=4 oops=panic $cma"
 fi
 raw_console=$(mktemp)
 trap 'rm -rf "$etc" "$initrd" "$raw_console"' EXIT
