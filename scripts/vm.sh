@@ -23,6 +23,10 @@
 # kept in .vm/ and their paths printed on failure.
 # VM_DRY_RUN=DIR: write the files /init reads (etc/ldd/...) to DIR and stop
 # (scripts/tests/vm-cmd.sh checks the command arrives byte for byte).
+# VM_QEMU_EXTRA: more QEMU arguments, e.g. "-gdb tcp::12345" to attach gdb
+# to a hung guest (gdb vmlinux -ex 'target remote :12345'; info threads).
+# VM_CMA: the cma= size, and a place for more boot parameters while
+# debugging (VM_CMA="64M check_pages=1").
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
@@ -96,7 +100,7 @@ if [ "$mode" = shell ]; then
 fi
 raw_console=$(mktemp)
 trap 'rm -rf "$etc" "$initrd" "$raw_console"' EXIT
-qemu+=(-display none -monitor none -serial "file:$raw_console" -serial stdio -append "$append")
+qemu+=(-display none -monitor none -serial "file:$raw_console" -serial stdio -append "$append" ${VM_QEMU_EXTRA:-})
 
 start=$(date +%s)
 set +e

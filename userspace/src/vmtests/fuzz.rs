@@ -273,7 +273,7 @@ struct Fuzz {
     rbuf: Vec<u8>,
     initial: Vec<(u32, u32)>,
     baseline_pages: i64,
-    tracing: bool,
+    tracing: Option<u64>,
     /// Random user addresses that are never mapped.
     noaccess: NoAccess,
     /// The module follows issue 13 (privilege table, registry reuse, new
@@ -2929,9 +2929,9 @@ impl Fuzz {
     // ---------------------------------------------------------------------
 
     /// With `LDD_FUZZ_TRACE` set: the op about to reach the kernel, so a
-    /// hang names its op.
+    /// hang names its op (`LDD_FUZZ_TRACE=N`: from op N on).
     fn trace(&self) {
-        if self.tracing {
+        if self.tracing.is_some_and(|from| self.op >= from) {
             use std::io::Write as _;
             println!("# trace op {}: {}", self.op, self.desc);
             let _ = std::io::stdout().flush();
@@ -2961,8 +2961,12 @@ impl Fuzz {
     }
 
     fn step_inner(&mut self) -> R {
+        let kind = self.rng.below(1000);
+        if self.tracing.is_some() {
+            let _ = write!(self.desc, "kind {kind}:");
+        }
         self.trace();
-        match self.rng.below(1000) {
+        match kind {
             0..=219 => self.op_write(),
             220..=399 => self.op_read(),
             400..=469 => self.op_lseek(),
@@ -3049,7 +3053,9 @@ impl Fuzz {
             rbuf: Vec::new(),
             initial: Vec::new(),
             baseline_pages: 0,
-            tracing: std::env::var_os("LDD_FUZZ_TRACE").is_some(),
+            tracing: std::env::var("LDD_FUZZ_TRACE")
+                .ok()
+                .map(|v| v.trim().parse().unwrap_or(0)),
             noaccess: NoAccess::new(1 << 30).map_err(|e| format!("mmap PROT_NONE: {e}"))?,
             spec13: env_u64("LDD_FUZZ_PRE13", 0) == 0,
             unpriv: false,
