@@ -96,6 +96,15 @@ pub(crate) fn from_abi(flags: u64) -> Result<Gfp> {
     if (flags & (abi::DMA | abi::DMA32 | abi::HIGHMEM)).count_ones() > 1 {
         return Err(EINVAL);
     }
+    // The two mobility bits together are no migratetype: mm/page_alloc.h's
+    // gfp_migratetype() only VM_WARN_ONs and returns MIGRATE_PCPTYPES, whose
+    // per-CPU list index is that of the next order's unmovable list, so the
+    // page allocator hands out (and later frees) a run of the wrong order
+    // and `pcp->count` drifts from the lists until free_pcppages_bulk()
+    // spins forever under the zone lock (fuzzer seed 7, issue 14).
+    if flags & (abi::MOVABLE | abi::RECLAIMABLE) == abi::MOVABLE | abi::RECLAIMABLE {
+        return Err(EINVAL);
+    }
     Ok(MAP
         .iter()
         .filter(|(a, _)| flags & a != 0)

@@ -382,6 +382,10 @@ pub fn lab_rules(req: &crate::uapi::AllocRequest, c: LabCaller) -> LabVerdict {
         if zones >= 2 {
             must(Errno::EINVAL);
         }
+        // Both mobility bits: no migratetype (mm/page_alloc.h).
+        if req.gfp & (gfp::MOVABLE | gfp::RECLAIMABLE) == gfp::MOVABLE | gfp::RECLAIMABLE {
+            must(Errno::EINVAL);
+        }
         if req.gfp & gfp::NOFAIL != 0 && bytes_backend && req.size > 2 * 4096 {
             must(Errno::EINVAL);
         }
@@ -608,6 +612,16 @@ mod tests {
         // Two zone modifiers.
         let r = req(lb::ALLOC_PAGES, gfp::KERNEL | gfp::DMA | gfp::DMA32, 0);
         assert_eq!(lab_rules(&r, ROOT).must, set(&[Errno::EINVAL]));
+        // Both mobility bits, any backend; each alone is fine.
+        for b in [lb::ALLOC_PAGES, lb::KMALLOC, lb::OUR_CACHE] {
+            let both = gfp::KERNEL | gfp::MOVABLE | gfp::RECLAIMABLE;
+            assert_eq!(
+                lab_rules(&req(b, both, 64), ROOT).must,
+                set(&[Errno::EINVAL])
+            );
+        }
+        let r = req(lb::ALLOC_PAGES, gfp::KERNEL | gfp::RECLAIMABLE, 0);
+        assert!(lab_rules(&r, ROOT).must.is_empty());
         // Atomic above 4 MiB.
         let mut r = req(lb::ALLOC_PAGES, gfp::ATOMIC, 0);
         r.context = cx::HARDIRQ;

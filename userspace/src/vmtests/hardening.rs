@@ -82,7 +82,8 @@ fn hostile_sizes() -> TestResult {
     Ok(Outcome::Pass)
 }
 
-/// At most one zone modifier (`gfp_zone()` would VM_BUG_ON), NOFAIL only up
+/// At most one zone modifier (`gfp_zone()` would VM_BUG_ON), at most one
+/// mobility bit (`gfp_migratetype()` would VM_WARN_ON), NOFAIL only up
 /// to order 1 by size too, nothing above 4 MiB outside process context.
 fn flag_rules() -> TestResult {
     let dev = open()?;
@@ -105,6 +106,42 @@ fn flag_rules() -> TestResult {
             );
         }
     }
+    // MOVABLE|RECLAIMABLE is no migratetype: the page allocator would take
+    // a run from the next order's per-CPU list and count it as this order,
+    // until free_pcppages_bulk() spins forever (fuzzer seed 7). Each bit
+    // alone is a real migratetype and must still work.
+    let both = gfp::MOVABLE | gfp::RECLAIMABLE;
+    for backend in [
+        lb::ALLOC_PAGES,
+        lb::GET_FREE_PAGES,
+        lb::GET_ZEROED_PAGE,
+        lb::KMALLOC,
+        lb::OUR_CACHE,
+        lb::VMALLOC,
+    ] {
+        for order in [0, 1, 3] {
+            let order = if backend == lb::GET_ZEROED_PAGE {
+                0
+            } else {
+                order
+            };
+            ensure_eq!(
+                dev.alloc(req(backend, gfp::KERNEL | both, 64, order))
+                    .map(drop),
+                Err(Errno::EINVAL),
+                "MOVABLE|RECLAIMABLE on backend {backend} order {order}"
+            );
+        }
+    }
+    for (what, one) in [("MOVABLE", gfp::MOVABLE), ("RECLAIMABLE", gfp::RECLAIMABLE)] {
+        for order in [0, 1, 3] {
+            let made = dev
+                .alloc(req(lb::ALLOC_PAGES, gfp::KERNEL | one, 0, order))
+                .ctx(&format!("{what} alone, order {order}"))?;
+            ensure_eq!(made.len(), 1, "{what} order {order}");
+        }
+    }
+    dev.free_all().ctx("FREE_ALL after the mobility cases")?;
     let nofail = gfp::KERNEL | gfp::NOFAIL;
     ensure_eq!(
         dev.alloc(req(lb::KMALLOC, nofail, 4 << 20, 0)).map(drop),
