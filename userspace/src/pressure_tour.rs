@@ -49,19 +49,21 @@ fn claim(text: &str, observed: String, holds: bool) -> Claim {
 struct Burst {
     made: usize,
     failed: Option<Errno>,
-    lat: Vec<u64>,
+    median: u64,
+    max: u64,
+    /// The handles and physical addresses, in order (only with
+    /// [`KEEP_HANDLES`] set: copying them out allocates).
     handles: Vec<u32>,
+    phys: Vec<u64>,
 }
 
 impl Burst {
     fn max_ns(&self) -> u64 {
-        self.lat.iter().copied().max().unwrap_or(0)
+        self.max
     }
 
     fn median_ns(&self) -> u64 {
-        let mut v = self.lat.clone();
-        v.sort_unstable();
-        v.get(v.len() / 2).copied().unwrap_or(0)
+        self.median
     }
 
     fn show(&self, total: usize) -> String {
@@ -83,11 +85,40 @@ fn us(ns: u64) -> String {
     }
 }
 
+/// Allocations per lab request. The lab's own arrays for a request
+/// (`count` replies and handles) are GFP_KERNEL allocations: 32 replies
+/// (2 KiB) come from a slab object that each request frees for the next,
+/// where 1024 (64 KiB) would need fresh pages, and below the min watermark
+/// without swap the OOM killer.
+const CHUNK: usize = 32;
+
+/// Most allocations of one burst.
+const BURST_MAX: usize = 4096;
+
+/// The buffers of every burst, written once before any pressure ([`open`])
+/// and reused: a page fault of this process while memory is exhausted
+/// would be an allocation of its own (and, without swap, an OOM kill).
+struct Scratch {
+    lat: Vec<u64>,
+    handles: Vec<u32>,
+    phys: Vec<u64>,
+    replies: Vec<uapi::AllocReply>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch {
+        lat: vec![1; BURST_MAX],
+        handles: vec![1; BURST_MAX],
+        phys: vec![1; BURST_MAX],
+        replies: vec![uapi::AllocReply { handle: 1, ..Default::default() }; CHUNK],
+    });
+    /// Whether bursts copy their handles out (claim 4 only: not under
+    /// exhaustion).
+    static KEEP_HANDLES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// `total` allocations of `backend` (pages of `order`, or `size` bytes),
-/// kept, in requests of at most 1024; stops at the first failure. Every
-/// userspace buffer is written before the first request: a page fault of
-/// this process while memory is exhausted would be an allocation of its own
-/// (and, without swap, an OOM kill).
+/// kept, in requests of at most [`CHUNK`]; stops at the first failure.
 #[allow(clippy::too_many_arguments)]
 fn burst_of(
     dev: &Device,
@@ -99,51 +130,52 @@ fn burst_of(
     ctx: u32,
     opts: u32,
 ) -> Burst {
-    let mut b = Burst::default();
-    b.lat.resize(total, 1);
-    b.lat.clear();
-    b.handles.resize(total, 1);
-    b.handles.clear();
-    let mut replies = vec![
-        uapi::AllocReply {
-            handle: 1,
-            ..Default::default()
-        };
-        total.min(1024)
-    ];
-    while b.made < total {
-        let count = (total - b.made).min(1024);
-        let mut req = uapi::AllocRequest {
-            backend,
-            context: ctx,
-            gfp: flags,
-            size,
-            order,
-            count: count as u32,
-            flags: opts,
-            replies: replies.as_mut_ptr() as u64,
-            ..Default::default()
-        };
-        match dev.ioctl_inout(uapi::LDD_IOC_ALLOC, &mut req) {
-            Ok(n) => {
-                let n = n as usize;
-                for r in &replies[..n.min(count)] {
-                    b.lat.push(r.latency_ns);
-                    b.handles.push(r.handle);
+    let total = total.min(BURST_MAX);
+    SCRATCH.with_borrow_mut(|sc| {
+        let mut b = Burst::default();
+        while b.made < total {
+            let count = (total - b.made).min(CHUNK);
+            let mut req = uapi::AllocRequest {
+                backend,
+                context: ctx,
+                gfp: flags,
+                size,
+                order,
+                count: count as u32,
+                flags: opts,
+                replies: sc.replies.as_mut_ptr() as u64,
+                ..Default::default()
+            };
+            match dev.ioctl_inout(uapi::LDD_IOC_ALLOC, &mut req) {
+                Ok(n) => {
+                    let n = (n as usize).min(count);
+                    for (i, r) in sc.replies[..n].iter().enumerate() {
+                        sc.lat[b.made + i] = r.latency_ns;
+                        sc.handles[b.made + i] = r.handle;
+                        sc.phys[b.made + i] = r.phys_lo;
+                    }
+                    b.made += n;
+                    if n < count {
+                        b.failed = Some(Errno::ENOMEM);
+                        break;
+                    }
                 }
-                b.made += n;
-                if n < count {
-                    b.failed = Some(Errno::ENOMEM);
+                Err(e) => {
+                    b.failed = Some(e);
                     break;
                 }
             }
-            Err(e) => {
-                b.failed = Some(e);
-                break;
-            }
         }
-    }
-    b
+        if KEEP_HANDLES.get() {
+            b.handles = sc.handles[..b.made].to_vec();
+            b.phys = sc.phys[..b.made].to_vec();
+        }
+        let lat = &mut sc.lat[..b.made];
+        lat.sort_unstable();
+        b.median = lat.get(lat.len() / 2).copied().unwrap_or(0);
+        b.max = lat.last().copied().unwrap_or(0);
+        b
+    })
 }
 
 /// `total` page allocations of `order` (alloc_pages).
@@ -299,35 +331,66 @@ pub fn atomic_reserve() -> ClaimResult {
     ))
 }
 
+/// Writes a sysctl, and gives the old value back when dropped.
+struct Sysctl {
+    path: &'static str,
+    old: String,
+}
+
+impl Sysctl {
+    fn set(path: &'static str, value: &str) -> Result<Self, String> {
+        let old = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        std::fs::write(path, value).map_err(|e| format!("{path}: {e}"))?;
+        Ok(Self {
+            path,
+            old: old.trim().to_string(),
+        })
+    }
+}
+
+impl Drop for Sysctl {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.path, &self.old);
+    }
+}
+
 /// Claim 4: contiguous memory is hard to find, virtual contiguity is easy,
 /// and compaction makes contiguity again.
 pub fn contiguity() -> ClaimResult {
+    // Nothing defragments behind the claim's back: no proactive compaction
+    // by kcompactd, no watermark boost after fragmentation events.
+    let _p = Sysctl::set("/proc/sys/vm/compaction_proactiveness", "0")?;
+    let _b = Sysctl::set("/proc/sys/vm/watermark_boost_factor", "0")?;
     let _swap = ZramSwap::on(SWAP_MIB)?;
     let dev = open()?;
     let z = main_zone()?;
-    // Leave 4600 pages above min: room for the lab to cut into pieces.
-    let hog = fill_to(z.min + 4600, false)?;
-    hog.stop();
     let zone = z.name.clone();
+    // A hog leaves 3200 pages above the high watermark; the lab takes them
+    // one page at a time and gives back those of odd frame number: each
+    // hole's buddy is a page the lab still holds, so no two holes merge.
+    let hog = fill_to(z.high + 3200, false)?;
     let before = buddyinfo(&zone)?;
-    // The DMA zone's large runs first (GFP_KERNEL falls back to it).
-    for order in (4..=10).rev() {
-        burst(&dev, gfp::DMA | gfp::NOWAIT, order, 16, context::PROCESS, 0);
+    KEEP_HANDLES.set(true);
+    let a = burst(&dev, gfp::NOWAIT, 0, 3200, context::PROCESS, 0);
+    KEEP_HANDLES.set(false);
+    let mut holes = 0;
+    for (h, phys) in a.handles.iter().zip(&a.phys) {
+        if (phys >> 12) & 1 == 1 {
+            let _ = dev.free(*h);
+            holes += 1;
+        }
     }
-    // Take 3800 single pages, give every other one back: free memory in
-    // holes of one page between pages still held.
-    let a = burst(&dev, gfp::NOWAIT, 0, 3800, context::PROCESS, 0);
-    for h in a.handles.iter().skip(1).step_by(2) {
-        let _ = dev.free(*h);
-    }
-    // Hold whatever run of 16 pages or more is still free.
+    // Hold whatever free run of 16 pages or more is left (also in ZONE_DMA,
+    // where GFP_KERNEL falls back).
     let mut held = 0;
     for order in (4..=10).rev() {
-        held += burst(&dev, gfp::NOWAIT, order, 24, context::PROCESS, 0).made << order;
+        held += burst(&dev, gfp::NOWAIT, order, 64, context::PROCESS, 0).made << order;
+        burst(&dev, gfp::DMA | gfp::NOWAIT, order, 16, context::PROCESS, 0);
     }
     let frag = buddyinfo(&zone)?;
     let zf = main_zone()?;
-    let nowait = burst(&dev, gfp::NOWAIT | gfp::NORETRY, 4, 1, context::PROCESS, 0);
+    // Neither reclaim nor compaction, and no kswapd wake-up.
+    let nowait = burst(&dev, gfp::NORETRY | gfp::NOWARN, 4, 1, context::PROCESS, 0);
     let vm = burst_of(
         &dev,
         lb::VMALLOC,
@@ -344,9 +407,9 @@ pub fn contiguity() -> ClaimResult {
     let _ = dev.free_all();
     drop(hog);
     Ok(claim(
-        "Physically contiguous memory is hard to find, virtual contiguity is easy (Love): with free memory in holes, an order-4 allocation that may not reclaim or compact fails though free pages are above the watermarks, where vmalloc of the same 64 KiB succeeds; GFP_KERNEL (reclaim and compaction allowed, CONFIG_COMPACTION) gets its order-4 run",
+        "Physically contiguous memory is hard to find, virtual contiguity is easy (Love): with free memory in one-page holes, an order-4 allocation that may neither reclaim nor compact fails though free pages are above the watermark, where vmalloc of the same 64 KiB succeeds; GFP_KERNEL, which may reclaim and compact (CONFIG_COMPACTION), gets its order-4 run",
         format!(
-            "buddyinfo {zone} before {before:?}; after holding every other page of {} and {held} pages in runs of 16+: {frag:?}, {}; order 4 GFP_NOWAIT|__GFP_NORETRY: {}; vmalloc(64 KiB): {}; order 4 GFP_KERNEL: {}, vmstat: {}",
+            "buddyinfo {zone} with the hog in place {before:?}; after {holes} one-page holes among {} pages of the lab and {held} pages in runs of 16+ held: {frag:?}, {}; order 4 __GFP_NORETRY without reclaim: {}; vmalloc(64 KiB): {}; order 4 GFP_KERNEL: {}, vmstat: {}",
             a.made,
             show_zone(&zf),
             nowait.show(1),
@@ -354,7 +417,7 @@ pub fn contiguity() -> ClaimResult {
             k.show(1),
             dk.show()
         ),
-        nowait.made == 0 && zf.free > zf.low + 16 && vm.made == 1 && k.made == 1,
+        nowait.made == 0 && zf.free > zf.min + 16 && vm.made == 1 && k.made == 1,
     ))
 }
 
@@ -468,6 +531,11 @@ pub fn nowarn() -> ClaimResult {
             let wait = Duration::from_secs(11).saturating_sub(t.elapsed());
             std::thread::sleep(wait);
         }
+        // Any failure report of the last 10 s (one inside an OOM fence,
+        // say) has used the allowance too.
+        if let Some(ago) = pressure::since_last_log("page allocation failure")? {
+            std::thread::sleep(Duration::from_secs(11).saturating_sub(ago));
+        }
         *last = Some(std::time::Instant::now());
     }
     let (mark, _) = pressure::kernel_log_since(usize::MAX)?;
@@ -526,9 +594,10 @@ pub fn noio() -> ClaimResult {
     let noio = gfp::DIRECT_RECLAIM | gfp::NORETRY;
     let run = |flags: u64, opts: u32| -> Result<(Burst, pressure::Delta, usize), String> {
         refill(&hog)?;
-        let total = past_min(2048)?.min(MAX_HANDLES);
+        // Order 2 (16 KiB), 8 MiB past every zone's min watermark.
+        let total = (past_min(2048)? / 4).min(MAX_HANDLES);
         let v0 = VmStat::now()?;
-        let b = burst(&dev, flags, 0, total, context::PROCESS, opts);
+        let b = burst(&dev, flags, 2, total, context::PROCESS, opts);
         let d = VmStat::now()?.delta(&v0);
         let _ = dev.free_all();
         Ok((b, d, total))
@@ -540,7 +609,7 @@ pub fn noio() -> ClaimResult {
     Ok(claim(
         "GFP_NOIO reclaim does not swap (pswpout stays) where GFP_KERNEL's does; memalloc_noio_save() around a GFP_KERNEL allocation makes it behave as GFP_NOIO (the recommended way since 4.12)",
         format!(
-            "direct reclaim only (no kswapd wake-up), __GFP_NORETRY: GFP_KERNEL {}: {}; GFP_NOIO {}: {}; GFP_KERNEL in memalloc_noio_save() {}: {}",
+            "order-2 pages, direct reclaim only (no kswapd wake-up), __GFP_NORETRY: GFP_KERNEL {}: {}; GFP_NOIO {}: {}; GFP_KERNEL in memalloc_noio_save() {}: {}",
             bk.show(tk),
             dk.show(),
             bn.show(tn),
@@ -557,10 +626,13 @@ pub fn noio() -> ClaimResult {
 }
 
 /// Claim 8: our mempool keeps its promise when the page allocator cannot
-/// serve GFP_ATOMIC.
+/// serve GFP_ATOMIC. Without swap (kswapd could otherwise free pages while
+/// the claim looks), so the exhaustion ends as claim 5's does: a GFP_KERNEL
+/// allocation of ours makes the OOM killer take the hog, inside a fence.
 pub fn mempool() -> ClaimResult {
     const ELEM: u64 = 3000;
-    let _swap = ZramSwap::on(SWAP_MIB)?;
+    pressure::swap_off_all()?;
+    protect_from_oom()?;
     let dev = open()?;
     // The pool (and its reserve) exists before the pressure.
     let first = burst_of(
@@ -577,14 +649,15 @@ pub fn mempool() -> ClaimResult {
         return Err("could not create the pool".into());
     }
     let p0 = crate::vmtests::pools::pool_of(&dev, ELEM)?;
-    let _hog = pressed(false)?;
+    let _fence = Fence::begin("oom-kill")?;
+    let mut hog = fill_to(main_zone()?.low, false)?;
     // Take everything GFP_ATOMIC can reach, reserve included.
-    let drained = burst(&dev, gfp::ATOMIC, 2, 3000, context::ATOMIC, 0);
+    let drained = burst(&dev, gfp::ATOMIC, 2, 2000, context::ATOMIC, 0);
     let drained0 = burst(
         &dev,
         gfp::ATOMIC,
         0,
-        MAX_HANDLES - 500 - drained.made,
+        3800 - drained.made,
         context::ATOMIC,
         0,
     );
@@ -601,23 +674,29 @@ pub fn mempool() -> ClaimResult {
     );
     let p1 = crate::vmtests::pools::pool_of(&dev, ELEM)?;
     let _ = dev.free_all();
+    // End the exhaustion: the hog goes, by the OOM killer.
+    let end = burst(&dev, gfp::KERNEL, 2, MAX_HANDLES, context::PROCESS, 0);
+    let killed = hog.killed_within(Duration::from_secs(30));
+    let _ = dev.free_all();
     let reserve = p1.allocs_reserve - p0.allocs_reserve;
     Ok(claim(
         "Mempools keep their promise under real pressure: with the page allocator unable to serve GFP_ATOMIC, our mempool serves min_nr allocations from its reserve",
         format!(
-            "GFP_ATOMIC order-2 pages until failure: {}, then order-0: {}; one more bare GFP_ATOMIC page: {}; our mempool ({ELEM}-byte elements, min_nr {}): {}, {} from its backing cache, {reserve} from the reserve",
-            drained.show(3000),
-            drained0.show(MAX_HANDLES - 500 - drained.made),
+            "no swap; GFP_ATOMIC order-2 pages until failure: {}, then order-0: {}; one more bare GFP_ATOMIC page: {}; our mempool ({ELEM}-byte elements, min_nr {}): {}, {} from its backing cache, {reserve} from the reserve; then GFP_KERNEL: {}, the hog SIGKILLed by the OOM killer: {killed}",
+            drained.show(2000),
+            drained0.show(3800 - drained.made),
             bare.show(1),
             p0.min_nr,
             pool.show(150),
-            p1.allocs_backing - p0.allocs_backing
+            p1.allocs_backing - p0.allocs_backing,
+            end.show(MAX_HANDLES)
         ),
         drained.failed == Some(Errno::ENOMEM)
             && drained0.failed == Some(Errno::ENOMEM)
             && bare.made == 0
             && reserve == p0.min_nr
-            && pool.failed == Some(Errno::ENOMEM),
+            && pool.failed == Some(Errno::ENOMEM)
+            && killed,
     ))
 }
 
@@ -746,6 +825,8 @@ pub fn run_all(tries: u32) -> Vec<Claim> {
         Err(e) => out.push(claim(what, format!("could not be set up: {e}"), false)),
     };
     let single = |f: fn() -> ClaimResult| move || f().map(|c| vec![c]);
+    // First: the page allocator prints one failure report per 10 s.
+    push(retry(tries, single(nowarn)), "__GFP_NOWARN");
     push(
         retry(tries, kernel_vs_atomic),
         "GFP_KERNEL and GFP_ATOMIC under pressure",
@@ -753,7 +834,6 @@ pub fn run_all(tries: u32) -> Vec<Claim> {
     push(retry(tries, single(atomic_reserve)), "GFP_ATOMIC's reserve");
     push(retry(tries, single(contiguity)), "contiguity");
     push(retry(tries, single(retry_modifiers)), "the retry modifiers");
-    push(retry(tries, single(nowarn)), "__GFP_NOWARN");
     push(retry(tries, single(noio)), "GFP_NOIO");
     push(retry(tries, single(mempool)), "mempools under pressure");
     push(
