@@ -247,6 +247,7 @@ fn push(over_mib: u64) -> Result<Hog, String> {
         max_mib: total + over_mib,
         cache_mib: 0,
         step_pages: 256,
+        all_zones: false,
     })?;
     hog.wait_ready(Duration::from_secs(300))?;
     Ok(hog)
