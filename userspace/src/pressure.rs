@@ -364,7 +364,7 @@ impl Hog {
         }
         if pid == 0 {
             drop(rd);
-            hog_main(spec, parent, wr);
+            exec_hog(spec, parent, wr);
         }
         drop(wr);
         Ok(Self {
@@ -460,6 +460,64 @@ impl Drop for Hog {
             }
         }
     }
+}
+
+/// Name of the environment variable that turns this program into a hog
+/// ([`hog_entry`]).
+const HOG_ENV: &str = "LDD_ALLOC_HOG";
+
+/// In the child after fork(): becomes a fresh image of this program in hog
+/// mode. A forked child shares every page of its parent copy-on-write, so
+/// each write of the parent would be an allocation of its own, and with
+/// memory exhausted a page fault that calls the OOM killer; a new image
+/// shares nothing. Falls back to being the hog in place.
+fn exec_hog(spec: HogSpec, parent: libc::pid_t, report: OwnedFd) -> ! {
+    let fd = report.as_raw_fd();
+    let value = format!(
+        "{} {} {} {} {} {} {fd} {parent}",
+        spec.target_free,
+        u8::from(spec.hold),
+        spec.max_mib,
+        spec.cache_mib,
+        spec.step_pages,
+        u8::from(spec.all_zones)
+    );
+    if let (Ok(k), Ok(v)) = (
+        std::ffi::CString::new(HOG_ENV),
+        std::ffi::CString::new(value),
+    ) {
+        let argv = [c"ldd-alloc-hog".as_ptr(), std::ptr::null()];
+        // SAFETY: NUL-terminated strings and a NULL-terminated argv; the
+        // descriptor `fd` is inherited (pipe() sets no close-on-exec).
+        unsafe {
+            libc::setenv(k.as_ptr(), v.as_ptr(), 1);
+            libc::execv(c"/proc/self/exe".as_ptr(), argv.as_ptr());
+        }
+    }
+    hog_main(spec, parent, report)
+}
+
+/// Called first by the programs of this crate: when started as a hog by
+/// [`Hog::spawn`], runs the hog and never returns; otherwise does nothing.
+pub fn hog_entry() {
+    let Ok(v) = std::env::var(HOG_ENV) else {
+        return;
+    };
+    let n: Vec<u64> = v.split(' ').filter_map(|w| w.parse().ok()).collect();
+    if n.len() != 8 {
+        std::process::exit(3);
+    }
+    let spec = HogSpec {
+        target_free: n[0],
+        hold: n[1] != 0,
+        max_mib: n[2],
+        cache_mib: n[3],
+        step_pages: n[4] as usize,
+        all_zones: n[5] != 0,
+    };
+    // SAFETY: The descriptor the parent's pipe left open for us.
+    let report = unsafe { OwnedFd::from_raw_fd(n[6] as i32) };
+    hog_main(spec, n[7] as libc::pid_t, report)
 }
 
 /// The hog's life: never returns.

@@ -7,6 +7,8 @@
 use ldd_alloc::{tap, vmtests};
 
 fn main() {
+    // A hog of the memory-pressure tool runs here and never returns.
+    ldd_alloc::pressure::hog_entry();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut tests = vmtests::all();
     // The memory-pressure group needs a small guest of its own: it runs
