@@ -638,7 +638,9 @@ pub fn fill_to(target_free: u64, hold: bool) -> Result<Hog, String> {
     // are boosted after fragmentation events) while the hog's pages go out
     // to zram as fast as it touches them: at its maximum it has pushed
     // memory as hard as it can, which is what the claims need.
-    if !hog.wait_ready(Duration::from_secs(120))? && swap == 0 {
+    // Minutes on the debug kernel (KASAN) of a loaded host, seconds on the
+    // pinned one.
+    if !hog.wait_ready(Duration::from_secs(600))? && swap == 0 {
         return Err(format!(
             "the hog took its maximum ({} MiB) before free memory fell to {target_free} pages",
             total + swap / 2

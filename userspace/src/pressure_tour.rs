@@ -249,7 +249,7 @@ fn push(over_mib: u64) -> Result<Hog, String> {
         step_pages: 256,
         all_zones: false,
     })?;
-    hog.wait_ready(Duration::from_secs(300))?;
+    hog.wait_ready(Duration::from_secs(600))?;
     Ok(hog)
 }
 
