@@ -5,6 +5,7 @@
 #   make                 the module, against the cached pinned kernel (built on first use)
 #   make KDIR=/path      the module, against your own Rust-enabled kernel build tree
 #   make run             boot the pinned kernel in QEMU, load the module, run the demo
+#                        and the tour; then a 768 MiB guest for its memory-pressure section
 #   make test            all tests: host (cargo test) and VM (module loaded)
 #   make shell           an interactive shell in the VM with the module loaded
 #   make vm CMD='...'    run CMD in the VM, print its output, exit with its status
@@ -59,6 +60,9 @@ userspace: setup
 
 run: modules userspace
 	@$(TOP)/scripts/vm.sh --kdir $(KDIR) demo
+	@# The tour's "[memory pressure]" section, in a guest small enough to fill.
+	@$(TOP)/scripts/vm.sh --kdir $(KDIR) --mem 768 cmd 'ldd-alloc tour --pressure-only'
+
 
 test:
 	@$(TOP)/scripts/test.sh

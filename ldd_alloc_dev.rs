@@ -80,7 +80,7 @@ use Needs::{
 /// The privilege table: every command the module knows, one line each. A
 /// number that is not here is not ours (ENOTTY, as LDD3 answers a wrong
 /// magic or number), whoever asks.
-const PRIVILEGES: [(u32, Needs); 30] = [
+const PRIVILEGES: [(u32, Needs); 31] = [
     // LDD3's scull ioctls: the setters need CAP_SYS_ADMIN, as in the book.
     (uapi::SCULL_IOCRESET, SysAdmin),
     (uapi::SCULL_IOCSQUANTUM, SysAdmin),
@@ -118,6 +118,8 @@ const PRIVILEGES: [(u32, Needs); 30] = [
     (uapi::LDD_IOC_POOL_DESTROY, SysAdmin),
     // The benchmarks: long runs of the CPUs, for root.
     (uapi::LDD_IOC_BENCH, SysAdmin),
+    // Memory pressure: what reclaim did to our caches, for root (issue 16).
+    (uapi::LDD_IOC_SHRINKER_INFO, SysAdmin),
 ];
 
 /// What the privilege table says of `cmd`; None if it is not ours.
@@ -297,6 +299,7 @@ impl CharDevice for ScullDev {
                 lab::ioctl(&file.lab, cmd, arg, Caller { privileged: admin })
             }
             uapi::POOL_NR_FIRST..uapi::BENCH_NR_FIRST => kalloc::control::ioctl(cmd, arg),
+            uapi::PRESSURE_NR_FIRST..uapi::PRESSURE_NR_END => kalloc::shrinker::ioctl(cmd, arg),
             _ => kbench::ioctl(cmd, arg),
         }
     }

@@ -53,6 +53,7 @@ abi_plain_bytes!(
     uapi::PoolInfo,
     uapi::PoolResize,
     uapi::BenchRun,
+    uapi::ShrinkerInfo,
 );
 
 /// The argument of one ioctl.

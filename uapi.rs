@@ -598,8 +598,21 @@ pub mod alloc_flags {
     pub const TOUCH: u32 = 1 << 1;
     /// Allow more than the default limits (module param lab_max_mib).
     pub const BIG: u32 = 1 << 2;
+    /// Do not add `__GFP_NOWARN`: a failure prints the page allocator's
+    /// "page allocation failure" report (issue 16, claim 6). Root only.
+    pub const WARN: u32 = 1 << 3;
+    /// Run the allocation inside `memalloc_noio_save()`/`_restore()`: every
+    /// allocation of the scope behaves as GFP_NOIO. Root only, process
+    /// context only.
+    pub const SCOPE_NOIO: u32 = 1 << 4;
+    /// Run the allocation inside `memalloc_nofs_save()`/`_restore()`: every
+    /// allocation of the scope behaves as GFP_NOFS. Root only, process
+    /// context only.
+    pub const SCOPE_NOFS: u32 = 1 << 5;
+    /// The options of the memory-pressure lab (root only).
+    pub const PRESSURE: u32 = WARN | SCOPE_NOIO | SCOPE_NOFS;
     /// Every defined flag.
-    pub const KNOWN: u32 = FREE_NOW | TOUCH | BIG;
+    pub const KNOWN: u32 = FREE_NOW | TOUCH | BIG | PRESSURE;
 }
 
 /// One request to the lab: `count` allocations of `size` bytes (or
@@ -803,6 +816,10 @@ pub const KALLOC_NR_FIRST: u8 = 40;
 pub const LAB_NR_FIRST: u8 = 48;
 /// Command numbers of our mempools: 56..=63.
 pub const POOL_NR_FIRST: u8 = 56;
+/// Command numbers of the memory-pressure lab: 80..=87.
+pub const PRESSURE_NR_FIRST: u8 = 80;
+/// One past the last command number of the memory-pressure lab.
+pub const PRESSURE_NR_END: u8 = 88;
 
 /// What a benchmark run times ([`BenchRun::op`]).
 pub mod bench_op {
@@ -937,3 +954,36 @@ pub struct BenchRun {
 pub const LDD_IOC_BENCH: u32 = iowr::<BenchRun>(MAGIC, 64);
 
 const _: () = assert!(size_of::<BenchRun>() == 24 + 3 * 8 + 2 * 8 * BENCH_MAX_THREADS);
+
+// ---------------------------------------------------------------------------
+// Memory pressure: what reclaim asked of our caches (issue 16).
+// ---------------------------------------------------------------------------
+
+/// The counts of our caches' shrinker (`shrinker_alloc()`/`shrinker_register()`):
+/// what kswapd and direct reclaim asked of them, and what they gave back.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShrinkerInfo {
+    /// 1 if the shrinker is registered.
+    pub registered: u32,
+    /// `seeks` the shrinker was registered with (0: objects cost no I/O to
+    /// recreate, so reclaim scans half of them per pass).
+    pub seeks: u32,
+    /// `count_objects` calls.
+    pub count_calls: u64,
+    /// `scan_objects` calls.
+    pub scan_calls: u64,
+    /// Calls that found the registry busy and returned `SHRINK_STOP`/0
+    /// (reclaim entered from inside our own registry: never wait there).
+    pub busy: u64,
+    /// Objects `count_objects` reported freeable at its last call (magazine
+    /// objects plus the objects of empty slabs).
+    pub last_count: u64,
+    /// Pages given back to the page allocator by `scan_objects`.
+    pub pages_freed: u64,
+}
+
+/// Read the shrinker's counts.
+pub const LDD_IOC_SHRINKER_INFO: u32 = ior::<ShrinkerInfo>(MAGIC, PRESSURE_NR_FIRST);
+
+const _: () = assert!(size_of::<ShrinkerInfo>() == 8 + 5 * 8);

@@ -432,6 +432,30 @@ pub(crate) fn shrink_all() -> Result<usize> {
     Ok(caches.iter().map(|c| c.shrink()).sum())
 }
 
+/// What reclaim may take from every cache, for our shrinker
+/// ([`super::shrinker`]): without `scan`, the objects it could free (those
+/// in per-CPU magazines and in empty slabs); with `scan`, the pages given
+/// back by shrinking every cache. `None` when the registry or a
+/// [`shrink_all`] is busy: reclaim can be entered from inside them (a
+/// GFP_KERNEL allocation under the registry lock), so it never waits there.
+pub(crate) fn reclaim(scan: bool) -> Option<usize> {
+    let _barrier = NO_SHRINK.try_lock()?;
+    let caches = CACHES.try_lock()?;
+    Some(
+        caches
+            .iter()
+            .map(|c| {
+                if scan {
+                    c.shrink()
+                } else {
+                    let s = c.stats();
+                    s.cached_objs + s.slabs_empty * s.objperslab
+                }
+            })
+            .sum(),
+    )
+}
+
 /// Runs `f` while no [`shrink_all`] can run: for a demonstration that writes
 /// into an object it has just freed, whose slab must not be given back to
 /// the page allocator meanwhile.

@@ -14,6 +14,7 @@
 //! | [`registry`] | bounded registries of shared caches and pools |
 //! | [`caches`] | our lookaside caches |
 //! | [`pools`] | our mempools |
+//! | [`shrinker`] | reclaim's way into our caches (kswapd, direct reclaim) |
 //! | [`kernel_caches`] | SLUB's `kmem_cache`, the baseline |
 //! | [`kernel_pools`] | the kernel's mempool, the baseline |
 //! | [`bad_free`] | the refused-free demonstrations |
@@ -33,8 +34,9 @@ pub(crate) mod pages;
 pub(crate) mod percpu;
 pub(crate) mod pools;
 pub(crate) mod registry;
+pub(crate) mod shrinker;
 
-/// The allocator side, torn down when dropped: pools before the caches
+/// The allocator side, torn down when dropped: the shrinker first, pools before the caches
 /// they use, then our caches, whose page source must then be empty.
 pub(crate) struct Allocators(());
 
@@ -46,12 +48,15 @@ impl Allocators {
         pools::init(pool_min_nr);
         kernel_caches::init();
         bad_free::init();
+        shrinker::register();
         Self(())
     }
 }
 
 impl Drop for Allocators {
     fn drop(&mut self) {
+        // First: no reclaim may reach a cache being destroyed.
+        shrinker::unregister();
         kernel_caches::exit();
         pools::exit();
         caches::exit();

@@ -26,7 +26,10 @@ use kernel::{
     types::Opaque, //
 };
 
-use crate::uapi::context;
+use crate::uapi::{
+    alloc_flags,
+    context, //
+};
 
 global_lock! {
     // SAFETY: Initialized in `init()` before any use.
@@ -94,5 +97,62 @@ pub(crate) fn run_in<R, F: FnOnce() -> R>(ctx: u32, f: F) -> Result<R> {
             job.result.into_inner().ok_or(EIO)
         }
         _ => Err(EINVAL),
+    }
+}
+
+/// A `memalloc_noio_save()` / `memalloc_nofs_save()` scope of the current
+/// task (include/linux/sched/mm.h): while it lives, every allocation of the
+/// task behaves as GFP_NOIO (no swap-out, no block I/O in reclaim) or
+/// GFP_NOFS (no filesystem callbacks), whatever flags it names. Since 4.12
+/// the kernel's recommended way to mark a critical section, instead of
+/// passing GFP_NOIO down every call (Documentation/core-api/gfp_mask-from-fs-io.rst).
+///
+/// # Invariants
+///
+/// `added` holds the `PF_MEMALLOC_*` bits this scope set in the flags of the
+/// task that created it, which the scope never leaves (it is not `Send`).
+pub(crate) struct MemallocScope {
+    added: u32,
+    _not_send: core::marker::PhantomData<*mut ()>,
+}
+
+impl MemallocScope {
+    /// Enters the scopes that `flags` ([`alloc_flags`]) ask for (none: a no-op).
+    pub(crate) fn enter(flags: u32) -> Self {
+        let mut pf = 0;
+        if flags & alloc_flags::SCOPE_NOIO != 0 {
+            pf |= bindings::PF_MEMALLOC_NOIO;
+        }
+        if flags & alloc_flags::SCOPE_NOFS != 0 {
+            pf |= bindings::PF_MEMALLOC_NOFS;
+        }
+        let mut added = 0;
+        if pf != 0 {
+            let task = kernel::current!().as_ptr();
+            // SAFETY: `current` is a live task while it runs; a task's
+            // `flags` are written only by the task itself, which is what
+            // `memalloc_flags_save()` relies on for its plain
+            // read-modify-write too.
+            unsafe {
+                added = !(*task).flags & pf;
+                (*task).flags |= pf;
+            }
+        }
+        // INVARIANT: `added` are the bits set just now, on this task.
+        Self {
+            added,
+            _not_send: core::marker::PhantomData,
+        }
+    }
+}
+
+impl Drop for MemallocScope {
+    fn drop(&mut self) {
+        if self.added != 0 {
+            let task = kernel::current!().as_ptr();
+            // SAFETY: As in `enter`: the same task (the scope is not `Send`),
+            // clearing only the bits it set (`memalloc_flags_restore()`).
+            unsafe { (*task).flags &= !self.added };
+        }
     }
 }

@@ -184,11 +184,14 @@ fn alloc_one(
     caller: Caller,
 ) -> Result<(Entry, uapi::AllocReply)> {
     let charge = Charge::take(charge_bound(req), caller)?;
+    // Scoped NOIO/NOFS around the allocation only (validated: process context).
+    let scope = context::MemallocScope::enter(req.flags);
     let (mem, ns) = context::run_in(req.context, || {
         let t0 = Instant::<Monotonic>::now();
         let mem = memory::allocate(req.backend, req.size as usize, req.order, gfp, res);
         (mem, t0.elapsed().as_nanos())
     })?;
+    drop(scope);
     let mem = mem.ok_or(ENOMEM)?;
     let actual = memory::usable_size(req.size, &mem);
     // Only the bytes asked for may be touched: ksize() reports the size

@@ -13,6 +13,16 @@
 #   "unreferenced object" and any other kmemleak line ("N new suspected
 #   memory leaks"); the module's own leak reports ("pages leaked in zone",
 #   "leaked"); a KUnit "not ok" (test case or suite).
+# Fences: a test that provokes a report on purpose (issue 16) writes
+#   ldd-alloc-test: expect begin KIND
+#   ldd-alloc-test: expect end KIND
+# to /dev/kmsg around it. KIND is oom-kill (the OOM killer's report: "invoked
+# oom-killer" and "Killed process") or alloc-failure (the page allocator's
+# "page allocation failure" report). Inside a fence, and only there, the
+# report's stack dump passes: the "Call Trace:" line and stack frame lines
+# ("func+0x12/0x40"). Everything else still fails inside a fence as outside,
+# and so does a fence that does not contain its report, a fence never closed,
+# one opened inside another, or an end without its begin.
 # And on raw dmesg lines (which carry the level): any ldd_alloc line at
 # error level or worse (<0>..<3>): the module logs user-triggerable events at
 # info level, so pr_err means a real bug ("destroy refused", "refused its
@@ -52,9 +62,40 @@ for f in "$@"; do
 			sub(/^\[ *[0-9]+\.[0-9]+\] /, "", s)
 			if (s ~ any && s !~ allow) hit = 1
 			if (s ~ ktap) hit = 1
+			if (s ~ /^ldd-alloc-test: expect begin [a-z-]+$/) {
+				kind = s
+				sub(/^ldd-alloc-test: expect begin /, "", kind)
+				if (fence != "" || (kind != "oom-kill" && kind != "alloc-failure")) {
+					print name ": " $0 " (a fence inside a fence, or of an unknown kind)"
+					found = 1
+				}
+				fence = kind; seen1 = 0; seen2 = 0; next
+			}
+			if (s ~ /^ldd-alloc-test: expect end [a-z-]+$/) {
+				kind = s
+				sub(/^ldd-alloc-test: expect end /, "", kind)
+				if (kind != fence) {
+					print name ": " $0 " (an end without its begin)"
+					found = 1
+				} else if (!(seen1 && seen2)) {
+					print name ": " $0 " (the fence does not contain its expected " kind " report)"
+					found = 1
+				}
+				fence = ""; next
+			}
+			if (fence == "oom-kill") {
+				if (s ~ /invoked oom-killer: /) seen1 = 1
+				if (s ~ /Killed process [0-9]+ /) seen2 = 1
+			}
+			if (fence == "alloc-failure" && s ~ /page allocation failure: order:/) { seen1 = 1; seen2 = 1 }
+			if (fence != "" && hit && s !~ errlvl && s !~ ktap && \
+			    (s ~ /^ *Call Trace:$/ || s ~ /^ *[? ]*[A-Za-z0-9_.]+\+0x[0-9a-f]+\/0x[0-9a-f]+( \[[a-z0-9_]+\])?$/)) hit = 0
 			if (hit) { print name ": " $0; found = 1 }
 		}
-		END { exit found ? 0 : 1 }' "$f"; then
+		END {
+			if (fence != "") { print name ": the fence \"" fence "\" is never closed"; found = 1 }
+			exit found ? 0 : 1
+		}' "$f"; then
 		bad=1
 	fi
 done

@@ -119,6 +119,75 @@ passes "kmemleak started" '<6>[    0.413000] kmemleak: Automatic memory scanning
 passes "kmemleak's scan-area fallback" '<4>[   55.016506] kmemleak: Cannot allocate a scan area, scanning the full object'
 passes "another driver at error level" '<3>[    0.300000] i8042: Can'"'"'t read CTR while initializing i8042'
 
+# Fences (issue 16): an expected report passes inside its fence only.
+oom='<12>[   30.000000] ldd-alloc-test: expect begin oom-kill
+<4>[   30.100000] ldd-alloc-test invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=-1000
+<4>[   30.100001] CPU: 1 UID: 0 PID: 88 Comm: ldd-alloc-test Tainted: G           O        7.3.4 #1 PREEMPT
+<4>[   30.100002] Call Trace:
+<4>[   30.100003]  <TASK>
+<4>[   30.100004]  dump_stack_lvl+0x5d/0x80
+<4>[   30.100005]  out_of_memory+0x1a2/0x4f0
+<4>[   30.100006]  ? kmemleak_alloc+0x4e/0x90
+<4>[   30.100007]  ldd_alloc_lab_alloc+0x40/0x90 [ldd_alloc]
+<4>[   30.100008]  </TASK>
+<6>[   30.100009] Mem-Info:
+<3>[   30.100010] Out of memory: Killed process 91 (ldd-alloc-test) total-vm:700000kB, anon-rss:690000kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:1400kB oom_score_adj:1000'
+oom_end='<12>[   30.200000] ldd-alloc-test: expect end oom-kill'
+fail_rep='<12>[   31.000000] ldd-alloc-test: expect begin alloc-failure
+<4>[   31.000001] ldd-alloc-test: page allocation failure: order:10, mode:0x800(GFP_NOWAIT), nodemask=(null),cpuset=/,mems_allowed=0
+<4>[   31.000002] Call Trace:
+<4>[   31.000003]  warn_alloc+0x12f/0x1a0
+<12>[   31.000004] ldd-alloc-test: expect end alloc-failure'
+# fenced DESCRIPTION EXPECT(pass|fail) TEXT [MUST-NAME]: the clean log plus
+# TEXT (several lines) passes, or fails printing a line containing MUST-NAME.
+fenced() {
+	local rc=0 out
+	{
+		cat "$tmp/clean"
+		printf '%s\n' "$3"
+	} >"$tmp/log"
+	out=$("$check" "$tmp/log") || rc=$?
+	if [ "$2" = pass ] && [ $rc = 0 ]; then
+		result ok "fence: $1"
+	elif [ "$2" = fail ] && [ $rc = 1 ] && [[ $out == *"${4:-}"* ]]; then
+		result ok "fence: $1"
+	else
+		result fail "fence: $1" "exit $rc, output: $out"
+	fi
+}
+fenced "an OOM report inside its fence passes" pass "$oom
+$oom_end"
+fenced "a page allocation failure inside its fence passes" pass "$fail_rep"
+fenced "the same OOM report without the fence fails" fail "$(echo "$oom" | sed 1d)" "Call Trace:"
+fenced "a fence without its report fails" fail '<12>[   30.000000] ldd-alloc-test: expect begin oom-kill
+<12>[   30.200000] ldd-alloc-test: expect end oom-kill' "does not contain"
+fenced "an OOM fence with only an allocation failure in it fails" fail '<12>[   31.000000] ldd-alloc-test: expect begin oom-kill
+<4>[   31.000001] x: page allocation failure: order:10, mode:0x800(GFP_NOWAIT)
+<4>[   31.000002] Call Trace:
+<12>[   31.000004] ldd-alloc-test: expect end oom-kill' "does not contain"
+fenced "a fence never closed fails" fail "$oom" "never closed"
+fenced "an end without a begin fails" fail "$oom_end" "without its begin"
+fenced "a fence inside a fence fails" fail "$oom
+$oom
+$oom_end" "inside a fence"
+fenced "a fence of an unknown kind fails" fail '<12>[   30.000000] ldd-alloc-test: expect begin anything
+<12>[   30.200000] ldd-alloc-test: expect end anything' "unknown kind"
+fenced "a WARNING inside a fence still fails" fail "$oom
+<4>[   30.150000] WARNING: CPU: 1 PID: 77 at mm/slub.c:4523 free_to_partial_list+0x1a/0x200
+$oom_end" "WARNING: CPU: 1"
+fenced "a KASAN report inside a fence still fails" fail "$oom
+<3>[   30.150000] BUG: KASAN: slab-use-after-free in ldd_alloc_free+0x12/0x40 [ldd_alloc]
+$oom_end" "BUG: KASAN"
+fenced "a leak report inside a fence still fails" fail "$(echo "$fail_rep" | sed '$d')
+<3>[   31.000003] ldd_alloc: 3 pages leaked in zone Normal
+<12>[   31.000004] ldd-alloc-test: expect end alloc-failure" "pages leaked"
+fenced "a kmemleak report inside a fence still fails" fail "$(echo "$fail_rep" | sed '$d')
+unreferenced object 0xffff888003a1b2c0 (size 64):
+<12>[   31.000004] ldd-alloc-test: expect end alloc-failure" "unreferenced object"
+fenced "a report after the fence still fails" fail "$fail_rep
+<4>[   32.000000] Call Trace:" "[   32.000000] Call Trace:"
+fenced "the fence in console form (no level) passes" pass "$(echo "$fail_rep" | sed 's/^<[0-9]*>//')"
+
 # Several files: a report in the second is found and named.
 printf '%s\n' 'unreferenced object 0xffff888003a1b2c0 (size 64):' >"$tmp/kmemleak"
 rc=0

@@ -139,6 +139,11 @@ impl Device {
         self.ioctl_raw(uapi::LDD_IOC_SHRINK, 0)
     }
 
+    /// `LDD_IOC_SHRINKER_INFO`: what reclaim asked of our caches (root).
+    pub fn shrinker_info(&self) -> Result<uapi::ShrinkerInfo, Errno> {
+        self.ioctl_read(uapi::LDD_IOC_SHRINKER_INFO)
+    }
+
     /// `LDD_IOC_PAGE_STATS`.
     pub fn page_stats(&self) -> Result<uapi::PageStats, Errno> {
         self.ioctl_read(uapi::LDD_IOC_PAGE_STATS)

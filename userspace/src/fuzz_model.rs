@@ -357,9 +357,15 @@ pub fn lab_rules(req: &crate::uapi::AllocRequest, c: LabCaller) -> LabVerdict {
     let root_only = gfp::HIGH | gfp::MEMALLOC | gfp::NOFAIL | gfp::DMA | gfp::MOVABLE;
     if c.spec13
         && !c.privileged
-        && (req.gfp & root_only != 0 || req.flags & af::BIG != 0 || req.backend == lb::OUR_MEMPOOL)
+        && (req.gfp & root_only != 0
+            || req.flags & (af::BIG | af::PRESSURE) != 0
+            || req.backend == lb::OUR_MEMPOOL)
     {
         must(Errno::EPERM);
+    }
+    // A memalloc scope (issue 16) is for the ioctl's own task only.
+    if req.flags & (af::SCOPE_NOIO | af::SCOPE_NOFS) != 0 && req.context != cx::PROCESS {
+        must(Errno::EINVAL);
     }
     if req.context != cx::PROCESS && sleeps {
         must(Errno::EINVAL);

@@ -20,3 +20,5 @@ pub mod tour;
 pub mod vmtests;
 
 pub mod host_pages;
+pub mod pressure;
+pub mod pressure_tour;

@@ -7,9 +7,17 @@
 use ldd_alloc::{tap, vmtests};
 
 fn main() {
+    // A hog of the memory-pressure tool runs here and never returns.
+    ldd_alloc::pressure::hog_entry();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let tests = vmtests::all();
-    if args.iter().any(|a| a == "--list") {
+    let mut tests = vmtests::all();
+    // The memory-pressure group needs a small guest of its own: it runs
+    // only when asked for by name (scripts/test.sh boots one for it).
+    let listing = args.iter().any(|a| a == "--list");
+    if listing || !args.is_empty() {
+        tests.extend(vmtests::pressure::tests());
+    }
+    if listing {
         for t in &tests {
             println!("{}", t.name);
         }

@@ -13,6 +13,7 @@ pub mod lab;
 pub mod module;
 pub mod params;
 pub mod pools;
+pub mod pressure;
 pub mod privilege;
 pub mod scull;
 pub mod stress;

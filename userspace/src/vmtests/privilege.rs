@@ -94,7 +94,8 @@ fn table_for_nobody() -> TestResult {
     };
     let mut resize = uapi::PoolResize::default();
     let mut bench = uapi::BenchRun::default();
-    let root_only: [(u32, usize, &str); 17] = [
+    let mut shrinker = uapi::ShrinkerInfo::default();
+    let root_only: [(u32, usize, &str); 18] = [
         (uapi::SCULL_IOCRESET, 0, "RESET"),
         (
             uapi::SCULL_IOCSQUANTUM,
@@ -139,6 +140,11 @@ fn table_for_nobody() -> TestResult {
         ),
         (uapi::LDD_IOC_POOL_DESTROY, 0, "POOL_DESTROY"),
         (uapi::LDD_IOC_BENCH, &mut bench as *mut _ as usize, "BENCH"),
+        (
+            uapi::LDD_IOC_SHRINKER_INFO,
+            &mut shrinker as *mut _ as usize,
+            "SHRINKER_INFO",
+        ),
         // A pointer to nothing: EPERM comes before any copy.
         (uapi::LDD_IOC_FAULT, 8, "FAULT, bad pointer"),
     ];
@@ -258,6 +264,23 @@ fn lab_for_nobody() -> TestResult {
         ..Default::default()
     });
     ensure_eq!(big.map(drop), Err(Errno::EPERM), "BIG as nobody");
+    // The memory-pressure options (issue 16): a failure report in the
+    // kernel log, scoped NOIO/NOFS.
+    for (opt, what) in [
+        (alloc_flags::WARN, "WARN"),
+        (alloc_flags::SCOPE_NOIO, "SCOPE_NOIO"),
+        (alloc_flags::SCOPE_NOFS, "SCOPE_NOFS"),
+    ] {
+        let r = dev.alloc(uapi::AllocRequest {
+            backend: lb::KMALLOC,
+            gfp: gfp::KERNEL,
+            size: 64,
+            count: 1,
+            flags: opt | alloc_flags::FREE_NOW,
+            ..Default::default()
+        });
+        ensure_eq!(r.map(drop), Err(Errno::EPERM), "{what} as nobody");
+    }
     ensure_eq!(dev.free_all().ctx("FREE_ALL")?, 2);
     Ok(Outcome::Pass)
 }
