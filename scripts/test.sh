@@ -186,6 +186,15 @@ fi
 # claim); its own boot also keeps the OOM kills and swap of this group away
 # from the suite. After the KUnit count above: this boot writes its own
 # dmesg-test-last.log.
+# On the debug kernel the group is not clean yet (KASAN makes the hogs too
+# slow to fill the guest before kswapd or the OOM killer moves: see the
+# closing note of issue 16), so there it counts as one skip, said so here.
+if [ "$profile" = debug ] && [ -z "${LDD_PRESSURE_DEBUG:-}" ]; then
+	log "SKIPPED: vm-pressure on the debug kernel (issue 16; LDD_PRESSURE_DEBUG=1 runs it)"
+	skipped=$((skipped + 1))
+	log "make test took $(($(date +%s) - start)) s"
+	finish
+fi
 p_log="$LDD_TOP/.vm/vm-pressure-$profile.log"
 "$LDD_TOP/scripts/vm.sh" --kdir "$kdir" --mem "${VM_PRESSURE_MEM:-768}" test pressure/ >"$p_log" 2>&1
 p_rc=$?
