@@ -53,6 +53,10 @@ abi_plain_bytes!(
     uapi::PoolInfo,
     uapi::PoolResize,
     uapi::BenchRun,
+    uapi::PercpuCopy,
+    uapi::PercpuInfo,
+    uapi::PercpuRace,
+    uapi::RaceCounts,
 );
 
 /// The argument of one ioctl.

@@ -16,6 +16,8 @@
 //! | [`pools`] | our mempools |
 //! | [`kernel_caches`] | SLUB's `kmem_cache`, the baseline |
 //! | [`kernel_pools`] | the kernel's mempool, the baseline |
+//! | [`contig`] | large buffers: `alloc_pages_exact`, `alloc_contig_pages` |
+//! | [`cma`] | the CMA reservation through the DMA API of a faux device |
 //! | [`bad_free`] | the refused-free demonstrations |
 //! | [`control`] | the ioctls of this side |
 //!
@@ -23,6 +25,8 @@
 
 pub(crate) mod bad_free;
 pub(crate) mod caches;
+pub(crate) mod cma;
+pub(crate) mod contig;
 pub(crate) mod control;
 pub(crate) mod faults;
 pub(crate) mod gfp;
@@ -35,8 +39,11 @@ pub(crate) mod pools;
 pub(crate) mod registry;
 
 /// The allocator side, torn down when dropped: pools before the caches
-/// they use, then our caches, whose page source must then be empty.
-pub(crate) struct Allocators(());
+/// they use, then our caches, whose page source must then be empty; the
+/// CMA device last.
+pub(crate) struct Allocators {
+    _cma: cma::CmaDevice,
+}
 
 impl Allocators {
     /// Sets up every registry (module init, before any user); the value
@@ -46,7 +53,9 @@ impl Allocators {
         pools::init(pool_min_nr);
         kernel_caches::init();
         bad_free::init();
-        Self(())
+        Self {
+            _cma: cma::CmaDevice::new(),
+        }
     }
 }
 
