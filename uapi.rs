@@ -1026,9 +1026,10 @@ pub mod race_mode {
     /// `get_cpu_var()` discipline: this CPU's copy read, the window, and
     /// the write-back all with preemption off: nothing is lost.
     pub const PREEMPT_OFF: u32 = 0;
-    /// Preemption on: the task takes this CPU's copy, may be preempted or
-    /// migrated in the window (a schedule point there makes it certain),
-    /// then writes back what it read plus one: increments are lost.
+    /// Preemption on: the task takes this CPU's copy, gives the CPU away in
+    /// the window (a sleep of at least 20 us: what preemption may do at any
+    /// instruction, made certain), may wake on another CPU, then writes
+    /// back what it read plus one: increments are lost.
     pub const PREEMPT_ON: u32 = 1;
     /// Number of modes.
     pub const COUNT: u32 = 2;
@@ -1050,7 +1051,8 @@ pub struct PercpuRace {
     /// In: a [`race_mode`].
     pub mode: u32,
     /// In: microseconds between the read and the write-back,
-    /// 0..=[`RACE_MAX_WINDOW_US`].
+    /// 0..=[`RACE_MAX_WINDOW_US`]: a busy-wait with preemption off, a
+    /// sleep (at least 20 us) with preemption on.
     pub window_us: u32,
     /// Padding.
     pub _pad: u32,

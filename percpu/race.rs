@@ -10,10 +10,10 @@
 //! iteration also adds one to an atomic reference, so `reference - sum`
 //! is what was lost.
 //!
-//! [`race_mode::PREEMPT_ON`] ends the window with a schedule point, which
+//! [`race_mode::PREEMPT_ON`] sleeps in the window (at least 20 us), which
 //! makes the preemption that could strike at any instruction happen every
 //! time; [`race_mode::PREEMPT_OFF`] does the same update inside
-//! [`PerCpu::with_this_cpu`] and loses nothing. "Safely": every copy is an
+//! [`PerCpu::with_this_cpu`], the window a busy-wait, and loses nothing. "Safely": every copy is an
 //! atomic read and written with single loads and stores, so the lost
 //! updates are a logic error the counter shows, never a data race in the
 //! module. The counter belongs to the open file: threads that share it race
@@ -24,7 +24,6 @@ use core::sync::atomic::{
     Ordering, //
 };
 use kernel::{
-    bindings,
     new_mutex,
     prelude::*,
     sync::{
@@ -32,7 +31,10 @@ use kernel::{
         Mutex, //
     },
     time::{
-        delay::udelay,
+        delay::{
+            fsleep,
+            udelay, //
+        },
         Delta, //
     }, //
 };
@@ -51,6 +53,10 @@ use crate::uapi::{
     self,
     race_mode, //
 };
+
+/// Shortest window of the preempt-on mode: long enough that `fsleep()`
+/// sleeps (it busy-waits up to 10 us).
+const MIN_SLEEP_US: i64 = 20;
 
 /// The counter under test and its reference.
 struct Race {
@@ -117,10 +123,9 @@ impl RaceSlot {
                 let cpu = current_cpu();
                 let c = race.counter.get(cpu).ok_or(EINVAL)?;
                 let v = c.load(Ordering::Relaxed);
-                udelay(window);
-                // SAFETY: `schedule()` from process context with no lock
-                // held and the task running: a voluntary preemption point.
-                unsafe { bindings::schedule() };
+                // The task gives the CPU away here, as preemption may at any
+                // instruction: a real sleep (fsleep() busy-waits below 10 us).
+                fsleep(window.max(Delta::from_micros(MIN_SLEEP_US)));
                 c.store(v.wrapping_add(1), Ordering::Relaxed);
                 migrated += u64::from(current_cpu() != cpu);
             }
