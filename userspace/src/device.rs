@@ -315,6 +315,12 @@ pub struct Mapping {
     len: usize,
 }
 
+// SAFETY: A mapping is process memory; its methods copy bytes in and out
+// with raw copies, which any thread may do.
+unsafe impl Send for Mapping {}
+// SAFETY: As above.
+unsafe impl Sync for Mapping {}
+
 impl Mapping {
     /// The mapping's address.
     pub fn addr(&self) -> *mut u8 {
