@@ -99,15 +99,7 @@ pub(crate) fn alloc(size: usize, gfp: Gfp) -> Option<DmaBuffer> {
     // SAFETY: `dev` is our registered device (set until the module's exit,
     // after every lab file is closed); `gfp` may sleep and has no
     // `__GFP_COMP` (the lab checks both); `handle` is ours to write.
-    let p = unsafe {
-        bindings::dma_alloc_attrs(
-            dev,
-            size,
-            &mut handle,
-            gfp,
-            DMA_ATTRS,
-        )
-    };
+    let p = unsafe { bindings::dma_alloc_attrs(dev, size, &mut handle, gfp, DMA_ATTRS) };
     Some(DmaBuffer {
         addr: NonNull::new(p.cast())?,
         size,

@@ -226,7 +226,12 @@ impl Device {
     }
 
     /// `LDD_IOC_PERCPU_RACE`: `iters` increments of this file's race counter.
-    pub fn race_run(&self, iters: u32, mode: u32, window_us: u32) -> Result<uapi::PercpuRace, Errno> {
+    pub fn race_run(
+        &self,
+        iters: u32,
+        mode: u32,
+        window_us: u32,
+    ) -> Result<uapi::PercpuRace, Errno> {
         let mut r = uapi::PercpuRace {
             iters,
             mode,
@@ -252,8 +257,7 @@ impl Device {
 
     /// `LDD_IOC_PERCPU_RACE_RESET`.
     pub fn race_reset(&self) -> Result<(), Errno> {
-        self.ioctl_raw(uapi::LDD_IOC_PERCPU_RACE_RESET, 0)
-            .map(drop)
+        self.ioctl_raw(uapi::LDD_IOC_PERCPU_RACE_RESET, 0).map(drop)
     }
 
     /// `mmap(NULL, len, prot, flags, fd, offset)` of this device.

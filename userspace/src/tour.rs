@@ -451,7 +451,10 @@ pub fn on_cpu<R: Send>(cpu: u32, f: impl FnOnce() -> R + Send) -> Result<R, Stri
                 let mut set: libc::cpu_set_t = std::mem::zeroed();
                 libc::CPU_SET(cpu as usize, &mut set);
                 if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-                    return Err(format!("pin to cpu {cpu}: {}", std::io::Error::last_os_error()));
+                    return Err(format!(
+                        "pin to cpu {cpu}: {}",
+                        std::io::Error::last_os_error()
+                    ));
                 }
             }
             Ok(f())
@@ -536,18 +539,26 @@ fn percpu_claims(dev: &Device, t: &mut Tour) {
     }
     // Copies one per-CPU offset apart: never in one cache line.
     let apart = match &info {
-        Ok((i, c)) => c.iter().all(|x| x.addr == i.base.wrapping_add(x.offset))
-            && c.windows(2).all(|w| w[1].addr.abs_diff(w[0].addr) >= 64),
+        Ok((i, c)) => {
+            c.iter().all(|x| x.addr == i.base.wrapping_add(x.offset))
+                && c.windows(2).all(|w| w[1].addr.abs_diff(w[0].addr) >= 64)
+        }
         Err(_) => false,
     };
     let distance = match &info {
-        Ok((_, c)) if c.len() > 1 => format!("copies {:#x} bytes apart", c[1].addr.wrapping_sub(c[0].addr)),
+        Ok((_, c)) if c.len() > 1 => format!(
+            "copies {:#x} bytes apart",
+            c[1].addr.wrapping_sub(c[0].addr)
+        ),
         _ => "one copy".into(),
     };
     t.check(
         S,
         "each CPU updates its own copy, with no lock and no shared cache line",
-        format!("{}; {distance}, each at the cookie + __per_cpu_offset[cpu]", own.join("; ")),
+        format!(
+            "{}; {distance}, each at the cookie + __per_cpu_offset[cpu]",
+            own.join("; ")
+        ),
         fine && apart && online.len() > 1,
     );
     // The total is the sum: N more reads on whatever CPUs, counted by us.
@@ -560,7 +571,11 @@ fn percpu_claims(dev: &Device, t: &mut Tour) {
     let summed = match (&before, &after) {
         (Ok((b, _)), Ok((a, c))) => {
             let copies: u64 = c.iter().map(|x| x.reads).sum();
-            (a.reads - b.reads, a.bytes_read - b.bytes_read, copies == a.reads)
+            (
+                a.reads - b.reads,
+                a.bytes_read - b.bytes_read,
+                copies == a.reads,
+            )
         }
         _ => (0, 0, false),
     };
@@ -608,7 +623,13 @@ pub fn cma_free() -> Option<u64> {
 
 /// `count` kept allocations by `backend`, and the drop in free pages they
 /// caused; freed again before returning.
-pub fn pages_taken(dev: &Device, backend: u32, size: u64, order: u32, count: u32) -> Result<i64, Errno> {
+pub fn pages_taken(
+    dev: &Device,
+    backend: u32,
+    size: u64,
+    order: u32,
+    count: u32,
+) -> Result<i64, Errno> {
     let before = free_pages().ok_or(Errno::EIO)?;
     let r = dev.alloc(uapi::AllocRequest {
         backend,
@@ -678,7 +699,14 @@ fn large_buffer_claims(dev: &Device, t: &mut Tour) {
             && taken.is_some_and(|d| d >= CMA as i64 && d < (CMA + (8 << 20)) as i64)
             && buddy.is_err(),
     );
-    let contig = one(dev, lb::ALLOC_CONTIG, gfp::KERNEL, 8 << 20, 0, context::PROCESS);
+    let contig = one(
+        dev,
+        lb::ALLOC_CONTIG,
+        gfp::KERNEL,
+        8 << 20,
+        0,
+        context::PROCESS,
+    );
     t.check(
         S,
         "alloc_contig_pages() finds a contiguous run past MAX_PAGE_ORDER by migrating pages \

@@ -26,7 +26,9 @@ fn req(backend: u32, g: u64, size: u64) -> uapi::AllocRequest {
 fn exact_sizes() -> TestResult {
     let d = Device::open_index(0).ctx("open")?;
     for size in [1u64, 4096, 4097, 5 * 4096, 3 << 20, 4 << 20] {
-        let a = d.alloc(req(lb::ALLOC_PAGES_EXACT, gfp::KERNEL | gfp::ZERO, size)).ctx("exact")?[0];
+        let a = d
+            .alloc(req(lb::ALLOC_PAGES_EXACT, gfp::KERNEL | gfp::ZERO, size))
+            .ctx("exact")?[0];
         let pages = size.div_ceil(4096);
         ensure_eq!(a.actual, pages * 4096, "usable bytes of {size}");
         ensure_eq!(a.contiguous, 1, "contiguous");
@@ -41,7 +43,9 @@ fn cma_reservation() -> TestResult {
         return Ok(Outcome::Skip("no CMA in /proc/meminfo".into()));
     };
     if total < 32 << 20 {
-        return Ok(Outcome::Skip(format!("CmaFree is {total} B: boot with cma=64M")));
+        return Ok(Outcome::Skip(format!(
+            "CmaFree is {total} B: boot with cma=64M"
+        )));
     }
     for size in [8u64 << 20, 16 << 20, (16 << 20) + 4096] {
         let d = Device::open_index(0).ctx("open")?;
@@ -62,7 +66,10 @@ fn cma_reservation() -> TestResult {
             drop(d); // Closing the file frees it.
         }
         let after = cma_free().ok_or("CmaFree")?;
-        ensure!(after + (1 << 20) >= before, "CmaFree {after} after, {before} before");
+        ensure!(
+            after + (1 << 20) >= before,
+            "CmaFree {after} after, {before} before"
+        );
     }
     Ok(Outcome::Pass)
 }
@@ -82,16 +89,32 @@ fn rules() -> TestResult {
         ] {
             let mut r = req(b, g, 1 << 20);
             r.context = ctx;
-            cases.push((r, Errno::EINVAL, format!("{} {:#x} ctx {ctx}", uapi::lab_backend::NAMES[b as usize], g)));
+            cases.push((
+                r,
+                Errno::EINVAL,
+                format!(
+                    "{} {:#x} ctx {ctx}",
+                    uapi::lab_backend::NAMES[b as usize],
+                    g
+                ),
+            ));
         }
         let mut r = req(b, gfp::KERNEL, 8 << 20);
         r.flags = 0;
         cases.push((r, Errno::E2BIG, "8 MiB without BIG".into()));
-        cases.push((req(b, gfp::KERNEL, 300 << 20), Errno::E2BIG, "past lab_max_mib".into()));
+        cases.push((
+            req(b, gfp::KERNEL, 300 << 20),
+            Errno::E2BIG,
+            "past lab_max_mib".into(),
+        ));
         cases.push((req(b, gfp::KERNEL, 0), Errno::EINVAL, "size 0".into()));
     }
     for g in [gfp::KERNEL | gfp::COMP, gfp::HIGHUSER] {
-        cases.push((req(lb::ALLOC_PAGES_EXACT, g, 8192), Errno::EINVAL, format!("exact {g:#x}")));
+        cases.push((
+            req(lb::ALLOC_PAGES_EXACT, g, 8192),
+            Errno::EINVAL,
+            format!("exact {g:#x}"),
+        ));
     }
     let mut r = req(lb::ALLOC_PAGES_EXACT, gfp::KERNEL, (4 << 20) + 1);
     r.flags = alloc_flags::BIG;
@@ -138,12 +161,16 @@ fn budget() -> TestResult {
     // And the module-wide budget holds them too: another file gets ENOSPC.
     let other = Device::open_index(0).ctx("open")?;
     ensure_eq!(
-        other.alloc(req(lb::ALLOC_PAGES_EXACT, gfp::KERNEL, 1 << 20)).map(drop),
+        other
+            .alloc(req(lb::ALLOC_PAGES_EXACT, gfp::KERNEL, 1 << 20))
+            .map(drop),
         Err(Errno::ENOSPC),
         "past lab_total_mib"
     );
     ensure_eq!(d.free_all().ctx("FREE_ALL")?, 4);
-    other.alloc(req(lb::ALLOC_PAGES_EXACT, gfp::KERNEL, 1 << 20)).ctx("after the free")?;
+    other
+        .alloc(req(lb::ALLOC_PAGES_EXACT, gfp::KERNEL, 1 << 20))
+        .ctx("after the free")?;
     Ok(Outcome::Pass)
 }
 

@@ -116,8 +116,18 @@ fn matches_read() -> TestResult {
     for order in 0..=3u32 {
         let dev = fresh(backend::PAGES, order, 4000, 3)?;
         let pages = filled(&dev, 0x3a9 + u64::from(order), (PAGE << order) * 7 + 1234)?;
-        for (pgoff, n) in [(0, pages), (1, 3), (pages / 2, pages - pages / 2), (pages - 1, 1)] {
-            compare(&dev, pgoff, n, &format!("pages order {order} at page {pgoff}"))?;
+        for (pgoff, n) in [
+            (0, pages),
+            (1, 3),
+            (pages / 2, pages - pages / 2),
+            (pages - 1, 1),
+        ] {
+            compare(
+                &dev,
+                pgoff,
+                n,
+                &format!("pages order {order} at page {pgoff}"),
+            )?;
             cases += 1;
         }
     }
@@ -126,7 +136,12 @@ fn matches_read() -> TestResult {
         let dev = fresh(backend::VMALLOC, 0, quantum, 2)?;
         let pages = filled(&dev, 0x7e + quantum as u64, quantum as usize * 5 + 100)?;
         for (pgoff, n) in [(0, pages), (2, 4), (pages - 2, 2)] {
-            compare(&dev, pgoff, n, &format!("vmalloc quantum {quantum} at page {pgoff}"))?;
+            compare(
+                &dev,
+                pgoff,
+                n,
+                &format!("vmalloc quantum {quantum} at page {pgoff}"),
+            )?;
             cases += 1;
         }
     }
@@ -143,21 +158,38 @@ fn write_through() -> TestResult {
         // write(2) → a page already mapped (faulted in first).
         let mut old = [0u8; 13];
         m.read_at(3 * PAGE + 5, &mut old);
-        dev.file().write_all_at(b"from write(2)", 3 * PAGE as u64 + 5).ctx("write")?;
+        dev.file()
+            .write_all_at(b"from write(2)", 3 * PAGE as u64 + 5)
+            .ctx("write")?;
         let mut got = [0u8; 13];
         m.read_at(3 * PAGE + 5, &mut got);
-        ensure_eq!(&got, b"from write(2)", "backend {be}: write(2) seen in the mapping");
+        ensure_eq!(
+            &got,
+            b"from write(2)",
+            "backend {be}: write(2) seen in the mapping"
+        );
         // The mapping → read(2), across a page boundary.
         m.write_at(6 * PAGE - 3, b"via the map");
         let mut back = [0u8; 11];
-        dev.file().read_exact_at(&mut back, 6 * PAGE as u64 - 3).ctx("read")?;
-        ensure_eq!(&back, b"via the map", "backend {be}: a store seen by read(2)");
+        dev.file()
+            .read_exact_at(&mut back, 6 * PAGE as u64 - 3)
+            .ctx("read")?;
+        ensure_eq!(
+            &back,
+            b"via the map",
+            "backend {be}: a store seen by read(2)"
+        );
         // A private mapping copies on write: the device keeps its bytes.
-        let p = dev.mmap(PAGE, 0, RW, libc::MAP_PRIVATE).ctx("mmap private")?;
+        let p = dev
+            .mmap(PAGE, 0, RW, libc::MAP_PRIVATE)
+            .ctx("mmap private")?;
         p.write_at(0, b"private");
         let mut first = [0u8; 7];
         dev.file().read_exact_at(&mut first, 0).ctx("read")?;
-        ensure!(&first != b"private", "backend {be}: a private store reached the device");
+        ensure!(
+            &first != b"private",
+            "backend {be}: a private store reached the device"
+        );
     }
     trim()?;
     Ok(Outcome::Pass)
@@ -171,17 +203,36 @@ fn sigbus_past_size() -> TestResult {
         // also within the same order-2 quantum.
         dev.file().write_all_at(b"x", 0).ctx("write")?;
         let m = dev.mmap(4 * PAGE, 0, RW, SHARED).ctx("mmap")?;
-        ensure!(!sigbus(&m, 10, false)?, "backend {be}: page 0 (size 1) faulted");
-        ensure!(sigbus(&m, PAGE, false)?, "backend {be}: page 1, past the size");
-        ensure!(sigbus(&m, 3 * PAGE + 7, true)?, "backend {be}: a store past the size");
+        ensure!(
+            !sigbus(&m, 10, false)?,
+            "backend {be}: page 0 (size 1) faulted"
+        );
+        ensure!(
+            sigbus(&m, PAGE, false)?,
+            "backend {be}: page 1, past the size"
+        );
+        ensure!(
+            sigbus(&m, 3 * PAGE + 7, true)?,
+            "backend {be}: a store past the size"
+        );
         // A hole (never written, below the size) is SIGBUS too, as LDD3's
         // nopage says of "hole or end-of-file".
         drop(m);
         let q = (dev.info().ctx("INFO")?.quantum) as u64;
-        dev.file().write_all_at(b"y", 3 * q).ctx("write past a hole")?;
-        let m = dev.mmap((3 * q as usize).div_ceil(PAGE) * PAGE + PAGE, 0, RW, SHARED).ctx("mmap")?;
-        ensure!(sigbus(&m, q as usize, false)?, "backend {be}: the hole at quantum 1");
-        ensure!(!sigbus(&m, 3 * q as usize, false)?, "backend {be}: quantum 3, written");
+        dev.file()
+            .write_all_at(b"y", 3 * q)
+            .ctx("write past a hole")?;
+        let m = dev
+            .mmap((3 * q as usize).div_ceil(PAGE) * PAGE + PAGE, 0, RW, SHARED)
+            .ctx("mmap")?;
+        ensure!(
+            sigbus(&m, q as usize, false)?,
+            "backend {be}: the hole at quantum 1"
+        );
+        ensure!(
+            !sigbus(&m, 3 * q as usize, false)?,
+            "backend {be}: quantum 3, written"
+        );
     }
     trim()?;
     Ok(Outcome::Pass)
@@ -208,7 +259,9 @@ fn refused_elsewhere() -> TestResult {
     // A far offset maps, and is past the size.
     let dev = fresh(backend::PAGES, 0, 4000, 4)?;
     dev.file().write_all_at(b"data", 0).ctx("write")?;
-    let far = dev.mmap(PAGE, 1 << 62, libc::PROT_READ, SHARED).ctx("mmap at 2^62")?;
+    let far = dev
+        .mmap(PAGE, 1 << 62, libc::PROT_READ, SHARED)
+        .ctx("mmap at 2^62")?;
     ensure!(sigbus(&far, 0, false)?, "a page at 2^62: past the size");
     drop(far);
     trim()?;
@@ -224,11 +277,17 @@ fn trim_while_mapped() -> TestResult {
         let mut b = [0u8; 1];
         m.read_at(0, &mut b);
         ensure_eq!(
-            Device::open_with(&path, libc::O_WRONLY | libc::O_TRUNC).map_err(|e| e.raw_os_error()).map(drop),
+            Device::open_with(&path, libc::O_WRONLY | libc::O_TRUNC)
+                .map_err(|e| e.raw_os_error())
+                .map(drop),
             Err(Some(libc::EBUSY)),
             "trim while mapped"
         );
-        ensure_eq!(dev.set_backend(backend::KMALLOC, 0), Err(Errno::EBUSY), "SET_BACKEND while mapped");
+        ensure_eq!(
+            dev.set_backend(backend::KMALLOC, 0),
+            Err(Errno::EBUSY),
+            "SET_BACKEND while mapped"
+        );
         ensure_eq!(dev.info().ctx("INFO")?.quanta, 4, "the data is still there");
         // A split VMA (munmap of the middle page) still counts: two VMAs.
         // SAFETY: Unmaps one page of our own mapping, which we never touch again.
@@ -257,19 +316,36 @@ fn fork_shared() -> TestResult {
         }
         ForkResult::Parent { child } => {
             ensure!(
-                matches!(waitpid(child, None).ctx("waitpid")?, WaitStatus::Exited(_, 0)),
+                matches!(
+                    waitpid(child, None).ctx("waitpid")?,
+                    WaitStatus::Exited(_, 0)
+                ),
                 "child failed"
             );
         }
     }
     let mut got = [0u8; 14];
-    dev.file().read_exact_at(&mut got, 2 * PAGE as u64 + 1).ctx("read")?;
-    ensure_eq!(&got, b"child was here", "the child's store, read by the parent");
+    dev.file()
+        .read_exact_at(&mut got, 2 * PAGE as u64 + 1)
+        .ctx("read")?;
+    ensure_eq!(
+        &got,
+        b"child was here",
+        "the child's store, read by the parent"
+    );
     // The child's VMA went with it; ours still counts.
-    ensure_eq!(dev.set_backend(backend::PAGES, 0), Err(Errno::EBUSY), "still mapped here");
+    ensure_eq!(
+        dev.set_backend(backend::PAGES, 0),
+        Err(Errno::EBUSY),
+        "still mapped here"
+    );
     drop(m);
     trim()?;
-    ensure_eq!(dev.info().ctx("INFO")?.quanta, 0, "trim after the fork's mappings are gone");
+    ensure_eq!(
+        dev.info().ctx("INFO")?.quanta,
+        0,
+        "trim after the fork's mappings are gone"
+    );
     Ok(Outcome::Pass)
 }
 
@@ -308,7 +384,9 @@ fn pages_come_back() -> TestResult {
 fn threads_fault_together() -> TestResult {
     let dev = fresh(backend::PAGES, 0, 4000, 16)?;
     filled(&dev, 3, 256 * PAGE)?;
-    let m = dev.mmap(256 * PAGE, 0, libc::PROT_READ, SHARED).ctx("mmap")?;
+    let m = dev
+        .mmap(256 * PAGE, 0, libc::PROT_READ, SHARED)
+        .ctx("mmap")?;
     let mut want = vec![0u8; 256 * PAGE];
     dev.file().read_exact_at(&mut want, 0).ctx("read")?;
     let m = &m;

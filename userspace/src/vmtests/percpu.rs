@@ -19,9 +19,18 @@ const DEV: u32 = 1;
 fn sums(d: &Device) -> Result<[u64; 4], String> {
     let (i, c) = d.percpu_info().ctx("PERCPU_INFO")?;
     let copies = c.iter().fold([0u64; 4], |s, x| {
-        [s[0] + x.reads, s[1] + x.writes, s[2] + x.bytes_read, s[3] + x.bytes_written]
+        [
+            s[0] + x.reads,
+            s[1] + x.writes,
+            s[2] + x.bytes_read,
+            s[3] + x.bytes_written,
+        ]
     });
-    ensure_eq!(copies, [i.reads, i.writes, i.bytes_read, i.bytes_written], "sum vs copies");
+    ensure_eq!(
+        copies,
+        [i.reads, i.writes, i.bytes_read, i.bytes_written],
+        "sum vs copies"
+    );
     Ok(copies)
 }
 
@@ -45,7 +54,11 @@ fn exact_counts() -> TestResult {
     let after = sums(&d)?;
     let delta: Vec<u64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
     let n = (T * N) as u64;
-    ensure_eq!(delta, vec![n, n, 7 * n, 3 * n], "reads, writes, bytes read, bytes written");
+    ensure_eq!(
+        delta,
+        vec![n, n, 7 * n, 3 * n],
+        "reads, writes, bytes read, bytes written"
+    );
     drop(Device::open_with(crate::device::node(DEV), libc::O_WRONLY | libc::O_TRUNC).ctx("trim")?);
     Ok(Outcome::Pass)
 }
@@ -62,7 +75,10 @@ fn nobody() -> TestResult {
     let (i, c) = d.percpu_info().ctx("PERCPU_INFO as nobody")?;
     ensure_eq!(i.possible, root.possible);
     ensure_eq!(i.base, 0, "cookie hidden");
-    ensure!(c.iter().all(|x| x.addr == 0 && x.offset == 0), "addresses hidden: {c:?}");
+    ensure!(
+        c.iter().all(|x| x.addr == 0 && x.offset == 0),
+        "addresses hidden: {c:?}"
+    );
     ensure_eq!(
         d.race_run(10, race_mode::PREEMPT_OFF, 0).map(drop),
         Err(Errno::EPERM),
@@ -81,7 +97,11 @@ fn race_arguments() -> TestResult {
         (1, race_mode::COUNT, 0, "unknown mode"),
         (1, 0, uapi::RACE_MAX_WINDOW_US + 1, "window too long"),
     ] {
-        ensure_eq!(d.race_run(iters, mode, window).map(drop), Err(Errno::EINVAL), "{what}");
+        ensure_eq!(
+            d.race_run(iters, mode, window).map(drop),
+            Err(Errno::EINVAL),
+            "{what}"
+        );
     }
     let mut r = uapi::PercpuRace {
         iters: 1,
@@ -94,14 +114,18 @@ fn race_arguments() -> TestResult {
         "padding set"
     );
     // Bad user pointers: EFAULT, nothing else.
-    ensure_eq!(d.ioctl_raw(uapi::LDD_IOC_PERCPU_INFO, 8).map(drop), Err(Errno::EFAULT));
+    ensure_eq!(
+        d.ioctl_raw(uapi::LDD_IOC_PERCPU_INFO, 8).map(drop),
+        Err(Errno::EFAULT)
+    );
     let mut info = uapi::PercpuInfo {
         max: 4,
         entries: 8,
         ..Default::default()
     };
     ensure_eq!(
-        d.ioctl_inout(uapi::LDD_IOC_PERCPU_INFO, &mut info).map(drop),
+        d.ioctl_inout(uapi::LDD_IOC_PERCPU_INFO, &mut info)
+            .map(drop),
         Err(Errno::EFAULT),
         "entries at a bad address"
     );

@@ -94,7 +94,11 @@ fn table_for_nobody() -> TestResult {
     };
     let mut resize = uapi::PoolResize::default();
     let mut bench = uapi::BenchRun::default();
-    let root_only: [(u32, usize, &str); 17] = [
+    let mut race = uapi::PercpuRace {
+        iters: 1,
+        ..Default::default()
+    };
+    let root_only: [(u32, usize, &str); 18] = [
         (uapi::SCULL_IOCRESET, 0, "RESET"),
         (
             uapi::SCULL_IOCSQUANTUM,
@@ -139,6 +143,11 @@ fn table_for_nobody() -> TestResult {
         ),
         (uapi::LDD_IOC_POOL_DESTROY, 0, "POOL_DESTROY"),
         (uapi::LDD_IOC_BENCH, &mut bench as *mut _ as usize, "BENCH"),
+        (
+            uapi::LDD_IOC_PERCPU_RACE,
+            &mut race as *mut _ as usize,
+            "PERCPU_RACE",
+        ),
         // A pointer to nothing: EPERM comes before any copy.
         (uapi::LDD_IOC_FAULT, 8, "FAULT, bad pointer"),
     ];
@@ -170,6 +179,9 @@ fn table_for_nobody() -> TestResult {
         dev.stack().ctx("STACK")?;
         dev.ioctl_raw(uapi::LDD_IOC_FREE_NULL, 0).ctx("FREE_NULL")?;
         dev.list().ctx("LIST")?;
+        dev.percpu_info().ctx("PERCPU_INFO as nobody")?;
+        dev.race_read().ctx("PERCPU_RACE_READ as nobody")?;
+        dev.race_reset().ctx("PERCPU_RACE_RESET as nobody")?;
         ensure_eq!(dev.free_all().ctx("FREE_ALL")?, 0);
         ensure_eq!(dev.free(0x10001), Err(Errno::EINVAL), "FREE of nothing");
     }
