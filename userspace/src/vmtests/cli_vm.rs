@@ -319,11 +319,31 @@ fn demo_and_tour() -> TestResult {
 fn issue17_commands() -> TestResult {
     let p = json(&["percpu"])?;
     let copies = p["copies"].as_array().ok_or("percpu: no copies")?;
-    ensure_eq!(Some(copies.len() as u64), p["possible"].as_u64(), "a copy per possible CPU");
+    ensure_eq!(
+        Some(copies.len() as u64),
+        p["possible"].as_u64(),
+        "a copy per possible CPU"
+    );
     let sum: u64 = copies.iter().filter_map(|c| c["reads"].as_u64()).sum();
-    ensure_eq!(Some(sum), p["sum"]["reads"].as_u64(), "the sum is the copies'");
-    let r = json(&["percpu", "--race", "preempt_off", "--threads", "2", "--iters", "200"])?;
-    ensure_eq!(r["lost"].as_u64(), Some(0), "preempt_off loses nothing: {r}");
+    ensure_eq!(
+        Some(sum),
+        p["sum"]["reads"].as_u64(),
+        "the sum is the copies'"
+    );
+    let r = json(&[
+        "percpu",
+        "--race",
+        "preempt_off",
+        "--threads",
+        "2",
+        "--iters",
+        "200",
+    ])?;
+    ensure_eq!(
+        r["lost"].as_u64(),
+        Some(0),
+        "preempt_off loses nothing: {r}"
+    );
     ensure_eq!(r["reference"].as_u64(), Some(400));
     ok(&["--dev", "2", "scull", "trim"])?;
     ok(&["--dev", "2", "scull", "write", "mapped through the CLI"])?;
