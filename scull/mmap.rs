@@ -13,9 +13,9 @@
 //! at allocation, `split_page()`, so each page is refcounted on its own and
 //! any order can be mapped: LDD3's scullp refused orders above 0), on the
 //! vmalloc backend `vmalloc_to_page()` of the address. A vmalloc device
-//! maps only with a quantum that is a multiple of PAGE_SIZE (EINVAL
-//! otherwise); every other backend refuses with ENODEV, as LDD3's scull
-//! does. A page at or past the device size, or in a hole (a quantum never
+//! maps only with a quantum that is a multiple of PAGE_SIZE (ENODEV
+//! otherwise: its quanta are not pages); every other backend refuses with
+//! ENODEV, as LDD3's scull does. A page at or past the device size, or in a hole (a quantum never
 //! written), gets SIGBUS, as LDD3's `nopage` answers "hole or end-of-file".
 //!
 //! # Locks: why the fault handler never takes the device mutex
@@ -33,8 +33,8 @@
 //! # Trim while mapped: EBUSY
 //!
 //! As LDD3's scullp counts its VMAs (`dev->vmas`) and refuses to trim while
-//! any exist, a trim (an `O_TRUNC` open, `SCULL_IOCRESET`'s trims) or
-//! `SET_BACKEND` of a mapped device fails with EBUSY. A trim takes the
+//! any exist, a trim (an `O_TRUNC` open) or `SET_BACKEND` of a mapped
+//! device fails with EBUSY. A trim takes the
 //! device mutex, then, under this room's spinlock, checks the VMA count and
 //! marks the map as trimming, empties the map, and only then frees the
 //! quanta; an `mmap` meanwhile gets EBUSY. So no page leaves the map while

@@ -721,9 +721,22 @@ impl Fuzz {
         if self.maps.len() >= MAX_MAPS {
             self.maps.swap_remove(0);
         }
-        let fi = self.pick_fd()?;
-        let d = self.files[fi].dev;
-        let (read, write) = (self.files[fi].read, self.files[fi].write);
+        // A file of its own, closed right after the mmap: the VMA keeps it
+        // open, and a file of the pool would then keep its lab handles
+        // past its close (release runs at the last munmap). Opened as root
+        // even in an unprivileged op, like `open_plain`.
+        let d = self.rng.below(NDEV as u64) as usize;
+        let acc = self.pick(&[libc::O_RDONLY, libc::O_RDWR, libc::O_RDWR, libc::O_WRONLY]);
+        if self.unpriv {
+            crate::fuzz_model::regain_root().map_err(|e| self.fail(format!("seteuid(0): {e}")))?;
+        }
+        let fd = Fd::open(&format!("/dev/ldd_alloc{d}"), acc);
+        if self.unpriv {
+            crate::fuzz_model::drop_root().map_err(|e| self.fail(format!("seteuid: {e}")))?;
+        }
+        let fd = fd.map_err(|e| self.fail(format!("open for mmap: {e}")))?;
+        let (read, write) = (acc != libc::O_WRONLY, acc != libc::O_RDONLY);
+        let fi = acc;
         let size_pages = self.devs[d].size.div_ceil(PAGE_SIZE);
         let pgoff = if self.chance(10) {
             self.rng.below(1 << 30)
@@ -741,7 +754,7 @@ impl Fuzz {
         };
         let _ = write!(
             self.desc,
-            " mmap fd {fi} dev {d} pgoff {pgoff} pages {pages} shared {shared} writable {writable}"
+            " mmap (a file opened {fi:#o}) dev {d} pgoff {pgoff} pages {pages} shared {shared} writable {writable}"
         );
         // The VFS first: a mapping needs a readable file, and a shared
         // writable one a writable file; then the device.
@@ -761,10 +774,11 @@ impl Fuzz {
                 (pages * PAGE_SIZE) as usize,
                 prot,
                 flags,
-                self.files[fi].fd.0,
+                fd.0,
                 (pgoff * PAGE_SIZE) as libc::off_t,
             )
         };
+        drop(fd);
         let got = if p == libc::MAP_FAILED {
             Err(Errno::last())
         } else {
