@@ -34,6 +34,7 @@ mod kunit_core;
 mod lab;
 mod ldd_alloc_dev;
 mod params;
+mod percpu;
 mod ratelimit;
 mod scull;
 mod uaccess;

@@ -37,6 +37,7 @@ use kernel::{
         O_TRUNC,
         O_WRONLY, //
     },
+    mm::virt::VmaNew,
     new_mutex,
     prelude::*,
     sync::Mutex,
@@ -54,11 +55,16 @@ use crate::lab::{
     Caller, //
 };
 use crate::params::GEOMETRY;
+use crate::percpu::{
+    self,
+    stats::DevStats, //
+};
 use crate::scull::backend::Backend;
 use crate::scull::chrdev::{
     CharDevice,
     Offset, //
 };
+use crate::scull::mmap::PageMap;
 use crate::scull::store::ScullStore;
 use crate::uaccess::IoctlArg;
 use crate::uapi;
@@ -80,7 +86,7 @@ use Needs::{
 /// The privilege table: every command the module knows, one line each. A
 /// number that is not here is not ours (ENOTTY, as LDD3 answers a wrong
 /// magic or number), whoever asks.
-const PRIVILEGES: [(u32, Needs); 31] = [
+const PRIVILEGES: [(u32, Needs); 35] = [
     // LDD3's scull ioctls: the setters need CAP_SYS_ADMIN, as in the book.
     (uapi::SCULL_IOCRESET, SysAdmin),
     (uapi::SCULL_IOCSQUANTUM, SysAdmin),
@@ -120,6 +126,13 @@ const PRIVILEGES: [(u32, Needs); 31] = [
     (uapi::LDD_IOC_BENCH, SysAdmin),
     // Memory pressure: what reclaim did to our caches, for root (issue 16).
     (uapi::LDD_IOC_SHRINKER_INFO, SysAdmin),
+    // Per-CPU variables: a device's counters for all (addresses for root);
+    // the race, which spins CPUs and corrupts a counter on purpose, for
+    // root; reading and resetting the file's own race counter for all.
+    (uapi::LDD_IOC_PERCPU_INFO, Open),
+    (uapi::LDD_IOC_PERCPU_RACE, SysAdmin),
+    (uapi::LDD_IOC_PERCPU_RACE_READ, Open),
+    (uapi::LDD_IOC_PERCPU_RACE_RESET, Open),
 ];
 
 /// What the privilege table says of `cmd`; None if it is not ours.
@@ -158,6 +171,12 @@ pub(crate) struct ScullDev {
     index: u32,
     #[pin]
     store: Mutex<ScullStore>,
+    /// The pages a mapping of the device reaches (never locked with `store`
+    /// held across a user copy: see `scull::mmap`).
+    #[pin]
+    map: PageMap,
+    /// Per-CPU counters of reads and writes.
+    stats: DevStats,
 }
 
 impl ScullDev {
@@ -166,17 +185,24 @@ impl ScullDev {
         let quantum = GEOMETRY.quantum() as usize;
         let backend = Backend::from_abi(index % 4, GEOMETRY.order(), quantum)?;
         let store = ScullStore::new(backend, quantum, GEOMETRY.qset() as usize);
+        let mappable = store.mappable();
+        let stats = DevStats::new()?;
         Ok(try_pin_init!(Self {
             index,
             store <- new_mutex!(store, "ScullDev::store"),
+            map <- PageMap::new(mappable),
+            stats,
         }))
     }
 
     /// LDD3's `scull_trim()`: empty, and take up the current quantum/qset.
+    /// EBUSY while the device is mapped (as scullp's trim).
     fn trim(&self, store: &mut ScullStore) -> Result {
         let quantum = GEOMETRY.quantum() as usize;
         let backend = store.backend().resized(quantum)?;
+        let guard = self.map.begin_trim()?;
         store.trim(backend, quantum, GEOMETRY.qset() as usize);
+        guard.done(store.mappable());
         Ok(())
     }
 
@@ -213,7 +239,9 @@ impl ScullDev {
         };
         let backend = Backend::from_abi(value & 0xff, value >> 8, quantum)?;
         let qset = store.qset();
+        let guard = self.map.begin_trim()?;
         store.trim(backend, quantum, qset);
+        guard.done(store.mappable());
         Ok(())
     }
 
@@ -233,6 +261,7 @@ impl ScullDev {
 pub(crate) struct ScullFile {
     dev: &'static ScullDev,
     lab: Pin<KBox<Mutex<LabTable>>>,
+    race: percpu::FileState,
 }
 
 impl CharDevice for ScullDev {
@@ -248,7 +277,8 @@ impl CharDevice for ScullDev {
             new_mutex!(LabTable::default(), "ScullFile::lab"),
             GFP_KERNEL,
         )?;
-        Ok(ScullFile { dev, lab })
+        let race = percpu::FileState::new()?;
+        Ok(ScullFile { dev, lab, race })
     }
 
     fn read(
@@ -257,7 +287,9 @@ impl CharDevice for ScullDev {
         _flags: u32,
         pos: &mut Offset,
     ) -> Result<usize> {
-        file.dev.store.lock().read(&mut out, pos)
+        let n = file.dev.store.lock().read(&mut out, pos)?;
+        file.dev.stats.count_read(n);
+        Ok(n)
     }
 
     fn write(
@@ -270,7 +302,14 @@ impl CharDevice for ScullDev {
         if flags & O_APPEND != 0 {
             *pos = Offset::try_from(store.size()).map_err(|_| EFBIG)?;
         }
-        store.write(&mut input, pos, GEOMETRY.max_bytes())
+        let n = store.write(&mut input, pos, GEOMETRY.max_bytes(), &file.dev.map)?;
+        drop(store);
+        file.dev.stats.count_write(n);
+        Ok(n)
+    }
+
+    fn mmap(file: &ScullFile, vma: &VmaNew) -> Result {
+        file.dev.map.mmap(vma)
     }
 
     fn end(file: &ScullFile) -> Offset {
@@ -283,9 +322,10 @@ impl CharDevice for ScullDev {
         };
         let nr = uapi::ioc_nr(cmd);
         let lab = (uapi::LAB_NR_FIRST..uapi::POOL_NR_FIRST).contains(&nr);
+        let per_cpu = (uapi::PERCPU_NR_FIRST..=uapi::PERCPU_NR_LAST).contains(&nr);
         let admin = match needs {
             SysAdmin => caller_is_admin(),
-            Open => lab && caller_is_admin_quietly(),
+            Open => (lab || per_cpu) && caller_is_admin_quietly(),
         };
         if needs == SysAdmin && !admin {
             return Err(EPERM);
@@ -300,6 +340,9 @@ impl CharDevice for ScullDev {
             }
             uapi::POOL_NR_FIRST..uapi::BENCH_NR_FIRST => kalloc::control::ioctl(cmd, arg),
             uapi::PRESSURE_NR_FIRST..uapi::PRESSURE_NR_END => kalloc::shrinker::ioctl(cmd, arg),
+            uapi::PERCPU_NR_FIRST..=uapi::PERCPU_NR_LAST => {
+                percpu::ioctl(&file.dev.stats, &file.race, cmd, arg, admin)
+            }
             _ => kbench::ioctl(cmd, arg),
         }
     }

@@ -54,6 +54,10 @@ abi_plain_bytes!(
     uapi::PoolResize,
     uapi::BenchRun,
     uapi::ShrinkerInfo,
+    uapi::PercpuCopy,
+    uapi::PercpuInfo,
+    uapi::PercpuRace,
+    uapi::RaceCounts,
 );
 
 /// The argument of one ioctl.

@@ -558,8 +558,20 @@ pub mod lab_backend {
     pub const VMALLOC: u32 = 9;
     /// `kvmalloc(size, flags)`: kmalloc, falling back to vmalloc.
     pub const KVMALLOC: u32 = 10;
+    /// `alloc_pages_exact(size, flags)`: `size` rounded up to pages, not to
+    /// a power of two (the rest of the order's run goes back at once).
+    /// Root only.
+    pub const ALLOC_PAGES_EXACT: u32 = 11;
+    /// `alloc_contig_pages(size / PAGE_SIZE, flags)`: a physically
+    /// contiguous run found by migrating pages away, beyond
+    /// `MAX_PAGE_ORDER` (CONFIG_CONTIG_ALLOC). Root only, process context.
+    pub const ALLOC_CONTIG: u32 = 12;
+    /// `dma_alloc_coherent()` of `size` bytes on the module's own faux
+    /// device: served from the boot-time CMA reservation (`cma=`). Root
+    /// only, process context.
+    pub const CMA: u32 = 13;
     /// Number of lab backends.
-    pub const COUNT: u32 = 11;
+    pub const COUNT: u32 = 14;
     /// Names, indexed by value.
     pub const NAMES: [&str; COUNT as usize] = [
         "kmalloc",
@@ -573,6 +585,9 @@ pub mod lab_backend {
         "get_zeroed_page",
         "vmalloc",
         "kvmalloc",
+        "alloc_pages_exact",
+        "alloc_contig_pages",
+        "cma",
     ];
 }
 
@@ -987,3 +1002,140 @@ pub struct ShrinkerInfo {
 pub const LDD_IOC_SHRINKER_INFO: u32 = ior::<ShrinkerInfo>(MAGIC, PRESSURE_NR_FIRST);
 
 const _: () = assert!(size_of::<ShrinkerInfo>() == 8 + 5 * 8);
+
+// ---------------------------------------------------------------------------
+// Per-CPU variables (LDD3 chapter 8, "Per-CPU Variables"): 72..=79.
+// ---------------------------------------------------------------------------
+
+/// Command numbers of the per-CPU variables: 72..=79.
+pub const PERCPU_NR_FIRST: u8 = 72;
+/// The last command number of the per-CPU variables.
+pub const PERCPU_NR_LAST: u8 = 79;
+
+/// One CPU's copy of a device's per-CPU counters.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PercpuCopy {
+    /// The CPU.
+    pub cpu: u32,
+    /// 1 if the CPU is online now.
+    pub online: u32,
+    /// `read(2)` calls served on this CPU.
+    pub reads: u64,
+    /// `write(2)` calls served on this CPU.
+    pub writes: u64,
+    /// Bytes read on this CPU.
+    pub bytes_read: u64,
+    /// Bytes written on this CPU.
+    pub bytes_written: u64,
+    /// Kernel address of this copy (`per_cpu_ptr(p, cpu)`); 0 for
+    /// unprivileged callers (kernel addresses help exploits).
+    pub addr: u64,
+    /// `__per_cpu_offset[cpu]`: the copy is at the object's address plus
+    /// this; 0 for unprivileged callers.
+    pub offset: u64,
+    /// 1 if the copy lies in the vmalloc area (a per-CPU chunk made by
+    /// vmalloc), 0 if in the direct map (the embedded first chunk).
+    pub vmalloc_area: u32,
+    /// Padding.
+    pub _pad: u32,
+}
+
+/// Argument of [`LDD_IOC_PERCPU_INFO`]: the per-CPU counters of this
+/// device, each possible CPU's copy and their sums.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PercpuInfo {
+    /// In: room in `entries`.
+    pub max: u32,
+    /// Out: possible CPUs (`nr_cpu_ids`): one copy each.
+    pub possible: u32,
+    /// Out: online CPUs.
+    pub online: u32,
+    /// Out: bytes of one copy (`sizeof` the counters).
+    pub copy_size: u32,
+    /// In: user pointer to `max` [`PercpuCopy`] entries, filled in.
+    pub entries: u64,
+    /// Out: the object's `__percpu` address (0 for unprivileged callers).
+    pub base: u64,
+    /// Out: sum of `reads` over the possible CPUs.
+    pub reads: u64,
+    /// Out: sum of `writes`.
+    pub writes: u64,
+    /// Out: sum of `bytes_read`.
+    pub bytes_read: u64,
+    /// Out: sum of `bytes_written`.
+    pub bytes_written: u64,
+}
+
+/// Read this device's per-CPU counters.
+pub const LDD_IOC_PERCPU_INFO: u32 = iowr::<PercpuInfo>(MAGIC, 72);
+
+/// How [`LDD_IOC_PERCPU_RACE`] updates its per-CPU counter.
+pub mod race_mode {
+    /// `get_cpu_var()` discipline: this CPU's copy read, the window, and
+    /// the write-back all with preemption off: nothing is lost.
+    pub const PREEMPT_OFF: u32 = 0;
+    /// Preemption on: the task takes this CPU's copy, gives the CPU away in
+    /// the window (a sleep of at least 20 us: what preemption may do at any
+    /// instruction, made certain), may wake on another CPU, then writes
+    /// back what it read plus one: increments are lost.
+    pub const PREEMPT_ON: u32 = 1;
+    /// Number of modes.
+    pub const COUNT: u32 = 2;
+    /// Names, indexed by value.
+    pub const NAMES: [&str; COUNT as usize] = ["preempt_off", "preempt_on"];
+}
+
+/// Most iterations of one [`LDD_IOC_PERCPU_RACE`] call.
+pub const RACE_MAX_ITERS: u32 = 100_000;
+/// Longest window of one iteration, in microseconds.
+pub const RACE_MAX_WINDOW_US: u32 = 100;
+
+/// Argument of [`LDD_IOC_PERCPU_RACE`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PercpuRace {
+    /// In: increments, 1..=[`RACE_MAX_ITERS`].
+    pub iters: u32,
+    /// In: a [`race_mode`].
+    pub mode: u32,
+    /// In: microseconds between the read and the write-back,
+    /// 0..=[`RACE_MAX_WINDOW_US`]: a busy-wait with preemption off, a
+    /// sleep (at least 20 us) with preemption on.
+    pub window_us: u32,
+    /// Padding.
+    pub _pad: u32,
+    /// Out: iterations that ended on another CPU than they began.
+    pub migrated: u64,
+}
+
+/// Run `iters` increments of this file's race counter (a per-CPU counter)
+/// and of its atomic reference. Threads sharing the file race each other.
+pub const LDD_IOC_PERCPU_RACE: u32 = iowr::<PercpuRace>(MAGIC, 73);
+
+/// Argument of [`LDD_IOC_PERCPU_RACE_READ`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RaceCounts {
+    /// In: room in `entries`.
+    pub max: u32,
+    /// Out: possible CPUs.
+    pub possible: u32,
+    /// In: user pointer to `max` u64, each CPU's copy, filled in.
+    pub entries: u64,
+    /// Out: the atomic reference: every increment done.
+    pub reference: u64,
+    /// Out: the sum of the per-CPU copies.
+    pub sum: u64,
+}
+
+/// Read this file's race counter.
+pub const LDD_IOC_PERCPU_RACE_READ: u32 = iowr::<RaceCounts>(MAGIC, 74);
+/// Zero this file's race counter and its reference.
+pub const LDD_IOC_PERCPU_RACE_RESET: u32 = io(MAGIC, 75);
+
+const _: () = assert!(size_of::<PercpuCopy>() == 64);
+const _: () = assert!(size_of::<PercpuInfo>() == 64);
+const _: () = assert!(size_of::<PercpuRace>() == 24);
+const _: () = assert!(size_of::<RaceCounts>() == 32);

@@ -17,6 +17,8 @@
 //! | [`shrinker`] | reclaim's way into our caches (kswapd, direct reclaim) |
 //! | [`kernel_caches`] | SLUB's `kmem_cache`, the baseline |
 //! | [`kernel_pools`] | the kernel's mempool, the baseline |
+//! | [`contig`] | large buffers: `alloc_pages_exact`, `alloc_contig_pages` |
+//! | [`cma`] | the CMA reservation through the DMA API of a faux device |
 //! | [`bad_free`] | the refused-free demonstrations |
 //! | [`control`] | the ioctls of this side |
 //!
@@ -24,6 +26,8 @@
 
 pub(crate) mod bad_free;
 pub(crate) mod caches;
+pub(crate) mod cma;
+pub(crate) mod contig;
 pub(crate) mod control;
 pub(crate) mod faults;
 pub(crate) mod gfp;
@@ -36,9 +40,12 @@ pub(crate) mod pools;
 pub(crate) mod registry;
 pub(crate) mod shrinker;
 
-/// The allocator side, torn down when dropped: the shrinker first, pools before the caches
-/// they use, then our caches, whose page source must then be empty.
-pub(crate) struct Allocators(());
+/// The allocator side, torn down when dropped: the shrinker first, pools
+/// before the caches they use, then our caches, whose page source must then
+/// be empty; the CMA device last.
+pub(crate) struct Allocators {
+    _cma: cma::CmaDevice,
+}
 
 impl Allocators {
     /// Sets up every registry (module init, before any user); the value
@@ -49,7 +56,9 @@ impl Allocators {
         kernel_caches::init();
         bad_free::init();
         shrinker::register();
-        Self(())
+        Self {
+            _cma: cma::CmaDevice::new(),
+        }
     }
 }
 

@@ -14,6 +14,11 @@ use core::ptr::NonNull;
 use kernel::bindings;
 
 use crate::kalloc::caches::CacheRef;
+use crate::kalloc::cma::{
+    self,
+    DmaBuffer, //
+};
+use crate::kalloc::contig;
 use crate::kalloc::gfp::{
     self,
     Gfp, //
@@ -52,6 +57,12 @@ pub(crate) enum LabMem {
     FreePages(NonNull<u8>, u32),
     /// vmalloc, kvmalloc: `kvfree()` frees both kinds.
     Kvfree(NonNull<u8>),
+    /// `alloc_pages_exact()` of this size: `free_pages_exact()`.
+    Exact(NonNull<u8>, usize),
+    /// `alloc_contig_pages()` of this many pages: `free_contig_range()`.
+    Contig(NonNull<bindings::page>, usize),
+    /// CMA through `dma_alloc_coherent()`: `dma_free_coherent()`.
+    Cma(DmaBuffer),
 }
 
 // SAFETY: Each variant is owned memory that any thread may free.
@@ -63,10 +74,13 @@ impl LabMem {
     /// The kernel virtual address of the memory.
     pub(crate) fn addr(&self) -> NonNull<u8> {
         match self {
-            Self::Kmalloc(p) | Self::FreePages(p, _) | Self::Kvfree(p) => *p,
+            Self::Kmalloc(p) | Self::FreePages(p, _) | Self::Kvfree(p) | Self::Exact(p, _) => *p,
+            Self::Cma(buf) => buf.addr,
             Self::KmemCache(_, p) | Self::OurCache(_, p) | Self::OurPool(_, p) => *p,
             // SAFETY: A live page run we own (type invariant).
-            Self::Pages(page, _) => unsafe { kernel_alloc::page_address(*page) },
+            Self::Pages(page, _) | Self::Contig(page, _) => unsafe {
+                kernel_alloc::page_address(*page)
+            },
         }
     }
 
@@ -111,6 +125,13 @@ impl Drop for LabMem {
             Self::FreePages(p, order) => unsafe { kernel_alloc::free_pages(*p, *order) },
             // SAFETY: See above: kmalloc or vmalloc memory of ours.
             Self::Kvfree(p) => unsafe { kernel_alloc::kvfree(*p) },
+            // SAFETY: See above: an exact run of this size.
+            Self::Exact(p, size) => unsafe { contig::free_pages_exact(*p, *size) },
+            // SAFETY: See above: a contiguous range of this many pages.
+            Self::Contig(page, nr) => unsafe { contig::free_contig(*page, *nr) },
+            // SAFETY: See above: a CMA buffer; the lab frees in process
+            // context (FREE, FREE_ALL, close), interrupts on.
+            Self::Cma(buf) => unsafe { cma::free(buf) },
         }
     }
 }
@@ -183,6 +204,14 @@ pub(crate) fn allocate(
         }
         (lb::VMALLOC, _) => kernel_alloc::vmalloc(size, gfp).map(LabMem::Kvfree),
         (lb::KVMALLOC, _) => kernel_alloc::kvmalloc(size, gfp).map(LabMem::Kvfree),
+        (lb::ALLOC_PAGES_EXACT, _) => {
+            contig::alloc_pages_exact(size, gfp).map(|p| LabMem::Exact(p, size))
+        }
+        (lb::ALLOC_CONTIG, _) => {
+            let nr = size.div_ceil(PAGE_SIZE);
+            contig::alloc_contig(nr, gfp).map(|p| LabMem::Contig(p, nr))
+        }
+        (lb::CMA, _) => cma::alloc(size, gfp).map(LabMem::Cma),
         _ => None,
     }
 }
@@ -203,6 +232,9 @@ pub(crate) fn usable_size(size: u64, mem: &LabMem) -> u64 {
         }
         // SAFETY: A kvmalloc that fell to kmalloc: a live kmalloc object.
         LabMem::Kvfree(p) => unsafe { kernel_alloc::ksize(*p) as u64 },
+        LabMem::Contig(_, nr) => (*nr * PAGE_SIZE) as u64,
+        // Whole pages, and no more: the point of both.
+        LabMem::Exact(..) | LabMem::Cma(_) => size.div_ceil(PAGE_SIZE as u64) * PAGE_SIZE as u64,
     }
 }
 

@@ -47,6 +47,12 @@ pub(crate) fn is_pages(backend: u32) -> bool {
     )
 }
 
+/// Whether a lab backend is one of the large-buffer ones (root only,
+/// sized in bytes, rounded to whole pages).
+pub(crate) fn is_large(backend: u32) -> bool {
+    matches!(backend, lb::ALLOC_PAGES_EXACT | lb::ALLOC_CONTIG | lb::CMA)
+}
+
 /// Checks a request; returns the kernel flags to allocate with.
 ///
 /// `__GFP_NOWARN` is added unless `alloc_flags::WARN` (root only) asks for
@@ -76,7 +82,12 @@ pub(crate) fn validate(req: &uapi::AllocRequest, limits: LabLimits, caller: Call
     check_context(req, gfp)?;
     check_size(req, limits)?;
     check_backend(req)?;
-    let accounted = !matches!(req.backend, lb::OUR_CACHE | lb::OUR_MEMPOOL);
+    // alloc_contig_pages() refuses __GFP_ACCOUNT (EINVAL), and CMA pages
+    // belong to the reservation, not to a cgroup.
+    let accounted = !matches!(
+        req.backend,
+        lb::OUR_CACHE | lb::OUR_MEMPOOL | lb::ALLOC_CONTIG | lb::CMA
+    );
     Ok(if accounted { gfp | gfp::ACCOUNT } else { gfp })
 }
 
@@ -90,6 +101,9 @@ pub(crate) fn validate(req: &uapi::AllocRequest, limits: LabLimits, caller: Call
 /// - allocations beyond the per-allocation default cap (`BIG`);
 /// - the memory-pressure options (`alloc_flags::PRESSURE`): a failure report
 ///   in the kernel log, and scoped NOIO/NOFS reclaim (issue 16).
+/// - the large-buffer backends (`alloc_pages_exact`, `alloc_contig_pages`,
+///   CMA): contiguous runs are scarce for everyone, and a CMA buffer held
+///   by a user is one a device driver cannot get.
 fn check_privilege(req: &uapi::AllocRequest, caller: Caller) -> Result {
     use uapi::gfp as g;
     const ROOT_ONLY: u64 = g::HIGH | g::MEMALLOC | g::NOFAIL | g::DMA | g::MOVABLE;
@@ -99,6 +113,7 @@ fn check_privilege(req: &uapi::AllocRequest, caller: Caller) -> Result {
     if req.gfp & ROOT_ONLY != 0
         || req.flags & (alloc_flags::BIG | alloc_flags::PRESSURE) != 0
         || req.backend == lb::OUR_MEMPOOL
+        || is_large(req.backend)
     {
         return Err(EPERM);
     }
@@ -146,7 +161,11 @@ fn check_size(req: &uapi::AllocRequest, limits: LabLimits) -> Result {
     };
     // kmalloc itself cannot go past KMALLOC_MAX_SIZE (an order-10 run): the
     // lab says so with E2BIG instead of letting the kernel fail.
-    let kmalloc = matches!(req.backend, lb::KMALLOC | lb::KZALLOC | lb::KREALLOC);
+    // alloc_pages_exact() is one buddy allocation: the same bound.
+    let kmalloc = matches!(
+        req.backend,
+        lb::KMALLOC | lb::KZALLOC | lb::KREALLOC | lb::ALLOC_PAGES_EXACT
+    );
     let atomic = req.context != context::PROCESS;
     if req.size > cap || ((kmalloc || atomic) && req.size > KMALLOC_MAX) {
         return Err(E2BIG);
@@ -189,6 +208,32 @@ fn check_backend(req: &uapi::AllocRequest) -> Result {
     if req.backend == lb::KREALLOC && req.count != 1 {
         return Err(EINVAL);
     }
+    if req.backend == lb::ALLOC_PAGES_EXACT && req.gfp & (uapi::gfp::COMP | uapi::gfp::HIGHMEM) != 0
+    {
+        // alloc_pages_exact() warns and drops both: it splits the run, and
+        // returns an address.
+        return Err(EINVAL);
+    }
+    if matches!(req.backend, lb::ALLOC_CONTIG | lb::CMA) {
+        // Both migrate pages away to make room: they sleep, in process
+        // context only. __alloc_contig_verify_gfp_mask() takes reclaim and
+        // a few action flags; dma_alloc_attrs() warns on __GFP_COMP and
+        // picks the zone itself, and CMA serves only blocking requests.
+        use uapi::gfp as g;
+        const CONTIG_OK: u64 = g::DIRECT_RECLAIM
+            | g::KSWAPD_RECLAIM
+            | g::IO
+            | g::FS
+            | g::ZERO
+            | g::NOWARN
+            | g::RETRY_MAYFAIL;
+        if req.context != context::PROCESS
+            || req.gfp & g::DIRECT_RECLAIM == 0
+            || req.gfp & !CONTIG_OK != 0
+        {
+            return Err(EINVAL);
+        }
+    }
     Ok(())
 }
 
@@ -201,7 +246,9 @@ pub(crate) fn charge_bound(req: &uapi::AllocRequest) -> u64 {
     }
     // `size` is at most `lab_max_mib` MiB here (checked above): no overflow.
     match req.backend {
-        lb::VMALLOC => req.size.div_ceil(PAGE_SIZE as u64) * PAGE_SIZE as u64,
+        lb::VMALLOC | lb::ALLOC_PAGES_EXACT | lb::ALLOC_CONTIG | lb::CMA => {
+            req.size.div_ceil(PAGE_SIZE as u64) * PAGE_SIZE as u64
+        }
         _ => req.size.next_power_of_two().max(8),
     }
 }

@@ -14,6 +14,10 @@
 //! A [`Block`] is one allocation; it does not free itself, because only the
 //! backend that made it knows how: the store hands every block back through
 //! [`Backend::free`] when it trims.
+//!
+//! scullp's run of `2^order` pages is split into order-0 pages at once
+//! (`split_page()`), so that each page can be mapped into a process and
+//! refcounted on its own (see [`super::mmap`]); it is freed page by page.
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
@@ -74,9 +78,13 @@ pub(crate) enum Backend {
 /// `ptr` is valid for reads and writes of `len` bytes, initialised, and owned
 /// by this block alone, from its allocation by [`Backend::alloc`] until
 /// [`Backend::free`].
+///
+/// On the pages backend, `first_page` is the first of the run's `2^order`
+/// split pages (whose address is `ptr`); None on the others.
 pub(crate) struct Block {
     ptr: NonNull<u8>,
     len: usize,
+    first_page: Option<NonNull<bindings::page>>,
 }
 
 // SAFETY: A block is plain owned memory; it may move between threads.
@@ -97,6 +105,29 @@ impl Block {
         // SAFETY: By the type invariant, `ptr` is valid for `len` initialised
         // bytes and exclusively ours.
         unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// The `struct page` of the block's page `i`, for a mapping: the run's
+    /// page on the pages backend, `vmalloc_to_page()` on vmalloc; None
+    /// elsewhere or past the block.
+    pub(crate) fn page(&self, backend: &Backend, i: usize) -> Option<NonNull<bindings::page>> {
+        let off = i.checked_mul(PAGE_SIZE).filter(|&o| o < self.len)?;
+        match backend {
+            Backend::Pages { .. } => {
+                let first = self.first_page?;
+                // SAFETY: Page `i` of the run lies within the same
+                // MAX_PAGE_ORDER block of the memory map as the first.
+                Some(unsafe { NonNull::new_unchecked(first.as_ptr().add(i)) })
+            }
+            Backend::Vmalloc => {
+                // SAFETY: `ptr + off` lies inside our live vmalloc area
+                // (type invariant, `off < len`).
+                NonNull::new(unsafe {
+                    bindings::vmalloc_to_page(self.ptr.as_ptr().add(off).cast())
+                })
+            }
+            _ => None,
+        }
     }
 }
 
@@ -154,6 +185,7 @@ impl Backend {
         let layout = Layout::from_size_align(len, 1).map_err(|_| EINVAL)?;
         // A failure is the writer's ENOMEM or short count: no warning in the log.
         let flags = GFP_KERNEL_ACCOUNT | __GFP_ZERO | __GFP_NOWARN;
+        let mut first_page = None;
         let ptr = match self {
             Self::Kmalloc => Kmalloc::alloc(layout, flags, NumaNode::NO_NODE)?.cast(),
             Self::Vmalloc => Vmalloc::alloc(layout, flags, NumaNode::NO_NODE)?.cast(),
@@ -164,7 +196,13 @@ impl Backend {
                 let gfp = bindings::GFP_KERNEL_ACCOUNT
                     | crate::kalloc::gfp::ZERO
                     | crate::kalloc::gfp::NOWARN;
-                kernel_alloc::get_free_pages(gfp, *order).ok_or(ENOMEM)?
+                let page = kernel_alloc::alloc_pages(gfp, *order).ok_or(ENOMEM)?;
+                // SAFETY: A fresh non-compound run of this order, ours:
+                // `split_page()` makes it 2^order order-0 pages.
+                unsafe { bindings::split_page(page.as_ptr(), *order) };
+                first_page = Some(page);
+                // SAFETY: Ours; no highmem on x86-64.
+                unsafe { kernel_alloc::page_address(page) }
             }
             Self::Cache(cache) if cache.size() == len => cache.alloc(true)?,
             // Never sleeps: see the pools module for why the store must not.
@@ -176,7 +214,11 @@ impl Backend {
             unsafe { core::ptr::write_bytes(ptr.as_ptr(), 0, len) };
         }
         // INVARIANT: Each allocator returned `len` zeroed bytes, ours alone.
-        Ok(Block { ptr, len })
+        Ok(Block {
+            ptr,
+            len,
+            first_page,
+        })
     }
 
     /// After a trim: our caches give their empty slabs back.
@@ -195,7 +237,11 @@ impl Backend {
     /// `block` came from [`Self::alloc`] on this very backend (or a clone of
     /// it): each allocator frees only its own memory.
     pub(crate) unsafe fn free(&self, block: Block) {
-        let Block { ptr, len } = block;
+        let Block {
+            ptr,
+            len,
+            first_page,
+        } = block;
         match self {
             Self::Kmalloc | Self::Vmalloc => {
                 // `alloc` built this very layout from `len`, so it cannot fail here.
@@ -211,9 +257,18 @@ impl Backend {
                     }
                 }
             }
-            // SAFETY: `ptr` came from `get_free_pages(order)` (contract) and
-            // is no longer used (the block is consumed).
-            Self::Pages { order } => unsafe { kernel_alloc::free_pages(ptr, *order) },
+            Self::Pages { order } => {
+                let Some(first) = first_page else {
+                    return;
+                };
+                for i in 0..1usize << order {
+                    // SAFETY: The run came from `alloc` on this backend
+                    // (contract), split into order-0 pages, each freed once
+                    // here and no longer used (the block is consumed; no
+                    // mapping holds it: see `mmap`).
+                    unsafe { bindings::__free_pages(first.as_ptr().add(i), 0) };
+                }
+            }
             Self::Cache(cache) => {
                 if cache.free(ptr).is_err() {
                     pr_err_ratelimited!("scull: our cache refused a quantum of its own\n");

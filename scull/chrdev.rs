@@ -6,7 +6,7 @@
 //! ioctl but no `llseek`, so `lseek(2)` on such a device fails with ESPIPE and
 //! scull's semantics (LDD3 chapter 3, "scull_llseek") cannot be had. This file
 //! is the small unsafe boundary that builds a `struct file_operations` with
-//! `.read`, `.write`, `.llseek` and `.unlocked_ioctl` and registers it with
+//! `.read`, `.write`, `.llseek`, `.unlocked_ioctl` and `.mmap` and registers it with
 //! `misc_register()`; the device logic above it ([`CharDevice`]) is safe Rust
 //! and names nothing of this module but the trait.
 //!
@@ -38,6 +38,7 @@ use kernel::{
         c_uint,
         c_ulong, //
     },
+    mm::virt::VmaNew,
     prelude::*,
     str::CStr,
     time::{
@@ -87,6 +88,10 @@ pub(crate) trait CharDevice: Sync + Sized + 'static {
 
     /// `ioctl(2)`.
     fn ioctl(file: &Self::File, cmd: u32, arg: usize) -> Result<isize>;
+
+    /// `mmap(2)`: sets up `vma` (runs under the mmap lock: must not take a
+    /// lock that is held across user copies).
+    fn mmap(file: &Self::File, vma: &VmaNew) -> Result;
 }
 
 /// A registered misc device node backed by a [`CharDevice`].
@@ -173,6 +178,7 @@ impl<T: CharDevice> Vtable<T> {
         write: Some(Self::write),
         llseek: Some(Self::llseek),
         unlocked_ioctl: Some(Self::ioctl),
+        mmap: Some(Self::mmap),
         compat_ioctl: bindings::compat_ptr_ioctl,
         // SAFETY: All-zeroes is a valid `file_operations` (every hook absent).
         ..unsafe { core::mem::zeroed() }
@@ -297,6 +303,22 @@ impl<T: CharDevice> Vtable<T> {
         // SAFETY: `file` is a live file of ours; the function only reads and
         // sets its position, under `f_lock` where two seeks could race.
         unsafe { bindings::generic_file_llseek_size(file, offset, whence, Offset::MAX, eof) }
+    }
+
+    /// # Safety
+    ///
+    /// `file` opened by [`Self::open`]; `vma` is the VMA the mm is setting
+    /// up for it (`f_op->mmap`), not yet visible to anyone else.
+    unsafe extern "C" fn mmap(
+        file: *mut bindings::file,
+        vma: *mut bindings::vm_area_struct,
+    ) -> c_int {
+        // SAFETY: Per the function's safety contract.
+        let (state, vma) = unsafe { (Self::state(file), VmaNew::from_raw(vma)) };
+        match T::mmap(state, vma) {
+            Ok(()) => 0,
+            Err(e) => e.to_errno(),
+        }
     }
 
     /// # Safety

@@ -38,6 +38,10 @@ use super::backend::{
     Backend,
     Block, //
 };
+use super::mmap::{
+    mappable,
+    PageMap, //
+};
 
 /// One quantum set: `qset` slots, each empty or holding a quantum. Up to
 /// 65536 slots: kvmalloc'ed, so a large qset never needs a high-order run.
@@ -196,6 +200,7 @@ impl ScullStore {
         input: &mut UserSliceReader,
         pos: &mut i64,
         limit: u64,
+        map: &PageMap,
     ) -> Result<usize> {
         let start = u64::try_from(*pos).map_err(|_| EINVAL)?;
         let mut want = input.len() as u64;
@@ -215,20 +220,35 @@ impl ScullStore {
                 break;
             }
             let here = start + done as u64;
-            let chunk = match self.write_chunk(input, here, want - done) {
+            let chunk = match self.write_chunk(input, here, want - done, map) {
                 Ok(n) => n,
                 Err(e) if done == 0 => return Err(e),
                 Err(_) => break,
             };
             done += chunk;
             self.size = self.size.max(here + chunk as u64);
+            map.set_size(self.size);
         }
         *pos += done as i64;
         Ok(done)
     }
 
-    /// Writes at most one quantum's worth at `pos`.
-    fn write_chunk(&mut self, input: &mut UserSliceReader, pos: u64, left: usize) -> Result<usize> {
+    /// Whether the device's quanta can be mapped (see [`super::mmap`]).
+    pub(crate) fn mappable(&self) -> bool {
+        mappable(&self.backend, self.quantum)
+    }
+
+    /// Writes at most one quantum's worth at `pos`; a new quantum of a
+    /// mappable device is published to `map` before any byte lands in it.
+    fn write_chunk(
+        &mut self,
+        input: &mut UserSliceReader,
+        pos: u64,
+        left: usize,
+        map: &PageMap,
+    ) -> Result<usize> {
+        let mappable = self.mappable();
+        let qset = self.qset;
         let (set, slot, offset) = self.locate(pos)?;
         let chunk = (self.quantum - offset).min(left);
         if set >= MAX_SETS {
@@ -255,7 +275,16 @@ impl ScullStore {
             }
             // A fresh quantum is zeroed, so the bytes around a partial write
             // read back as zeros, like the holes.
-            *entry = Some(self.backend.alloc(quantum)?);
+            let block = self.backend.alloc(quantum)?;
+            if mappable {
+                // `set < MAX_SETS` and `slot < qset`: no overflow.
+                if let Err(e) = map.publish(set * qset + slot, &block, &self.backend, quantum) {
+                    // SAFETY: Just allocated by this backend, never published.
+                    unsafe { self.backend.free(block) };
+                    return Err(e);
+                }
+            }
+            *entry = Some(block);
             self.held += 1;
         }
         let bytes = entry

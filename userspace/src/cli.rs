@@ -88,6 +88,12 @@ pub enum Cmd {
         #[arg(long, default_value_t = 0)]
         owner: u32,
     },
+    /// Per-CPU variables (alloc_percpu): each CPU's copy of the device's
+    /// read/write counters, their sum, and where each copy lives (one
+    /// per-CPU offset apart; addresses for root). --race runs the
+    /// get_cpu_var demonstration: threads bump a per-CPU counter with
+    /// preemption on (preempt_on: increments are lost) or off.
+    Percpu(PercpuArgs),
     /// The chapter-8 tour: each claim of LDD3 and Love, checked live.
     Tour {
         /// Also the "[memory pressure]" section (issue 16): drives the
@@ -108,11 +114,29 @@ pub enum Cmd {
     Bench(crate::bench::BenchArgs),
 }
 
+/// Arguments of `ldd-alloc percpu`.
+#[derive(clap::Args, Debug)]
+pub struct PercpuArgs {
+    /// Run the race instead: preempt_on or preempt_off (root only).
+    #[arg(long)]
+    pub race: Option<String>,
+    /// Threads that share the race counter.
+    #[arg(long, default_value_t = 4)]
+    pub threads: u32,
+    /// Increments per thread (at most 100000).
+    #[arg(long, default_value_t = 2000)]
+    pub iters: u32,
+    /// Microseconds between the read and the write-back (at most 100).
+    #[arg(long, default_value_t = 0)]
+    pub window_us: u32,
+}
+
 /// Arguments of `ldd-alloc alloc`.
 #[derive(clap::Args, Debug)]
 pub struct AllocArgs {
     /// kmalloc, kzalloc, krealloc, kmem_cache, our_cache, our_mempool,
-    /// alloc_pages, __get_free_pages, get_zeroed_page, vmalloc, kvmalloc.
+    /// alloc_pages, __get_free_pages, get_zeroed_page, vmalloc, kvmalloc;
+    /// large buffers (root): alloc_pages_exact, alloc_contig_pages, cma.
     pub backend: String,
     /// Bytes (k, M suffixes), for the byte-sized backends.
     #[arg(long, short, default_value = "0", value_parser = parse_size)]
@@ -215,6 +239,85 @@ pub enum ScullCmd {
     },
     /// Restore the load-time quantum and qset (SCULL_IOCRESET).
     Reset,
+    /// mmap the device (pages, or vmalloc with a whole-page quantum: LDD3
+    /// chapter 15's scullp and scullv) and compare each mapped page with
+    /// read(2); pages past the size or in holes are SIGBUS, reported here
+    /// as unmapped. Other backends: ENODEV.
+    Mmap {
+        /// First page of the device to map.
+        #[arg(long, default_value_t = 0)]
+        page: u64,
+        /// Pages to map (default: to the end of the data).
+        #[arg(long)]
+        pages: Option<u64>,
+    },
+}
+
+/// `ldd-alloc scull mmap`: each page of a read-only shared mapping beside
+/// `pread` of the same bytes. The mapped bytes go through a pipe, so a
+/// SIGBUS page comes back as EFAULT instead of killing the command.
+fn scull_mmap(dev: &Device, as_json: bool, page: u64, pages: Option<u64>) -> Result<(), String> {
+    use std::os::unix::fs::FileExt;
+    const PAGE: usize = 4096;
+    let size = dev.info().map_err(|e| ioctl_err("LDD_IOC_INFO", e))?.size;
+    let n = pages.unwrap_or_else(|| size.div_ceil(PAGE as u64).saturating_sub(page).max(1));
+    let m = dev
+        .mmap(
+            n as usize * PAGE,
+            page * PAGE as u64,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+        )
+        .map_err(|e| explain("mmap", e))?;
+    let mut fds = [0i32; 2];
+    // SAFETY: `fds` has room for two descriptors.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(explain("pipe", std::io::Error::last_os_error()));
+    }
+    let (mut same, mut differ, mut unmapped) = (0u64, 0u64, 0u64);
+    let mut a = vec![0u8; PAGE];
+    let mut b = vec![0u8; PAGE];
+    for p in 0..n as usize {
+        // SAFETY: A page of our mapping; the kernel copies it (or EFAULT).
+        let w = unsafe { libc::write(fds[1], m.addr().add(p * PAGE).cast(), PAGE) };
+        if w != PAGE as isize {
+            unmapped += 1;
+            continue;
+        }
+        // SAFETY: Reads the page back out of the pipe into `a`.
+        unsafe { libc::read(fds[0], a.as_mut_ptr().cast(), PAGE) };
+        let got = dev
+            .file()
+            .read_at(&mut b, (page + p as u64) * PAGE as u64)
+            .map_err(|e| explain("pread", e))?;
+        b[got..].fill(0);
+        if a == b {
+            same += 1;
+        } else {
+            differ += 1;
+        }
+    }
+    // SAFETY: Our own descriptors.
+    unsafe {
+        libc::close(fds[0]);
+        libc::close(fds[1]);
+    }
+    if as_json {
+        println!(
+            "{}",
+            json!({"first_page": page, "pages": n, "same_as_read": same,
+                "different": differ, "sigbus": unmapped})
+        );
+    } else {
+        println!(
+            "mapped {n} pages from page {page}: {same} identical to read(2), {differ} different, \
+             {unmapped} SIGBUS (past the size {size} or in a hole)"
+        );
+    }
+    if differ > 0 {
+        return Err(format!("{differ} mapped pages differ from read(2)"));
+    }
+    Ok(())
 }
 
 /// An error for the user: what failed, and the errno's meaning there.
@@ -294,6 +397,7 @@ fn scull(cli: &Cli, cmd: &ScullCmd) -> Result<(), String> {
     let dev = open(cli.dev)?;
     let mut f = dev.file();
     match cmd {
+        ScullCmd::Mmap { page, pages } => scull_mmap(&dev, cli.json, *page, *pages)?,
         ScullCmd::Write { text, offset } => {
             let data = match text {
                 Some(t) => t.clone().into_bytes(),
@@ -512,6 +616,10 @@ pub fn main() -> ExitCode {
             pressure_only,
         } => tour(&cli, *pressure, *pressure_only),
         Cmd::Pressure(p) => crate::pressure::run_tool(cli.dev, p),
+        Cmd::Percpu(a) => open(cli.dev).and_then(|d| match &a.race {
+            Some(mode) => percpu_race(&d, cli.json, a, mode),
+            None => percpu(&d, cli.json),
+        }),
         Cmd::Bench(b) => crate::bench::run(cli.dev, cli.json, b),
     };
     match result {
@@ -521,6 +629,140 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `ldd-alloc percpu`.
+fn percpu(d: &Device, as_json: bool) -> Result<(), String> {
+    let (info, copies) = d
+        .percpu_info()
+        .map_err(|e| ioctl_err("LDD_IOC_PERCPU_INFO", e))?;
+    let unit = match copies.as_slice() {
+        [a, b, ..] if a.addr != 0 => Some(b.addr.wrapping_sub(a.addr)),
+        _ => None,
+    };
+    if as_json {
+        let cpus: Vec<_> = copies
+            .iter()
+            .map(|c| {
+                json!({"cpu": c.cpu, "online": c.online != 0, "reads": c.reads,
+                    "writes": c.writes, "bytes_read": c.bytes_read,
+                    "bytes_written": c.bytes_written, "addr": c.addr,
+                    "offset": c.offset, "vmalloc_area": c.vmalloc_area != 0})
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({"device": d.path().display().to_string(), "possible": info.possible,
+                "online": info.online, "copy_size": info.copy_size, "base": info.base,
+                "sum": {"reads": info.reads, "writes": info.writes,
+                    "bytes_read": info.bytes_read, "bytes_written": info.bytes_written},
+                "copies": cpus})
+        );
+        return Ok(());
+    }
+    println!(
+        "{}: per-CPU read/write counters (alloc_percpu, {} bytes a copy; {} possible CPUs, {} online)",
+        d.path().display(),
+        info.copy_size,
+        info.possible,
+        info.online
+    );
+    println!(
+        "  {:>4} {:>6} {:>10} {:>10} {:>12} {:>13}  {:<18} {:<18} area",
+        "cpu", "online", "reads", "writes", "bytes_read", "bytes_written", "address", "offset"
+    );
+    for c in &copies {
+        println!(
+            "  {:>4} {:>6} {:>10} {:>10} {:>12} {:>13}  {:<18} {:<18} {}",
+            c.cpu,
+            if c.online != 0 { "yes" } else { "no" },
+            c.reads,
+            c.writes,
+            c.bytes_read,
+            c.bytes_written,
+            hex_or_hidden(c.addr),
+            hex_or_hidden(c.offset),
+            if c.vmalloc_area != 0 {
+                "vmalloc (a per-CPU chunk)"
+            } else {
+                "direct map (first chunk)"
+            }
+        );
+    }
+    println!(
+        "  {:>4} {:>6} {:>10} {:>10} {:>12} {:>13}",
+        "sum", "", info.reads, info.writes, info.bytes_read, info.bytes_written
+    );
+    match unit {
+        Some(u) => println!(
+            "  copy of cpu N = {:#x} (the __percpu cookie) + __per_cpu_offset[N]; cpu1 - cpu0 = {u:#x} bytes",
+            info.base
+        ),
+        None if copies.len() > 1 => {
+            println!("  (addresses are shown to CAP_SYS_ADMIN only, as %pK prints them)")
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+fn hex_or_hidden(v: u64) -> String {
+    if v == 0 {
+        "-".into()
+    } else {
+        format!("{v:#x}")
+    }
+}
+
+/// `ldd-alloc percpu --race MODE`: `threads` threads on one open file.
+fn percpu_race(d: &Device, as_json: bool, a: &PercpuArgs, mode: &str) -> Result<(), String> {
+    let m = lookup(&uapi::race_mode::NAMES, "race mode", mode)?;
+    if a.threads == 0 || a.threads > 64 {
+        return Err("--threads: 1..=64".into());
+    }
+    d.race_reset()
+        .map_err(|e| ioctl_err("LDD_IOC_PERCPU_RACE_RESET", e))?;
+    let migrated = std::thread::scope(|s| {
+        let runs: Vec<_> = (0..a.threads)
+            .map(|_| s.spawn(|| d.race_run(a.iters, m, a.window_us)))
+            .collect();
+        let mut migrated = 0;
+        for r in runs {
+            match r.join() {
+                Ok(Ok(r)) => migrated += r.migrated,
+                Ok(Err(e)) => return Err(ioctl_err("LDD_IOC_PERCPU_RACE", e)),
+                Err(_) => return Err("a race thread panicked".to_string()),
+            }
+        }
+        Ok(migrated)
+    })?;
+    let (r, copies) = d
+        .race_read()
+        .map_err(|e| ioctl_err("LDD_IOC_PERCPU_RACE_READ", e))?;
+    let lost = r.reference.saturating_sub(r.sum);
+    if as_json {
+        println!(
+            "{}",
+            json!({"mode": mode, "threads": a.threads, "iters": a.iters,
+                "window_us": a.window_us, "reference": r.reference, "sum": r.sum,
+                "lost": lost, "migrated": migrated, "copies": copies})
+        );
+    } else {
+        println!(
+            "{mode}: {} threads x {} increments of one per-CPU counter",
+            a.threads, a.iters
+        );
+        for (cpu, v) in copies.iter().enumerate() {
+            println!("  cpu {cpu}: {v}");
+        }
+        println!(
+            "  sum of the copies {}, atomic reference {}: {lost} increments lost ({:.1}%), {migrated} ended on another CPU",
+            r.sum,
+            r.reference,
+            100.0 * lost as f64 / r.reference.max(1) as f64
+        );
+    }
+    Ok(())
 }
 
 fn lookup(names: &[&str], what: &str, name: &str) -> Result<u32, String> {

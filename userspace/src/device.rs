@@ -217,6 +217,77 @@ impl Device {
         self.ioctl_read(uapi::LDD_IOC_STACK)
     }
 
+    /// `LDD_IOC_PERCPU_INFO`: this device's per-CPU counters, every copy.
+    pub fn percpu_info(&self) -> Result<(uapi::PercpuInfo, Vec<uapi::PercpuCopy>), Errno> {
+        let mut copies = vec![uapi::PercpuCopy::default(); 1024];
+        let mut req = uapi::PercpuInfo {
+            max: copies.len() as u32,
+            entries: copies.as_mut_ptr() as u64,
+            ..Default::default()
+        };
+        self.ioctl_inout(uapi::LDD_IOC_PERCPU_INFO, &mut req)?;
+        copies.truncate(req.possible.min(req.max) as usize);
+        Ok((req, copies))
+    }
+
+    /// `LDD_IOC_PERCPU_RACE`: `iters` increments of this file's race counter.
+    pub fn race_run(
+        &self,
+        iters: u32,
+        mode: u32,
+        window_us: u32,
+    ) -> Result<uapi::PercpuRace, Errno> {
+        let mut r = uapi::PercpuRace {
+            iters,
+            mode,
+            window_us,
+            ..Default::default()
+        };
+        self.ioctl_inout(uapi::LDD_IOC_PERCPU_RACE, &mut r)?;
+        Ok(r)
+    }
+
+    /// `LDD_IOC_PERCPU_RACE_READ`: the counts and each CPU's copy.
+    pub fn race_read(&self) -> Result<(uapi::RaceCounts, Vec<u64>), Errno> {
+        let mut copies = vec![0u64; 1024];
+        let mut r = uapi::RaceCounts {
+            max: copies.len() as u32,
+            entries: copies.as_mut_ptr() as u64,
+            ..Default::default()
+        };
+        self.ioctl_inout(uapi::LDD_IOC_PERCPU_RACE_READ, &mut r)?;
+        copies.truncate(r.possible.min(r.max) as usize);
+        Ok((r, copies))
+    }
+
+    /// `LDD_IOC_PERCPU_RACE_RESET`.
+    pub fn race_reset(&self) -> Result<(), Errno> {
+        self.ioctl_raw(uapi::LDD_IOC_PERCPU_RACE_RESET, 0).map(drop)
+    }
+
+    /// `mmap(NULL, len, prot, flags, fd, offset)` of this device.
+    pub fn mmap(&self, len: usize, offset: u64, prot: i32, flags: i32) -> Result<Mapping, Errno> {
+        // SAFETY: A fresh mapping chosen by the kernel (no MAP_FIXED): no
+        // existing memory of this process changes.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                flags,
+                self.file.as_raw_fd(),
+                offset as libc::off_t,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(Errno::last());
+        }
+        Ok(Mapping {
+            addr: p.cast(),
+            len,
+        })
+    }
+
     /// `SCULL_IOCRESET`: the load-time quantum and qset again.
     pub fn scull_reset(&self) -> Result<(), Errno> {
         self.ioctl_raw(uapi::SCULL_IOCRESET, 0).map(drop)
@@ -241,6 +312,60 @@ impl Device {
     /// `SCULL_IOCGQSET` (get through a pointer).
     pub fn qset(&self) -> Result<i32, Errno> {
         self.ioctl_read(uapi::SCULL_IOCGQSET)
+    }
+}
+
+/// A mapping of a device, unmapped when dropped. Bytes are copied in and
+/// out with raw copies: the kernel may change them behind our back (that
+/// is what a shared mapping of a device is for).
+#[derive(Debug)]
+pub struct Mapping {
+    addr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: A mapping is process memory; its methods copy bytes in and out
+// with raw copies, which any thread may do.
+unsafe impl Send for Mapping {}
+// SAFETY: As above.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// The mapping's address.
+    pub fn addr(&self) -> *mut u8 {
+        self.addr
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it is empty (never: mmap refuses length 0).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Copies `buf.len()` bytes at `off` out (they must be mapped: SIGBUS
+    /// otherwise, by design of the device).
+    pub fn read_at(&self, off: usize, buf: &mut [u8]) {
+        assert!(off + buf.len() <= self.len);
+        // SAFETY: In bounds (checked); the mapping is readable.
+        unsafe { std::ptr::copy_nonoverlapping(self.addr.add(off), buf.as_mut_ptr(), buf.len()) }
+    }
+
+    /// Copies `data` in at `off` (a writable mapping).
+    pub fn write_at(&self, off: usize, data: &[u8]) {
+        assert!(off + data.len() <= self.len);
+        // SAFETY: In bounds (checked); the caller mapped it writable.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.addr.add(off), data.len()) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: Our own mapping, unmapped once.
+        unsafe { libc::munmap(self.addr.cast(), self.len) };
     }
 }
 

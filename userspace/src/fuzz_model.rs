@@ -355,11 +355,17 @@ pub fn lab_rules(req: &crate::uapi::AllocRequest, c: LabCaller) -> LabVerdict {
     // Root only (README "Who may do what"): the emergency reserves
     // (__GFP_HIGH, MEMALLOC, NOFAIL, our mempools), DMA and MOVABLE, BIG.
     let root_only = gfp::HIGH | gfp::MEMALLOC | gfp::NOFAIL | gfp::DMA | gfp::MOVABLE;
+    // Issue 17: the large-buffer backends are root only too.
+    let large = matches!(
+        req.backend,
+        lb::ALLOC_PAGES_EXACT | lb::ALLOC_CONTIG | lb::CMA
+    );
     if c.spec13
         && !c.privileged
         && (req.gfp & root_only != 0
             || req.flags & (af::BIG | af::PRESSURE) != 0
-            || req.backend == lb::OUR_MEMPOOL)
+            || req.backend == lb::OUR_MEMPOOL
+            || large)
     {
         must(Errno::EPERM);
     }
@@ -409,7 +415,10 @@ pub fn lab_rules(req: &crate::uapi::AllocRequest, c: LabCaller) -> LabVerdict {
         } else {
             KMALLOC_MAX
         };
-        let kmalloc = matches!(req.backend, lb::KMALLOC | lb::KZALLOC | lb::KREALLOC);
+        let kmalloc = matches!(
+            req.backend,
+            lb::KMALLOC | lb::KZALLOC | lb::KREALLOC | lb::ALLOC_PAGES_EXACT
+        );
         if req.size > cap || (kmalloc && req.size > KMALLOC_MAX) {
             must(Errno::E2BIG);
         }
@@ -443,6 +452,21 @@ pub fn lab_rules(req: &crate::uapi::AllocRequest, c: LabCaller) -> LabVerdict {
     }
     if req.backend == lb::KREALLOC && (req.count != 1 || !c.realloc_ok) {
         must(Errno::EINVAL);
+    }
+    if req.backend == lb::ALLOC_PAGES_EXACT && req.gfp & (gfp::COMP | gfp::HIGHMEM) != 0 {
+        must(Errno::EINVAL);
+    }
+    if matches!(req.backend, lb::ALLOC_CONTIG | lb::CMA) {
+        let ok = gfp::DIRECT_RECLAIM
+            | gfp::KSWAPD_RECLAIM
+            | gfp::IO
+            | gfp::FS
+            | gfp::ZERO
+            | gfp::NOWARN
+            | gfp::RETRY_MAYFAIL;
+        if req.context != cx::PROCESS || !sleeps || req.gfp & !ok != 0 {
+            must(Errno::EINVAL);
+        }
     }
     if c.spec13 && req.context != cx::PROCESS {
         let len = if pages {

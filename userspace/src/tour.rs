@@ -422,5 +422,308 @@ pub fn run(dev: &Device) -> Tour {
         },
         matches!(&stack, Ok(s) if s.thread_size <= 32 << 10 && s.used_in_ioctl > 0 && s.used_in_ioctl < s.thread_size),
     );
+    percpu_claims(dev, &mut t);
+    large_buffer_claims(dev, &mut t);
     t
+}
+
+/// The possible CPUs, from /sys (`0-1`, `0,2-3`): counted independently
+/// of the module.
+pub fn sys_possible_cpus() -> Option<u32> {
+    let text = std::fs::read_to_string("/sys/devices/system/cpu/possible").ok()?;
+    let mut n = 0;
+    for part in text.trim().split(',') {
+        let mut ends = part.split('-').map(|x| x.parse::<u32>().ok());
+        let lo = ends.next()??;
+        let hi = ends.next().unwrap_or(Some(lo))?;
+        n += hi.checked_sub(lo)? + 1;
+    }
+    Some(n)
+}
+
+/// Runs `f` in a thread pinned to `cpu` (`sched_setaffinity`).
+pub fn on_cpu<R: Send>(cpu: u32, f: impl FnOnce() -> R + Send) -> Result<R, String> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: A zeroed cpu_set_t is an empty set; CPU_SET and
+            // sched_setaffinity only touch it and this thread's affinity.
+            unsafe {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(cpu as usize, &mut set);
+                if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                    return Err(format!(
+                        "pin to cpu {cpu}: {}",
+                        std::io::Error::last_os_error()
+                    ));
+                }
+            }
+            Ok(f())
+        })
+        .join()
+        .map_err(|_| "pinned thread panicked".to_string())?
+    })
+}
+
+/// `reads` reads of one byte at offset 0 (at the end of an empty device,
+/// 0 bytes each): counted by the device on this CPU, and harmless.
+fn reads(dev: &Device, n: u32) -> u64 {
+    use std::os::unix::fs::FileExt;
+    let mut b = [0u8; 1];
+    let mut bytes = 0;
+    for _ in 0..n {
+        bytes += dev.file().read_at(&mut b, 0).unwrap_or(0) as u64;
+    }
+    bytes
+}
+
+/// The race of [`uapi::LDD_IOC_PERCPU_RACE`]: (reference, sum) after
+/// `threads` threads of `iters` increments each.
+pub fn race(dev: &Device, mode: u32, threads: u32, iters: u32) -> Result<(u64, u64), Errno> {
+    dev.race_reset()?;
+    std::thread::scope(|s| {
+        let runs: Vec<_> = (0..threads)
+            .map(|_| s.spawn(|| dev.race_run(iters, mode, 0)))
+            .collect();
+        for r in runs {
+            r.join().map_err(|_| Errno::EIO)??;
+        }
+        Ok::<(), Errno>(())
+    })?;
+    let (r, _) = dev.race_read()?;
+    Ok((r.reference, r.sum))
+}
+
+/// LDD3 "Per-CPU Variables".
+fn percpu_claims(dev: &Device, t: &mut Tour) {
+    const S: &str = "per-CPU variables";
+    let info = dev.percpu_info();
+    let sys = sys_possible_cpus();
+    t.check(
+        S,
+        "an alloc_percpu object has one copy per possible CPU (online or not)",
+        match &info {
+            Ok((i, c)) => format!(
+                "{} copies of {} B for {} possible CPUs ({} online; /sys says {sys:?} possible)",
+                c.len(),
+                i.copy_size,
+                i.possible,
+                i.online
+            ),
+            Err(e) => e.to_string(),
+        },
+        matches!(&info, Ok((i, c)) if c.len() as u32 == i.possible && Some(i.possible) == sys),
+    );
+    // Each online CPU in turn reads the device N times, pinned: only its
+    // own copy may grow, by exactly N.
+    const N: u32 = 25;
+    let mut own = Vec::new();
+    let mut fine = true;
+    let online: Vec<u32> = info.as_ref().map_or(Vec::new(), |(_, c)| {
+        c.iter().filter(|c| c.online != 0).map(|c| c.cpu).collect()
+    });
+    for &cpu in &online {
+        let before = dev.percpu_info().map(|x| x.1);
+        let ran = on_cpu(cpu, || reads(dev, N));
+        let after = dev.percpu_info().map(|x| x.1);
+        match (before, ran, after) {
+            (Ok(b), Ok(_), Ok(a)) => {
+                let deltas: Vec<u64> = b.iter().zip(&a).map(|(b, a)| a.reads - b.reads).collect();
+                fine &= deltas
+                    .iter()
+                    .enumerate()
+                    .all(|(i, &d)| d == if i as u32 == cpu { u64::from(N) } else { 0 });
+                own.push(format!("cpu {cpu} pinned: read deltas {deltas:?}"));
+            }
+            _ => fine = false,
+        }
+    }
+    // Copies one per-CPU offset apart: never in one cache line.
+    let apart = match &info {
+        Ok((i, c)) => {
+            c.iter().all(|x| x.addr == i.base.wrapping_add(x.offset))
+                && c.windows(2).all(|w| w[1].addr.abs_diff(w[0].addr) >= 64)
+        }
+        Err(_) => false,
+    };
+    let distance = match &info {
+        Ok((_, c)) if c.len() > 1 => format!(
+            "copies {:#x} bytes apart",
+            c[1].addr.wrapping_sub(c[0].addr)
+        ),
+        _ => "one copy".into(),
+    };
+    t.check(
+        S,
+        "each CPU updates its own copy, with no lock and no shared cache line",
+        format!(
+            "{}; {distance}, each at the cookie + __per_cpu_offset[cpu]",
+            own.join("; ")
+        ),
+        fine && apart && online.len() > 1,
+    );
+    // The total is the sum: N more reads on whatever CPUs, counted by us.
+    let before = dev.percpu_info();
+    let bytes = std::thread::scope(|s| {
+        let h: Vec<_> = (0..4).map(|_| s.spawn(|| reads(dev, N))).collect();
+        h.into_iter().map(|h| h.join().unwrap_or(0)).sum::<u64>()
+    });
+    let after = dev.percpu_info();
+    let summed = match (&before, &after) {
+        (Ok((b, _)), Ok((a, c))) => {
+            let copies: u64 = c.iter().map(|x| x.reads).sum();
+            (
+                a.reads - b.reads,
+                a.bytes_read - b.bytes_read,
+                copies == a.reads,
+            )
+        }
+        _ => (0, 0, false),
+    };
+    t.check(
+        S,
+        "the total is the sum of the copies, read over the possible CPUs",
+        format!(
+            "4 threads x {N} reads: the sum grew by {} ({} bytes; we read {bytes}); sum = copies added: {}",
+            summed.0, summed.1, summed.2
+        ),
+        summed.0 == u64::from(4 * N) && summed.1 == bytes && summed.2,
+    );
+    let on = race(dev, uapi::race_mode::PREEMPT_ON, 4, 500);
+    let off = race(dev, uapi::race_mode::PREEMPT_OFF, 4, 500);
+    t.check(
+        S,
+        "per-CPU access needs preemption off (get_cpu_var): with it on, a task that \
+         loses its CPU between reading and writing its copy loses increments",
+        format!("4 threads x 500 increments: preemption on (reference, sum) {on:?}, off {off:?}"),
+        matches!(on, Ok((r, s)) if r == 2000 && s < r) && off == Ok((2000, 2000)),
+    );
+}
+
+/// Pages free in every zone (the buddy lists plus the per-CPU page lists),
+/// from /proc/zoneinfo.
+pub fn free_pages() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/zoneinfo").ok()?;
+    let mut n = 0u64;
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["pages", "free", v] | ["count:", v] => n += v.parse::<u64>().ok()?,
+            _ => {}
+        }
+    }
+    Some(n)
+}
+
+/// `CmaFree` of /proc/meminfo, in bytes.
+pub fn cma_free() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("CmaFree:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+}
+
+/// `count` kept allocations by `backend`, and the drop in free pages they
+/// caused; freed again before returning.
+pub fn pages_taken(
+    dev: &Device,
+    backend: u32,
+    size: u64,
+    order: u32,
+    count: u32,
+) -> Result<i64, Errno> {
+    let before = free_pages().ok_or(Errno::EIO)?;
+    let r = dev.alloc(uapi::AllocRequest {
+        backend,
+        gfp: gfp::KERNEL,
+        size,
+        order,
+        count,
+        ..Default::default()
+    });
+    let after = free_pages().ok_or(Errno::EIO);
+    for a in r.iter().flatten() {
+        let _ = dev.free(a.handle);
+    }
+    let r = r?;
+    if r.len() != count as usize {
+        return Err(Errno::ENOMEM);
+    }
+    Ok(before as i64 - after? as i64)
+}
+
+/// LDD3 "Obtaining Large Buffers", on today's kernel.
+fn large_buffer_claims(dev: &Device, t: &mut Tour) {
+    const S: &str = "large buffers";
+    let max = one(dev, lb::ALLOC_PAGES, gfp::KERNEL, 0, 10, context::PROCESS);
+    let past = one(dev, lb::ALLOC_PAGES, gfp::KERNEL, 0, 11, context::PROCESS);
+    t.check(
+        S,
+        "the largest single buddy allocation is MAX_PAGE_ORDER: order 10, 4 MiB; order 11 is refused",
+        format!("order 10: {}; order 11: {:?}", show(&max), past.map(|_| ())),
+        matches!(&max, Ok(a) if a.actual == 4 << 20 && a.contiguous == 1)
+            && past.is_err(),
+    );
+    const CMA: u64 = 32 << 20;
+    let free0 = cma_free();
+    let cma = dev.alloc(uapi::AllocRequest {
+        backend: lb::CMA,
+        gfp: gfp::KERNEL,
+        size: CMA,
+        count: 1,
+        flags: alloc_flags::BIG,
+        ..Default::default()
+    });
+    let free1 = cma_free();
+    if let Ok(r) = &cma {
+        for a in r {
+            let _ = dev.free(a.handle);
+        }
+    }
+    let free2 = cma_free();
+    let buddy = one(dev, lb::ALLOC_PAGES, gfp::KERNEL, 0, 13, context::PROCESS);
+    let cma = cma.and_then(|r| r.into_iter().next().ok_or(Errno::ENOMEM));
+    let taken = free0.zip(free1).map(|(a, b)| a as i64 - b as i64);
+    t.check(
+        S,
+        "a boot-time reservation (CMA, cma=) gives tens of MiB physically contiguous after \
+         boot, where the buddy allocator cannot (order 13 = 32 MiB)",
+        format!(
+            "cma 32 MiB: {}; CmaFree fell by {:?} B and came back to {:?} of {:?}; \
+             alloc_pages order 13: {:?}",
+            show(&cma),
+            taken,
+            free2,
+            free0,
+            buddy.map(|_| ())
+        ),
+        matches!(&cma, Ok(a) if a.contiguous == 1 && a.phys_hi - a.phys_lo + 1 == CMA)
+            && taken.is_some_and(|d| d >= CMA as i64 && d < (CMA + (8 << 20)) as i64)
+            && buddy.is_err(),
+    );
+    let contig = one(
+        dev,
+        lb::ALLOC_CONTIG,
+        gfp::KERNEL,
+        8 << 20,
+        0,
+        context::PROCESS,
+    );
+    t.check(
+        S,
+        "alloc_contig_pages() finds a contiguous run past MAX_PAGE_ORDER by migrating pages \
+         (CONFIG_CONTIG_ALLOC): 8 MiB",
+        show(&contig),
+        matches!(&contig, Ok(a) if a.contiguous == 1 && a.actual == 8 << 20 && a.phys_hi - a.phys_lo + 1 == 8 << 20),
+    );
+    // 64 of each, kept while the free pages are counted.
+    let order3 = pages_taken(dev, lb::ALLOC_PAGES, 0, 3, 64);
+    let exact = pages_taken(dev, lb::ALLOC_PAGES_EXACT, 5 * 4096, 0, 64);
+    t.check(
+        S,
+        "alloc_pages_exact(5 pages) wastes none of the 3 pages an order-3 allocation would",
+        format!(
+            "64 x order 3 took {order3:?} free pages (512 expected), 64 x alloc_pages_exact(20 KiB) \
+             took {exact:?} (320 expected)"
+        ),
+        matches!((order3, exact), (Ok(o), Ok(e)) if (o - 512).abs() <= 48 && (e - 320).abs() <= 48),
+    );
 }

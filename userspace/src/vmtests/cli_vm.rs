@@ -314,9 +314,56 @@ fn demo_and_tour() -> TestResult {
     Ok(Outcome::Pass)
 }
 
+/// Issue 17's commands: percpu (and its race), scull mmap, the large
+/// buffer backends by name.
+fn issue17_commands() -> TestResult {
+    let p = json(&["percpu"])?;
+    let copies = p["copies"].as_array().ok_or("percpu: no copies")?;
+    ensure_eq!(
+        Some(copies.len() as u64),
+        p["possible"].as_u64(),
+        "a copy per possible CPU"
+    );
+    let sum: u64 = copies.iter().filter_map(|c| c["reads"].as_u64()).sum();
+    ensure_eq!(
+        Some(sum),
+        p["sum"]["reads"].as_u64(),
+        "the sum is the copies'"
+    );
+    let r = json(&[
+        "percpu",
+        "--race",
+        "preempt_off",
+        "--threads",
+        "2",
+        "--iters",
+        "200",
+    ])?;
+    ensure_eq!(
+        r["lost"].as_u64(),
+        Some(0),
+        "preempt_off loses nothing: {r}"
+    );
+    ensure_eq!(r["reference"].as_u64(), Some(400));
+    ok(&["--dev", "2", "scull", "trim"])?;
+    ok(&["--dev", "2", "scull", "write", "mapped through the CLI"])?;
+    let m = json(&["--dev", "2", "scull", "mmap", "--pages", "3"])?;
+    ensure_eq!(m["same_as_read"].as_u64(), Some(1), "{m}");
+    ensure_eq!(m["sigbus"].as_u64(), Some(2), "{m}");
+    ok(&["--dev", "2", "scull", "trim"])?;
+    let (good, _, err) = run(&["--dev", "0", "scull", "mmap"], None)?;
+    ensure!(!good && err.contains("ENODEV"), "mmap of kmalloc: {err}");
+    let a = json(&["alloc", "alloc_pages_exact", "--size", "20k"])?;
+    ensure_eq!(a[0]["actual"].as_u64(), Some(20480), "{a}");
+    let c = json(&["alloc", "cma", "--size", "16M", "--big"])?;
+    ensure_eq!(c[0]["actual"].as_u64(), Some(16 << 20), "{c}");
+    Ok(Outcome::Pass)
+}
+
 /// The CLI tests.
 pub fn tests() -> Vec<Test> {
     vec![
+        Test::new("cli/issue17_commands", issue17_commands),
         Test::new("cli/info_and_devices", info_and_devices),
         Test::new("cli/scull_subcommands", scull_subcommands),
         Test::new("cli/alloc_list_free_lab", alloc_list_free_lab),

@@ -33,6 +33,44 @@ use crate::rng::Rng;
 use crate::tap::{Outcome, Test, TestResult};
 use crate::uapi::{self, backend as be, ioc, ioc_nr, ioc_size, ioc_type, MAGIC};
 
+/// Most live mappings.
+const MAX_MAPS: usize = 3;
+/// Most pages of one mapping.
+const MAP_PAGES: u64 = 16;
+
+/// A live mapping of a device; unmapped when dropped.
+#[derive(Debug)]
+struct MapModel {
+    dev: usize,
+    pgoff: u64,
+    pages: u64,
+    addr: usize,
+    shared: bool,
+    writable: bool,
+}
+
+impl Drop for MapModel {
+    fn drop(&mut self) {
+        // SAFETY: Our own mapping, never touched again.
+        unsafe {
+            libc::munmap(
+                self.addr as *mut libc::c_void,
+                (self.pages * PAGE_SIZE) as usize,
+            )
+        };
+    }
+}
+
+/// A pipe (read end, write end).
+fn pipe() -> Result<(Fd, Fd), String> {
+    let mut fds = [0i32; 2];
+    // SAFETY: `fds` has room for the two descriptors.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(format!("pipe: {}", Errno::last()));
+    }
+    Ok((Fd(fds[0]), Fd(fds[1])))
+}
+
 /// Devices the fuzzer owns.
 const NDEV: usize = 4;
 /// Guest page size.
@@ -296,6 +334,12 @@ struct Fuzz {
     /// The kind of the current op, and the seconds spent per kind.
     kind: &'static str,
     time: BTreeMap<&'static str, f64>,
+    /// Live mappings of the devices (issue 17), at most [`MAX_MAPS`].
+    maps: Vec<MapModel>,
+    /// A pipe the mapped bytes travel through: the kernel's user copy
+    /// turns a SIGBUS page into EFAULT, so the fuzzer never takes the
+    /// signal itself.
+    pipe: (Fd, Fd),
 }
 
 type R = Result<(), String>;
@@ -634,7 +678,209 @@ impl Fuzz {
     /// Ok(maybe ENOMEM), or the errno.
     fn trim_plan(&self, d: usize) -> Result<bool, Errno> {
         let (b, o) = (self.devs[d].backend, self.devs[d].order);
-        self.backend_ok(b, o, self.gq)
+        let plan = self.backend_ok(b, o, self.gq)?;
+        // Issue 17: no trim while a mapping of the device lives (scullp).
+        if self.mapped(d) {
+            return Err(Errno::EBUSY);
+        }
+        Ok(plan)
+    }
+
+    /// Whether a live mapping of device `d` exists.
+    fn mapped(&self, d: usize) -> bool {
+        self.maps.iter().any(|m| m.dev == d)
+    }
+
+    /// Whether device `d` can be mapped now (issue 17): pages, or vmalloc
+    /// with whole-page quanta.
+    fn mappable(&self, d: usize) -> bool {
+        let m = &self.devs[d];
+        m.backend == be::PAGES || (m.backend == be::VMALLOC && m.quantum.is_multiple_of(PAGE_SIZE))
+    }
+
+    /// An mmap operation: map, look through a mapping, store through one,
+    /// or unmap.
+    fn op_mmap(&mut self) -> R {
+        match self.rng.below(100) {
+            0..=39 => self.op_map(),
+            40..=74 => self.op_map_check(),
+            75..=89 => self.op_map_store(),
+            _ => {
+                if !self.maps.is_empty() {
+                    let i = self.rng.below(self.maps.len() as u64) as usize;
+                    let _ = write!(self.desc, " munmap {i}");
+                    self.count("munmap", false);
+                    self.maps.swap_remove(i);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn op_map(&mut self) -> R {
+        if self.maps.len() >= MAX_MAPS {
+            self.maps.swap_remove(0);
+        }
+        // A file of its own, closed right after the mmap: the VMA keeps it
+        // open, and a file of the pool would then keep its lab handles
+        // past its close (release runs at the last munmap). Opened as root
+        // even in an unprivileged op, like `open_plain`.
+        let d = self.rng.below(NDEV as u64) as usize;
+        let acc = self.pick(&[libc::O_RDONLY, libc::O_RDWR, libc::O_RDWR, libc::O_WRONLY]);
+        if self.unpriv {
+            crate::fuzz_model::regain_root().map_err(|e| self.fail(format!("seteuid(0): {e}")))?;
+        }
+        let fd = Fd::open(&format!("/dev/ldd_alloc{d}"), acc);
+        if self.unpriv {
+            crate::fuzz_model::drop_root().map_err(|e| self.fail(format!("seteuid: {e}")))?;
+        }
+        let fd = fd.map_err(|e| self.fail(format!("open for mmap: {e}")))?;
+        let (read, write) = (acc != libc::O_WRONLY, acc != libc::O_RDONLY);
+        let fi = acc;
+        let size_pages = self.devs[d].size.div_ceil(PAGE_SIZE);
+        let pgoff = if self.chance(10) {
+            self.rng.below(1 << 30)
+        } else {
+            self.rng.below(size_pages + 4)
+        };
+        let pages = 1 + self.rng.below(MAP_PAGES);
+        let shared = self.chance(80);
+        let writable = self.chance(60);
+        let prot = libc::PROT_READ | if writable { libc::PROT_WRITE } else { 0 };
+        let flags = if shared {
+            libc::MAP_SHARED
+        } else {
+            libc::MAP_PRIVATE
+        };
+        let _ = write!(
+            self.desc,
+            " mmap (a file opened {fi:#o}) dev {d} pgoff {pgoff} pages {pages} shared {shared} writable {writable}"
+        );
+        // The VFS first: a mapping needs a readable file, and a shared
+        // writable one a writable file; then the device.
+        let want = if !read || (shared && writable && !write) {
+            Err(Errno::EACCES)
+        } else if !self.mappable(d) {
+            Err(Errno::ENODEV)
+        } else {
+            Ok(())
+        };
+        self.count("mmap", want.is_err());
+        self.trace();
+        // SAFETY: A fresh mapping chosen by the kernel.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                (pages * PAGE_SIZE) as usize,
+                prot,
+                flags,
+                fd.0,
+                (pgoff * PAGE_SIZE) as libc::off_t,
+            )
+        };
+        drop(fd);
+        let got = if p == libc::MAP_FAILED {
+            Err(Errno::last())
+        } else {
+            self.maps.push(MapModel {
+                dev: d,
+                pgoff,
+                pages,
+                addr: p as usize,
+                shared,
+                writable,
+            });
+            Ok(())
+        };
+        if got.is_ok() && want.is_err() {
+            self.maps.pop();
+        }
+        self.expect("mmap", got, want)
+    }
+
+    /// Device byte `pos` of device `d` can be reached through a mapping:
+    /// below the size, in a quantum the device holds.
+    fn map_reaches(&self, d: usize, pos: u64) -> bool {
+        let m = &self.devs[d];
+        pos < m.size && m.quanta.contains(&(pos / m.quantum))
+    }
+
+    fn op_map_check(&mut self) -> R {
+        if self.maps.is_empty() {
+            return self.op_map();
+        }
+        let i = self.rng.below(self.maps.len() as u64) as usize;
+        let p = self.rng.below(self.maps[i].pages);
+        let (d, pos, addr) = (
+            self.maps[i].dev,
+            (self.maps[i].pgoff + p) * PAGE_SIZE,
+            self.maps[i].addr + (p * PAGE_SIZE) as usize,
+        );
+        let _ = write!(self.desc, " map {i} check page {p} (dev {d} byte {pos})");
+        self.count("map_check", false);
+        self.trace();
+        let got = self.pipe.1.write_raw(addr, PAGE_SIZE as usize);
+        if !self.map_reaches(d, pos) {
+            return self.expect("a page past the size or in a hole", got, Err(Errno::EFAULT));
+        }
+        self.expect("a mapped page", got, Ok(PAGE_SIZE as usize))?;
+        let mut page = vec![0u8; PAGE_SIZE as usize];
+        let n = self.pipe.0.read_raw(page.as_mut_ptr() as usize, page.len());
+        self.expect("the pipe", n, Ok(PAGE_SIZE as usize))?;
+        let want = self.devs[d].data.get(pos, PAGE_SIZE as usize);
+        if let Some(at) = first_diff(&page, &want) {
+            return Err(self.fail(format!(
+                "mapping of dev {d}: byte {} of page {pos:#x} is {:#04x}, the model says {:#04x}",
+                at, page[at], want[at]
+            )));
+        }
+        Ok(())
+    }
+
+    fn op_map_store(&mut self) -> R {
+        let Some(i) = self.maps.iter().position(|m| m.shared && m.writable) else {
+            return self.op_map();
+        };
+        let p = self.rng.below(self.maps[i].pages);
+        let (d, pos, addr) = (
+            self.maps[i].dev,
+            (self.maps[i].pgoff + p) * PAGE_SIZE,
+            self.maps[i].addr + (p * PAGE_SIZE) as usize,
+        );
+        if !self.map_reaches(d, pos) {
+            // Storing there would be SIGBUS; the user copy gives EFAULT.
+            let _ = write!(self.desc, " map {i} store into page {p} (unreachable)");
+            self.count("map_store", true);
+            let r = self.pipe.1.write_raw(self.buf.as_ptr() as usize, 1);
+            self.expect("pipe", r, Ok(1))?;
+            let got = self.pipe.0.read_raw(addr, 1);
+            self.expect(
+                "a store past the size or in a hole",
+                got,
+                Err(Errno::EFAULT),
+            )?;
+            let mut b = [0u8; 1];
+            let r = self.pipe.0.read_raw(b.as_mut_ptr() as usize, 1);
+            return self.expect("pipe drained", r, Ok(1));
+        }
+        // Only bytes below the size: those past it must stay zero.
+        let room = (self.devs[d].size - pos).min(PAGE_SIZE);
+        let off = self.rng.below(room);
+        let n = 1 + self.rng.below(room - off);
+        let data: Vec<u8> = (0..n).map(|_| self.rng.next_u64() as u8).collect();
+        let _ = write!(
+            self.desc,
+            " map {i} store {n} B at page {p} + {off} (dev {d} byte {})",
+            pos + off
+        );
+        self.count("map_store", false);
+        self.trace();
+        let r = self.pipe.1.write_raw(data.as_ptr() as usize, data.len());
+        self.expect("pipe", r, Ok(data.len()))?;
+        let got = self.pipe.0.read_raw(addr + off as usize, data.len());
+        self.expect("a store through the mapping", got, Ok(data.len()))?;
+        self.devs[d].data.put(pos + off, &data);
+        Ok(())
     }
 
     /// A trim of device `d` happened (`Ok`) or failed: the model follows.
@@ -1470,7 +1716,13 @@ impl Fuzz {
             } else {
                 self.devs[d].quantum
             };
-            self.backend_ok(value, order, q).map(|maybe| (maybe, q))
+            self.backend_ok(value, order, q).and_then(|maybe| {
+                if self.mapped(d) {
+                    Err(Errno::EBUSY)
+                } else {
+                    Ok((maybe, q))
+                }
+            })
         };
         self.count("set_backend", want.is_err());
         self.trace();
@@ -2989,7 +3241,8 @@ impl Fuzz {
             }
             550..=599 => self.op_set_backend(),
             600..=699 => self.op_scull(),
-            700..=739 => self.op_unknown(),
+            700..=724 => self.op_unknown(),
+            725..=739 => self.op_mmap(),
             740..=769 => self.op_info(),
             770..=799 => self.op_cache_info(),
             800..=829 => self.op_page_stats(),
@@ -3072,6 +3325,8 @@ impl Fuzz {
             ncpus: unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as u32,
             kind: "other",
             time: BTreeMap::new(),
+            maps: Vec::new(),
+            pipe: pipe()?,
         };
         f.setup()?;
         Ok(f)
@@ -3210,6 +3465,7 @@ impl Fuzz {
                 self.files[fi].handles.clear();
             }
         }
+        self.maps.clear();
         self.files.clear();
         cleanup(&self.ctl, &self.initial, self.admin)?;
         for d in 0..NDEV {
@@ -3481,6 +3737,7 @@ fn ioctl_sequences() -> TestResult {
     if result.is_ok() {
         result = f.finish();
     } else {
+        f.maps.clear();
         f.files.clear();
         let _ = crate::fuzz_model::regain_root();
         let _ = cleanup(&f.ctl, &f.initial, f.admin);
@@ -3542,6 +3799,7 @@ fn threaded_phase(f: &mut Fuzz, ops: u64) -> Result<String, String> {
     let r = f.ctl[0].ioctl(uapi::LDD_IOC_FAULT, &off as *const _ as usize);
     f.expect("FAULT off", r, Ok(0))?;
     f.faults = Faults::default();
+    f.maps.clear();
     f.files.clear();
     // A device that trims to empty (a trim may fail: a full registry, a
     // destroyed pool).

@@ -42,6 +42,15 @@ pub fn expected(backend: u32, flags: u64, ctx: u32, order: u32) -> Result<(), Er
     if backend == lb::KREALLOC {
         return Err(Errno::EINVAL); // No handle given.
     }
+    if backend == lb::ALLOC_PAGES_EXACT && flags & (gfp::COMP | gfp::HIGHMEM) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if matches!(backend, lb::ALLOC_CONTIG | lb::CMA) {
+        let ok = gfp::KERNEL | gfp::ZERO | gfp::NOWARN | gfp::RETRY_MAYFAIL;
+        if ctx != context::PROCESS || !sleeps || flags & !ok != 0 {
+            return Err(Errno::EINVAL);
+        }
+    }
     Ok(())
 }
 
@@ -410,7 +419,7 @@ fn freed_on_close() -> TestResult {
 }
 
 /// Claims the tour makes; `tour/claim_count` fails when this is stale.
-const TOUR_CLAIMS: usize = 24;
+const TOUR_CLAIMS: usize = 32;
 
 /// The tour, run once and shared by the per-claim tests.
 fn tour() -> &'static Result<Vec<crate::tour::Claim>, String> {

@@ -95,7 +95,11 @@ fn table_for_nobody() -> TestResult {
     let mut resize = uapi::PoolResize::default();
     let mut bench = uapi::BenchRun::default();
     let mut shrinker = uapi::ShrinkerInfo::default();
-    let root_only: [(u32, usize, &str); 18] = [
+    let mut race = uapi::PercpuRace {
+        iters: 1,
+        ..Default::default()
+    };
+    let root_only: [(u32, usize, &str); 19] = [
         (uapi::SCULL_IOCRESET, 0, "RESET"),
         (
             uapi::SCULL_IOCSQUANTUM,
@@ -145,6 +149,11 @@ fn table_for_nobody() -> TestResult {
             &mut shrinker as *mut _ as usize,
             "SHRINKER_INFO",
         ),
+        (
+            uapi::LDD_IOC_PERCPU_RACE,
+            &mut race as *mut _ as usize,
+            "PERCPU_RACE",
+        ),
         // A pointer to nothing: EPERM comes before any copy.
         (uapi::LDD_IOC_FAULT, 8, "FAULT, bad pointer"),
     ];
@@ -176,6 +185,9 @@ fn table_for_nobody() -> TestResult {
         dev.stack().ctx("STACK")?;
         dev.ioctl_raw(uapi::LDD_IOC_FREE_NULL, 0).ctx("FREE_NULL")?;
         dev.list().ctx("LIST")?;
+        dev.percpu_info().ctx("PERCPU_INFO as nobody")?;
+        dev.race_read().ctx("PERCPU_RACE_READ as nobody")?;
+        dev.race_reset().ctx("PERCPU_RACE_RESET as nobody")?;
         ensure_eq!(dev.free_all().ctx("FREE_ALL")?, 0);
         ensure_eq!(dev.free(0x10001), Err(Errno::EINVAL), "FREE of nothing");
     }
