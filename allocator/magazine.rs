@@ -31,7 +31,14 @@
 //! `read_nofault` of the header (a free usually lands in a slab the CPU
 //! just used). A hint is only ever added for a live slab, while holding the
 //! magazine, and retiring a slab clears every magazine's hints before its
-//! pages go back (see `cache.rs`), so a hinted slab is always alive.
+//! pages go back (see `cache.rs`), so a hinted slab is always alive. The
+//! most recent hint is checked first; an empty hint is `usize::MAX`, which
+//! no slab base (a multiple of the slab size) can equal.
+//!
+//! A magazine holds no per-object state: whether one of its objects is free
+//! is written in the object itself (the free mark, `slab.rs`), so the hit
+//! paths touch only the magazine, the object, and (for a free) the slab
+//! header's identity when the slab is not hinted.
 
 use core::ptr::NonNull;
 
@@ -51,9 +58,10 @@ pub const SLAB_HINTS: usize = 4;
 /// Per-CPU counters, written only by the owning CPU.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CpuStats {
-    /// Successful allocations on this CPU.
+    /// Successful allocations on this CPU that were not magazine hits
+    /// (the hits are counted apart, so a hit pays one increment).
     pub allocs: u64,
-    /// Successful frees on this CPU.
+    /// Successful frees on this CPU that were not magazine hits.
     pub frees: u64,
     /// Allocations served from the magazine without the depot.
     pub alloc_hits: u64,
@@ -99,14 +107,18 @@ impl CpuStats {
 /// exclusive access to the current CPU's through
 /// [`super::CacheEnv::try_with_magazine`]. A magazine must only ever be used
 /// with the cache it was created for.
+///
+/// # Invariants
+///
+/// `len <= MAG_CAPACITY`, and `objs[..len]` are the cached objects (the
+/// slots above `len` are stale).
 #[derive(Debug)]
 pub struct Magazine {
-    objs: [Option<NonNull<u8>>; MAG_CAPACITY],
     len: usize,
-    /// Bases of live slabs validated on this CPU (0: none), most recent
-    /// at `hint_next - 1`.
+    objs: [*mut u8; MAG_CAPACITY],
+    /// Bases of live slabs validated on this CPU (`usize::MAX`: none),
+    /// most recent first.
     hints: [usize; SLAB_HINTS],
-    hint_next: usize,
     /// This CPU's counters.
     pub stats: CpuStats,
 }
@@ -122,14 +134,16 @@ impl Default for Magazine {
     }
 }
 
+const NO_HINT: usize = usize::MAX;
+
 impl Magazine {
     /// An empty magazine.
     pub const fn new() -> Self {
+        // INVARIANT: Empty.
         Self {
-            objs: [None; MAG_CAPACITY],
             len: 0,
-            hints: [0; SLAB_HINTS],
-            hint_next: 0,
+            objs: [core::ptr::null_mut(); MAG_CAPACITY],
+            hints: [NO_HINT; SLAB_HINTS],
             stats: CpuStats::new(),
         }
     }
@@ -145,15 +159,18 @@ impl Magazine {
     }
 
     /// Whether the magazine cannot take another object.
+    #[inline(always)]
     pub fn is_full(&self) -> bool {
         self.len >= MAG_CAPACITY
     }
 
     /// Pushes a free object; gives it back if the magazine is full.
+    #[inline(always)]
     pub(crate) fn push(&mut self, p: NonNull<u8>) -> Result<(), NonNull<u8>> {
         match self.objs.get_mut(self.len) {
             Some(slot) => {
-                *slot = Some(p);
+                *slot = p.as_ptr();
+                // INVARIANT: `len < MAG_CAPACITY` before (the slot exists).
                 self.len += 1;
                 Ok(())
             }
@@ -162,49 +179,49 @@ impl Magazine {
     }
 
     /// Pops the most recently pushed (cache-hot) object.
+    #[inline(always)]
     pub(crate) fn pop(&mut self) -> Option<NonNull<u8>> {
         let top = self.len.checked_sub(1)?;
-        let p = self.objs.get_mut(top)?.take();
+        let p = *self.objs.get(top)?;
+        // INVARIANT: One fewer cached object.
         self.len = top;
-        p
+        NonNull::new(p)
     }
 
     /// Whether `base` is a slab this magazine validated and still knows
     /// to be alive.
+    #[inline(always)]
     pub(crate) fn knows_slab(&self, base: usize) -> bool {
-        base != 0 && self.hints.contains(&base)
+        let [h0, rest @ ..] = &self.hints;
+        *h0 == base || rest.contains(&base)
     }
 
-    /// Remembers the live slab at `base` (just validated), replacing the
-    /// oldest hint.
+    /// Remembers the live slab at `base` (just validated) as the most
+    /// recent hint, dropping the oldest.
     pub(crate) fn note_slab(&mut self, base: usize) {
-        if let Some(h) = self.hints.get_mut(self.hint_next % SLAB_HINTS) {
+        self.hints.copy_within(0..SLAB_HINTS - 1, 1);
+        if let Some(h) = self.hints.first_mut() {
             *h = base;
         }
-        self.hint_next = (self.hint_next + 1) % SLAB_HINTS;
     }
 
     /// Forgets every hint: called on every magazine before retired slabs'
     /// pages are freed.
     pub(crate) fn forget_slabs(&mut self) {
-        self.hints = [0; SLAB_HINTS];
+        self.hints = [NO_HINT; SLAB_HINTS];
     }
 
     /// Removes up to `n` of the oldest objects, passing each to `f`.
     pub(crate) fn drain_oldest(&mut self, n: usize, mut f: impl FnMut(NonNull<u8>)) {
         let n = n.min(self.len);
-        for slot in self.objs.iter_mut().take(n) {
-            if let Some(p) = slot.take() {
+        for &p in self.objs.iter().take(n) {
+            if let Some(p) = NonNull::new(p) {
                 f(p);
             }
         }
         // Shift the survivors down.
-        for i in n..self.len {
-            let moved = self.objs.get_mut(i).and_then(|s| s.take());
-            if let Some(dst) = self.objs.get_mut(i - n) {
-                *dst = moved;
-            }
-        }
+        self.objs.copy_within(n..self.len, 0);
+        // INVARIANT: `n <= len` objects left.
         self.len -= n;
     }
 }

@@ -49,7 +49,10 @@ use core::sync::atomic::{
 };
 
 use super::error::FreeError;
-use super::layout::CacheLayout;
+use super::layout::{
+    CacheLayout,
+    MARK_OFFSET, //
+};
 use super::order::{
     bitmap_words,
     HEADER_FIXED, //
@@ -464,9 +467,73 @@ pub(crate) unsafe fn init_slab(base: NonNull<u8>, layout: &CacheLayout) -> SlabP
         if let (Some(ctor), Some(obj)) = (layout.ctor(), slab.object(layout, index)) {
             ctor(obj);
         }
+        if layout.marked() {
+            if let Some(obj) = slab.object(layout, index) {
+                // SAFETY: The slab is unpublished: every object is ours.
+                unsafe { set_free_mark(layout, obj) };
+            }
+        }
         slab.push_free(layout, index);
     }
     slab
+}
+
+/// The free-mark word of object `obj` of a marked cache.
+///
+/// # Safety
+///
+/// `obj` must be an object of a live slab of a marked cache with `layout`
+/// (validated by [`locate`]/[`locate_in_live`], or taken from a free list or
+/// magazine), kept alive while the reference is used.
+#[inline(always)]
+unsafe fn mark_word<'a>(layout: &CacheLayout, obj: NonNull<u8>) -> &'a AtomicU64 {
+    let _ = layout;
+    // SAFETY: A marked layout puts an 8-aligned word at `MARK_OFFSET`
+    // inside every object (objects are 8-aligned, at least 16 bytes); the
+    // slab is live (contract). Every access to it is atomic, so shared
+    // references from several CPUs may coexist.
+    unsafe { &*obj.as_ptr().wrapping_add(MARK_OFFSET).cast::<AtomicU64>() }
+}
+
+/// Marks `obj` free: swaps its free mark in and returns whether it was
+/// already there (a double free: the object is on a free list or in a
+/// magazine). One atomic `xchg` on the object's own cache line, which its
+/// user touched last; concurrent double frees see exactly one `false`.
+///
+/// # Safety
+///
+/// As for [`mark_word`]; the caller is freeing `obj` (a user's data in its
+/// second word is overwritten, as a free may).
+#[inline(always)]
+pub(crate) unsafe fn swap_free_mark(layout: &CacheLayout, obj: NonNull<u8>) -> bool {
+    let mark = layout.free_mark(obj.as_ptr() as usize);
+    // SAFETY: Forwarded contract.
+    unsafe { mark_word(layout, obj) }.swap(mark, Ordering::AcqRel) == mark
+}
+
+/// Writes `obj`'s free mark (a fresh slab's objects, or an object put back
+/// free by the allocator itself).
+///
+/// # Safety
+///
+/// As for [`mark_word`]; `obj` is free and the caller's.
+#[inline(always)]
+pub(crate) unsafe fn set_free_mark(layout: &CacheLayout, obj: NonNull<u8>) {
+    let mark = layout.free_mark(obj.as_ptr() as usize);
+    // SAFETY: Forwarded contract.
+    unsafe { mark_word(layout, obj) }.store(mark, Ordering::Relaxed);
+}
+
+/// Clears `obj`'s free mark: it is being handed to a user. A plain store
+/// (the object is this CPU's: popped from its magazine or a free list).
+///
+/// # Safety
+///
+/// As for [`mark_word`]; `obj` was free and is now the caller's.
+#[inline(always)]
+pub(crate) unsafe fn clear_free_mark(layout: &CacheLayout, obj: NonNull<u8>) {
+    // SAFETY: Forwarded contract.
+    unsafe { mark_word(layout, obj) }.store(0, Ordering::Relaxed);
 }
 
 /// The base of the slab `ptr` would belong to (its run is naturally
@@ -521,15 +588,19 @@ pub(crate) unsafe fn locate<S: PageSource + ?Sized>(
 ///
 /// `slab_base(layout, ptr)` must be a live slab of this cache, kept alive
 /// for as long as the caller uses the returned handle.
+#[inline(always)]
 pub(crate) unsafe fn locate_in_live(
     layout: &CacheLayout,
     ptr: NonNull<u8>,
 ) -> Result<(SlabPtr, u32), FreeError> {
     let off = (ptr.as_ptr() as usize) & (layout.slab_bytes() - 1);
-    if off < layout.first_slot() {
-        return Err(FreeError::Foreign);
-    }
-    let index = layout.index_of_offset(off).ok_or(FreeError::Misaligned)?;
+    let Some(index) = layout.index_of_offset(off) else {
+        return Err(if off < layout.first_slot() {
+            FreeError::Foreign
+        } else {
+            FreeError::Misaligned
+        });
+    };
     let hdr = NonNull::new(ptr.as_ptr().wrapping_sub(off)).ok_or(FreeError::Foreign)?;
     // INVARIANT: A live slab of this cache (function contract).
     Ok((SlabPtr(hdr.cast()), index))
