@@ -95,27 +95,37 @@ pub trait CacheEnv {
 /// then failing beats looping forever with the page allocator.
 const MAX_GROWS: u32 = 16;
 
-/// Allocates one object (`kmem_cache_alloc()`).
-///
-/// The hit path, inlined into the caller: pop the current CPU's magazine
-/// and clear the object's free mark. Everything else is [`alloc_slow`].
+/// Allocates one object (`kmem_cache_alloc()`): [`alloc_hit`], else
+/// [`alloc_slow`].
 #[inline(always)]
 pub fn alloc<E: CacheEnv + ?Sized>(env: &E, req: PageRequest) -> Result<NonNull<u8>, AllocError> {
+    match alloc_hit(env) {
+        Some(p) => Ok(p),
+        None => alloc_slow(env, req),
+    }
+}
+
+/// The hit path of [`alloc`], for inlining into the caller: pops the
+/// current CPU's magazine and clears the object's free mark. `None` (and
+/// nothing done) if the magazine is empty or busy. No test of
+/// [`CacheLayout::marked`]: only a marked cache's objects ever enter a
+/// magazine (every other path of an unmarked cache goes to the depot), so
+/// an unmarked cache's magazine is always empty.
+#[inline(always)]
+pub fn alloc_hit<E: CacheEnv + ?Sized>(env: &E) -> Option<NonNull<u8>> {
     let layout = env.layout();
-    if layout.marked() {
-        let hit = env.try_with_magazine(|mag| {
+    env.try_with_magazine(
+        #[inline(always)]
+        |mag| {
             let p = mag.pop()?;
             // SAFETY: Magazine objects are free objects of live slabs of
             // this (marked) cache, counted in their slab's `inuse`.
             unsafe { slab::clear_free_mark(layout, p) };
             mag.stats.alloc_hits = mag.stats.alloc_hits.wrapping_add(1);
             Some(p)
-        });
-        if let Some(Some(p)) = hit {
-            return Ok(p);
-        }
-    }
-    alloc_slow(env, req)
+        },
+    )
+    .flatten()
 }
 
 /// [`alloc`] past an empty or busy magazine: refills the magazine from the
@@ -181,7 +191,7 @@ fn grow<E: CacheEnv + ?Sized>(env: &E, req: PageRequest) -> Result<(), AllocErro
         .pages()
         .alloc_pages(layout.order(), req)
         .ok_or(AllocError::NoMemory)?;
-    if (run.as_ptr() as usize) & (layout.slab_bytes() - 1) != 0 {
+    if (run.as_ptr() as usize) & layout.slab_mask() != 0 {
         // A page source that breaks natural alignment would break the
         // object-to-slab lookup; refuse to use the run.
         // SAFETY: `run` came from `alloc_pages(order)` and is unused.
@@ -213,13 +223,38 @@ fn grow<E: CacheEnv + ?Sized>(env: &E, req: PageRequest) -> Result<(), AllocErro
 /// value says whether it was already free). A valid object goes to the
 /// current CPU's magazine; a full magazine first drains a batch to the
 /// depot. A busy magazine, or an unmarked cache, sends the free to the depot
-/// directly. The hit path (hinted slab, room in the magazine) is inlined
-/// into the caller.
+/// directly. [`free_hit`] is the part worth inlining; [`free_slow`] the
+/// rest.
 #[inline(always)]
 pub fn free<E: CacheEnv + ?Sized>(env: &E, ptr: NonNull<u8>) -> Result<(), FreeError> {
+    match free_hit(env, ptr) {
+        Some(r) => r,
+        None => free_slow(env, ptr),
+    }
+}
+
+/// The hit path of [`free`]: this CPU's magazine free and not full, the
+/// object's slab hinted (which only happens for a marked cache: hints are
+/// only noted by [`free_slow`]'s magazine path). `None` (and nothing done)
+/// otherwise.
+#[inline(always)]
+pub fn free_hit<E: CacheEnv + ?Sized>(env: &E, ptr: NonNull<u8>) -> Option<Result<(), FreeError>> {
+    let layout = env.layout();
+    env.try_with_magazine(
+        #[inline(always)]
+        |mag| free_to_magazine(layout, mag, ptr),
+    )
+    .flatten()
+}
+
+/// [`free`] past [`free_hit`].
+#[inline(never)]
+pub fn free_slow<E: CacheEnv + ?Sized>(env: &E, ptr: NonNull<u8>) -> Result<(), FreeError> {
     let layout = env.layout();
     if layout.marked() {
-        if let Some(r) = env.try_with_magazine(|mag| free_to_magazine(env, layout, mag, ptr)) {
+        if let Some(r) =
+            env.try_with_magazine(|mag| free_to_magazine_slow(env, layout, mag, ptr))
+        {
             return r;
         }
     }
@@ -247,34 +282,32 @@ fn free_direct<E: CacheEnv + ?Sized>(env: &E, ptr: NonNull<u8>) -> Result<(), Fr
     })
 }
 
-/// The hit path of [`free`], holding this CPU's magazine.
+/// The hit path of [`free`], holding this CPU's magazine; `None` for an
+/// unhinted slab or a full magazine (nothing done).
 #[inline(always)]
-fn free_to_magazine<E: CacheEnv + ?Sized>(
-    env: &E,
+fn free_to_magazine(
     layout: &CacheLayout,
     mag: &mut Magazine,
     ptr: NonNull<u8>,
-) -> Result<(), FreeError> {
-    if !mag.knows_slab(slab::slab_base(layout, ptr)) || mag.is_full() {
-        return free_to_magazine_slow(env, layout, mag, ptr);
+) -> Option<Result<(), FreeError>> {
+    if !mag.knows_slab(slab::slab_base(layout, ptr), layout.slab_shift()) || mag.is_full() {
+        return None;
     }
-    // SAFETY: A hinted slab is live until the magazine's hints are
+    // The slab is hinted, hence live until the magazine's hints are
     // cleared, which needs the magazine we hold.
-    if let Err(e) = unsafe { slab::locate_in_live(layout, ptr) } {
+    if let Err(e) = slab::check_object(layout, ptr) {
         mag.stats.note_refusal(e);
-        return Err(e);
+        return Some(Err(e));
     }
     // SAFETY: `ptr` is an object of a live slab of this marked cache.
     if unsafe { slab::swap_free_mark(layout, ptr) } {
         mag.stats.note_refusal(FreeError::DoubleFree);
-        return Err(FreeError::DoubleFree);
+        return Some(Err(FreeError::DoubleFree));
     }
-    if mag.push(ptr).is_err() {
-        // Not full: checked above.
-        return Err(FreeError::DoubleFree);
-    }
+    // SAFETY: Not full: checked above.
+    unsafe { mag.push_unchecked(ptr) };
     mag.stats.free_hits = mag.stats.free_hits.wrapping_add(1);
-    Ok(())
+    Some(Ok(()))
 }
 
 /// [`free_to_magazine`] for an unhinted slab or a full magazine.
@@ -286,14 +319,14 @@ fn free_to_magazine_slow<E: CacheEnv + ?Sized>(
     ptr: NonNull<u8>,
 ) -> Result<(), FreeError> {
     let base = slab::slab_base(layout, ptr);
-    let located = if mag.knows_slab(base) {
+    let located = if mag.knows_slab(base, layout.slab_shift()) {
         // SAFETY: As in `free_to_magazine`.
         unsafe { slab::locate_in_live(layout, ptr) }
     } else {
         // SAFETY: We hold a magazine, which slab retirement waits for.
         let r = unsafe { slab::locate(env.pages(), layout, ptr) };
         if r.is_ok() {
-            mag.note_slab(base);
+            mag.note_slab(base, layout.slab_shift());
         }
         r
     };
@@ -430,7 +463,11 @@ pub fn free_bulk<E: CacheEnv + ?Sized>(env: &E, ptrs: &[*mut u8]) -> usize {
         let _ = env.try_with_magazine(|mag| {
             for &p in ptrs {
                 if let Some(p) = NonNull::new(p) {
-                    refused += usize::from(free_to_magazine(env, layout, mag, p).is_err());
+                    let r = match free_to_magazine(layout, mag, p) {
+                        Some(r) => r,
+                        None => free_to_magazine_slow(env, layout, mag, p),
+                    };
+                    refused += usize::from(r.is_err());
                 }
                 done += 1;
             }

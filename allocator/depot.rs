@@ -267,40 +267,26 @@ impl Depot {
         mut sink: impl FnMut(NonNull<u8>) -> bool,
     ) -> usize {
         let mut moved = 0usize;
-        'slabs: while moved < max {
+        while moved < max {
             let Some(s) = self.partial.head.or(self.empty.head) else {
                 break;
             };
-            let mut k = 0u32;
+            let want = u32::try_from(max - moved).unwrap_or(u32::MAX);
             let mut refused = false;
-            while moved < max {
-                let popped = s.pop_free(layout);
-                self.note_lost(popped.lost);
-                let Some(index) = popped.index else {
-                    break;
-                };
-                match s.object(layout, index) {
-                    Some(p) if sink(p) => {
-                        // At once: `pop_free` checks the chain against
-                        // the count.
-                        s.set_inuse(s.inuse().saturating_add(1));
-                        k += 1;
-                        moved += 1;
-                    }
-                    _ => {
-                        s.push_free(layout, index);
-                        refused = true;
-                        break;
-                    }
-                }
-            }
+            let (k, lost) = s.take_run(layout, want, |p| {
+                let ok = sink(p);
+                refused |= !ok;
+                ok
+            });
+            self.note_lost(lost);
+            moved += k as usize;
             self.inuse = self.inuse.saturating_add(k as usize);
             self.relist(layout, s);
             // A slab that gave nothing and is not full now (a refusal, or a
             // free list that disagrees with its counts) would be picked
             // again: stop instead.
             if refused || (k == 0 && s.list() != ListId::Full) {
-                break 'slabs;
+                break;
             }
         }
         moved
@@ -357,7 +343,7 @@ impl Depot {
             let Some((s, index)) = (unsafe { SlabPtr::containing(layout, p) }) else {
                 return;
             };
-            s.push_free(layout, index);
+            s.push_free_obj(layout, p, index);
             match run {
                 Some((cur, k)) if cur == s => run = Some((cur, k + 1)),
                 _ => {

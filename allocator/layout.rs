@@ -176,6 +176,8 @@ pub struct CacheLayout {
     /// `objects * stride`: the bytes from the first object on that hold
     /// objects.
     span: usize,
+    /// `first_slot + red_left`.
+    first_object: usize,
     marked: bool,
     poison: bool,
     red_zone: bool,
@@ -251,6 +253,7 @@ impl CacheLayout {
             recip: (1u64 << RECIP_SHIFT).div_ceil(stride as u64),
             // At most `slab_bytes` (invariant of `choose`).
             span: geo.objects as usize * stride,
+            first_object: geo.first_slot + red_left,
             marked,
             poison,
             red_zone,
@@ -285,6 +288,7 @@ impl CacheLayout {
         1usize << self.order
     }
     /// Bytes per slab (`PAGE_SIZE << order`).
+    #[inline(always)]
     pub fn slab_bytes(&self) -> usize {
         self.slab_bytes
     }
@@ -297,9 +301,20 @@ impl CacheLayout {
         self.first_slot
     }
     /// Offset of the first object from the slab base.
+    #[inline(always)]
     pub fn first_object(&self) -> usize {
-        // Cannot overflow: both are below slab_bytes (invariant).
-        self.first_slot + self.red_left
+        self.first_object
+    }
+    /// `log2(slab_bytes)`.
+    #[inline(always)]
+    pub fn slab_shift(&self) -> u32 {
+        self.slab_bytes.trailing_zeros()
+    }
+    /// `slab_bytes - 1`: masks an address to its offset in the slab.
+    #[inline(always)]
+    pub fn slab_mask(&self) -> usize {
+        // `slab_bytes` is a power of two, at least a page (invariant).
+        self.slab_bytes.wrapping_sub(1)
     }
     /// Bytes per slab not used by slots.
     pub fn waste(&self) -> usize {

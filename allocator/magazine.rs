@@ -14,12 +14,14 @@
 //!   [`MAG_BATCH`] oldest objects back to the depot (a *drain*), keeping the
 //!   cache-hot ones.
 //!
-//! Capacity and batch: [`MAG_CAPACITY`] = 32 pointers (256 bytes per CPU
-//! per cache) and [`MAG_BATCH`] = 16, half of it. Moving half a magazine
+//! Capacity and batch: [`MAG_CAPACITY`] = 64 pointers (512 bytes per CPU
+//! per cache) and [`MAG_BATCH`] = 32, half of it. Moving half a magazine
 //! leaves room on both sides, so an alloc/free pattern oscillating around a
 //! refill or drain point does not take the depot lock on every call (the
-//! hysteresis Bonwick gets from swapping a full and an empty magazine). 32
-//! amortizes a lock round-trip over at least 16 operations while keeping
+//! hysteresis Bonwick gets from swapping a full and an empty magazine). 64
+//! amortizes a lock round-trip over at least 32 operations, and lets a
+//! burst of 32 allocations then 32 frees run on the magazine alone, while
+//! keeping
 //! the memory pinned in per-CPU caches small; SLUB sizes its sheaves in the
 //! same tens-of-objects range.
 //!
@@ -32,8 +34,8 @@
 //! just used). A hint is only ever added for a live slab, while holding the
 //! magazine, and retiring a slab clears every magazine's hints before its
 //! pages go back (see `cache.rs`), so a hinted slab is always alive. The
-//! most recent hint is checked first; an empty hint is `usize::MAX`, which
-//! no slab base (a multiple of the slab size) can equal.
+//! last slab is checked first, then a direct-mapped table; an empty hint is
+//! `usize::MAX`, which no slab base (a multiple of the slab size) can equal.
 //!
 //! A magazine holds no per-object state: whether one of its objects is free
 //! is written in the object itself (the free mark, `slab.rs`), so the hit
@@ -45,15 +47,18 @@ use core::ptr::NonNull;
 use super::error::FreeError;
 
 /// Objects one magazine holds.
-pub const MAG_CAPACITY: usize = 32;
+pub const MAG_CAPACITY: usize = 64;
 
 /// Objects moved per refill or drain.
-pub const MAG_BATCH: usize = 16;
+pub const MAG_BATCH: usize = 32;
 
 const _: () = assert!(MAG_BATCH > 0 && MAG_BATCH <= MAG_CAPACITY);
 
-/// Validated slab bases one magazine remembers.
-pub const SLAB_HINTS: usize = 4;
+/// Validated slab bases one magazine remembers besides the last one: a
+/// direct-mapped table indexed by the slab's number (`base >> slab_shift`),
+/// so that a burst freeing objects of many slabs in turn does not thrash
+/// it the way a small LRU list would.
+pub const SLAB_HINTS: usize = 16;
 
 /// Per-CPU counters, written only by the owning CPU.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -90,6 +95,8 @@ impl CpuStats {
     }
 
     /// Counts a refused free (red-zone refusals are counted by the depot).
+    #[cold]
+    #[inline(never)]
     pub(crate) fn note_refusal(&mut self, e: FreeError) {
         let c = match e {
             FreeError::Foreign => &mut self.refused_foreign,
@@ -111,13 +118,16 @@ impl CpuStats {
 /// # Invariants
 ///
 /// `len <= MAG_CAPACITY`, and `objs[..len]` are the cached objects (the
-/// slots above `len` are stale).
+/// slots above `len` are stale or dangling).
 #[derive(Debug)]
 pub struct Magazine {
     len: usize,
-    objs: [*mut u8; MAG_CAPACITY],
+    objs: [NonNull<u8>; MAG_CAPACITY],
+    /// The base of the live slab validated last on this CPU
+    /// (`usize::MAX`: none).
+    last: usize,
     /// Bases of live slabs validated on this CPU (`usize::MAX`: none),
-    /// most recent first.
+    /// slab number `n` at `n % SLAB_HINTS`.
     hints: [usize; SLAB_HINTS],
     /// This CPU's counters.
     pub stats: CpuStats,
@@ -142,7 +152,8 @@ impl Magazine {
         // INVARIANT: Empty.
         Self {
             len: 0,
-            objs: [core::ptr::null_mut(); MAG_CAPACITY],
+            objs: [NonNull::dangling(); MAG_CAPACITY],
+            last: NO_HINT,
             hints: [NO_HINT; SLAB_HINTS],
             stats: CpuStats::new(),
         }
@@ -169,38 +180,54 @@ impl Magazine {
     pub(crate) fn push(&mut self, p: NonNull<u8>) -> Result<(), NonNull<u8>> {
         match self.objs.get_mut(self.len) {
             Some(slot) => {
-                *slot = p.as_ptr();
+                *slot = p;
                 // INVARIANT: `len < MAG_CAPACITY` before (the slot exists).
-                self.len += 1;
+                self.len = self.len.wrapping_add(1);
                 Ok(())
             }
             None => Err(p),
         }
     }
 
+    /// Pushes a free object into a magazine known not to be full.
+    ///
+    /// # Safety
+    ///
+    /// `!self.is_full()`.
+    #[inline(always)]
+    pub(crate) unsafe fn push_unchecked(&mut self, p: NonNull<u8>) {
+        // SAFETY: `len < MAG_CAPACITY` (contract).
+        unsafe { *self.objs.get_unchecked_mut(self.len) = p };
+        // INVARIANT: Still at most `MAG_CAPACITY`.
+        self.len = self.len.wrapping_add(1);
+    }
+
     /// Pops the most recently pushed (cache-hot) object.
     #[inline(always)]
     pub(crate) fn pop(&mut self) -> Option<NonNull<u8>> {
-        let top = self.len.checked_sub(1)?;
-        let p = *self.objs.get(top)?;
+        if self.len == 0 {
+            return None;
+        }
+        let top = self.len.wrapping_sub(1);
+        // SAFETY: `top < len <= MAG_CAPACITY` (type invariant).
+        let p = unsafe { *self.objs.get_unchecked(top) };
         // INVARIANT: One fewer cached object.
         self.len = top;
-        NonNull::new(p)
+        Some(p)
     }
 
     /// Whether `base` is a slab this magazine validated and still knows
-    /// to be alive.
+    /// to be alive; `shift` is the cache's slab size's log2.
     #[inline(always)]
-    pub(crate) fn knows_slab(&self, base: usize) -> bool {
-        let [h0, rest @ ..] = &self.hints;
-        *h0 == base || rest.contains(&base)
+    pub(crate) fn knows_slab(&self, base: usize, shift: u32) -> bool {
+        base == self.last || self.hints.get((base >> shift) % SLAB_HINTS) == Some(&base)
     }
 
-    /// Remembers the live slab at `base` (just validated) as the most
-    /// recent hint, dropping the oldest.
-    pub(crate) fn note_slab(&mut self, base: usize) {
-        self.hints.copy_within(0..SLAB_HINTS - 1, 1);
-        if let Some(h) = self.hints.first_mut() {
+    /// Remembers the live slab at `base` (just validated) as the last one
+    /// and in its table entry.
+    pub(crate) fn note_slab(&mut self, base: usize, shift: u32) {
+        self.last = base;
+        if let Some(h) = self.hints.get_mut((base >> shift) % SLAB_HINTS) {
             *h = base;
         }
     }
@@ -208,6 +235,7 @@ impl Magazine {
     /// Forgets every hint: called on every magazine before retired slabs'
     /// pages are freed.
     pub(crate) fn forget_slabs(&mut self) {
+        self.last = NO_HINT;
         self.hints = [NO_HINT; SLAB_HINTS];
     }
 
@@ -215,9 +243,7 @@ impl Magazine {
     pub(crate) fn drain_oldest(&mut self, n: usize, mut f: impl FnMut(NonNull<u8>)) {
         let n = n.min(self.len);
         for &p in self.objs.iter().take(n) {
-            if let Some(p) = NonNull::new(p) {
-                f(p);
-            }
+            f(p);
         }
         // Shift the survivors down.
         self.objs.copy_within(n..self.len, 0);

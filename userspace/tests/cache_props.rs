@@ -720,7 +720,9 @@ fn magazines_absorb_steady_state() {
         allocator::free(&env, p).unwrap();
     }
     let s = allocator::stats(&env);
-    assert!(s.drains >= 4, "{s:?}");
+    // Full after MAG_CAPACITY frees, then a drain every MAG_BATCH.
+    let want = ((100 - MAG_CAPACITY) / allocator::MAG_BATCH + 1) as u64;
+    assert!(s.drains >= want, "{s:?}");
     assert!(allocator::shrink(&env) > 0);
     assert_eq!(pages.pages_out(), 0);
     allocator::destroy(&env).unwrap();
