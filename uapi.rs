@@ -871,8 +871,10 @@ pub mod bench_alloc {
     pub const GET_FREE_PAGES: u32 = 7;
     /// `__vmalloc(PAGE_SIZE << order, GFP_KERNEL)` / `kvfree()`; `size` is the order.
     pub const VMALLOC: u32 = 8;
+    /// Our cache's `alloc_bulk()` / `free_bulk()` (bursts only).
+    pub const OUR_BULK: u32 = 9;
     /// Number of allocators.
-    pub const COUNT: u32 = 9;
+    pub const COUNT: u32 = 10;
     /// Names, indexed by value.
     pub const NAMES: [&str; COUNT as usize] = [
         "our_cache",
@@ -884,6 +886,7 @@ pub mod bench_alloc {
         "alloc_pages",
         "__get_free_pages",
         "vmalloc",
+        "our_cache_bulk",
     ];
 }
 

@@ -252,9 +252,7 @@ pub fn free_hit<E: CacheEnv + ?Sized>(env: &E, ptr: NonNull<u8>) -> Option<Resul
 pub fn free_slow<E: CacheEnv + ?Sized>(env: &E, ptr: NonNull<u8>) -> Result<(), FreeError> {
     let layout = env.layout();
     if layout.marked() {
-        if let Some(r) =
-            env.try_with_magazine(|mag| free_to_magazine_slow(env, layout, mag, ptr))
-        {
+        if let Some(r) = env.try_with_magazine(|mag| free_to_magazine_slow(env, layout, mag, ptr)) {
             return r;
         }
     }
@@ -395,7 +393,13 @@ pub fn alloc_bulk<E: CacheEnv + ?Sized>(
             let took = env
                 .try_with_magazine(|mag| bulk_from_magazine(env, layout, mag, rest))
                 .unwrap_or_else(|| {
-                    env.with_depot(|d| if d.is_dead() { None } else { Some(d.take_into(layout, rest)) })
+                    env.with_depot(|d| {
+                        if d.is_dead() {
+                            None
+                        } else {
+                            Some(d.take_into(layout, rest))
+                        }
+                    })
                 });
             match took {
                 None => Err(AllocError::Destroyed),

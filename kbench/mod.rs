@@ -119,10 +119,15 @@ fn validate(run: &uapi::BenchRun) -> Result {
         ba::ALLOC_PAGES | ba::GET_FREE_PAGES | ba::VMALLOC
     );
     let fits = match run.op {
-        bo::PAIR => run.alloc < ba::COUNT && run.alloc != ba::KMEM_BULK,
+        bo::PAIR => run.alloc < ba::COUNT && !matches!(run.alloc, ba::KMEM_BULK | ba::OUR_BULK),
         bo::BURST => matches!(
             run.alloc,
-            ba::OUR_CACHE | ba::KMEM_CACHE | ba::KMALLOC | ba::KMEM_BULK | ba::OUR_POOL
+            ba::OUR_CACHE
+                | ba::KMEM_CACHE
+                | ba::KMALLOC
+                | ba::KMEM_BULK
+                | ba::OUR_POOL
+                | ba::OUR_BULK
         ),
         bo::RESERVE => matches!(run.alloc, ba::OUR_POOL | ba::KERNEL_POOL),
         _ => false,
@@ -182,7 +187,7 @@ fn execute(run: &mut uapi::BenchRun) -> Result {
             let rounds = (iters / n as u64).max(1);
             let mut ptrs: KVVec<*mut c_void> = KVVec::with_capacity(n, GFP_KERNEL)?;
             ptrs.resize(n, core::ptr::null_mut(), GFP_KERNEL)?;
-            let bulk = run.alloc == ba::KMEM_BULK;
+            let bulk = matches!(run.alloc, ba::KMEM_BULK | ba::OUR_BULK);
             if bursts(&target, bulk, &mut ptrs, 1)? != 0 {
                 return Err(ENOMEM);
             }

@@ -3309,10 +3309,15 @@ fn bench_rules(run: &uapi::BenchRun, ncpus: u32) -> Vec<Errno> {
         ba::ALLOC_PAGES | ba::GET_FREE_PAGES | ba::VMALLOC
     );
     let fits = match run.op {
-        bo::PAIR => run.alloc < ba::COUNT && run.alloc != ba::KMEM_BULK,
+        bo::PAIR => run.alloc < ba::COUNT && !matches!(run.alloc, ba::KMEM_BULK | ba::OUR_BULK),
         bo::BURST => matches!(
             run.alloc,
-            ba::OUR_CACHE | ba::KMEM_CACHE | ba::KMALLOC | ba::KMEM_BULK | ba::OUR_POOL
+            ba::OUR_CACHE
+                | ba::KMEM_CACHE
+                | ba::KMALLOC
+                | ba::KMEM_BULK
+                | ba::OUR_POOL
+                | ba::OUR_BULK
         ),
         bo::RESERVE => matches!(run.alloc, ba::OUR_POOL | ba::KERNEL_POOL),
         _ => false,

@@ -12,6 +12,7 @@ pub mod kernel_view;
 pub mod lab;
 pub mod module;
 pub mod params;
+pub mod percpu;
 pub mod pools;
 pub mod privilege;
 pub mod scull;
@@ -29,6 +30,7 @@ pub fn all() -> Vec<Test> {
     tests.extend(lab::tests());
     tests.extend(kernel_view::tests());
     tests.extend(concurrency::tests());
+    tests.extend(percpu::tests());
     tests.extend(faultinject::tests());
     tests.extend(pools::tests());
     tests.extend(privilege::tests());
