@@ -816,10 +816,13 @@ pub mod bench_op {
     /// `iters` of one primitive our cache's fast path uses ([`bench_prim`]
     /// in `alloc`): evidence of where its time goes.
     pub const PRIM: u32 = 3;
+    /// Remote frees: `iters` objects allocated by a kthread on CPU 0 and
+    /// freed by one on CPU 1 as they come (`threads` must be 2).
+    pub const REMOTE: u32 = 4;
     /// Number of operations.
-    pub const COUNT: u32 = 4;
+    pub const COUNT: u32 = 5;
     /// Names, indexed by value.
-    pub const NAMES: [&str; COUNT as usize] = ["pair", "burst", "reserve", "prim"];
+    pub const NAMES: [&str; COUNT as usize] = ["pair", "burst", "reserve", "prim", "remote"];
 }
 
 /// Primitives timed by [`bench_op::PRIM`] (in [`BenchRun::alloc`]).

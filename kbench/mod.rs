@@ -130,6 +130,7 @@ fn validate(run: &uapi::BenchRun) -> Result {
                 | ba::OUR_BULK
         ),
         bo::RESERVE => matches!(run.alloc, ba::OUR_POOL | ba::KERNEL_POOL),
+        bo::REMOTE => matches!(run.alloc, ba::OUR_CACHE | ba::KMEM_CACHE | ba::KMALLOC),
         _ => false,
     };
     if !fits || run.iters < uapi::BENCH_MIN_ITERS {
@@ -155,7 +156,14 @@ fn validate(run: &uapi::BenchRun) -> Result {
             return Err(E2BIG);
         }
     }
-    if run.threads != 0 {
+    if run.op == bo::REMOTE {
+        if run.threads != 2 {
+            return Err(EINVAL);
+        }
+        if online_cpus() < 2 {
+            return Err(E2BIG);
+        }
+    } else if run.threads != 0 {
         if run.op != bo::PAIR {
             return Err(EINVAL);
         }
@@ -204,9 +212,21 @@ fn execute(run: &mut uapi::BenchRun) -> Result {
             run.ops = iters;
             reserve::time_our_reserve(&target, run.size, iters)?
         }
+        bo::REMOTE => {
+            run.ops = iters;
+            threads::time_threads(&target, iters, 2, threads::Mode::Remote, run)?;
+            // The run lasts until the consumer is done.
+            (run.ns[0].max(run.ns[1]), run.cycles[0].max(run.cycles[1]))
+        }
         _ if run.threads != 0 => {
             run.ops = iters;
-            threads::time_threads(&target, iters, run.threads as usize, run)?;
+            threads::time_threads(
+                &target,
+                iters,
+                run.threads as usize,
+                threads::Mode::Pairs,
+                run,
+            )?;
             (run.ns[0], run.cycles[0])
         }
         _ => {

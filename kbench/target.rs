@@ -63,7 +63,7 @@ impl Target {
 
     /// One allocation, `GFP_KERNEL`.
     #[inline(always)]
-    fn alloc(&self) -> Option<NonNull<u8>> {
+    pub(crate) fn alloc(&self) -> Option<NonNull<u8>> {
         let gfp = bindings::GFP_KERNEL;
         match self {
             Self::Ours(c) => c.alloc(false).ok(),
@@ -83,7 +83,7 @@ impl Target {
     ///
     /// `p` came from `self.alloc()` and is not used afterwards.
     #[inline(always)]
-    unsafe fn free(&self, p: NonNull<u8>) -> bool {
+    pub(crate) unsafe fn free(&self, p: NonNull<u8>) -> bool {
         // In each arm `p` came from the matching allocation (contract).
         match self {
             Self::Ours(c) => return c.free(p).is_ok(),

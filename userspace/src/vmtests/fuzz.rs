@@ -3320,6 +3320,7 @@ fn bench_rules(run: &uapi::BenchRun, ncpus: u32) -> Vec<Errno> {
                 | ba::OUR_BULK
         ),
         bo::RESERVE => matches!(run.alloc, ba::OUR_POOL | ba::KERNEL_POOL),
+        bo::REMOTE => matches!(run.alloc, ba::OUR_CACHE | ba::KMEM_CACHE | ba::KMALLOC),
         _ => false,
     };
     if !fits || run.iters < uapi::BENCH_MIN_ITERS {
@@ -3345,7 +3346,14 @@ fn bench_rules(run: &uapi::BenchRun, ncpus: u32) -> Vec<Errno> {
             must(Errno::E2BIG);
         }
     }
-    if run.threads != 0 {
+    if run.op == bo::REMOTE {
+        if run.threads != 2 {
+            must(Errno::EINVAL);
+        }
+        if ncpus < 2 {
+            must(Errno::E2BIG);
+        }
+    } else if run.threads != 0 {
         if run.op != bo::PAIR {
             must(Errno::EINVAL);
         }
