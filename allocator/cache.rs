@@ -361,10 +361,10 @@ fn free_to_magazine_slow<E: CacheEnv + ?Sized>(
 
 /// Allocates `out.len()` objects into `out` (`kmem_cache_alloc_bulk()`):
 /// all of them, or none (everything taken is freed again and the error
-/// returned). One magazine section serves the magazine's objects, the rest
-/// come straight from the depot in whole slab runs under one lock per
-/// round (not through the magazine); a new slab is added when the depot
-/// runs dry. Unmarked caches allocate one by one.
+/// returned). One magazine section per [`BULK_CHUNK`] objects serves the
+/// magazine's objects, the rest come straight from the depot in whole slab
+/// runs under one lock hold (not through the magazine); a new slab is
+/// added when the depot runs dry. Unmarked caches allocate one by one.
 pub fn alloc_bulk<E: CacheEnv + ?Sized>(
     env: &E,
     req: PageRequest,
@@ -389,7 +389,12 @@ pub fn alloc_bulk<E: CacheEnv + ?Sized>(
                 Err(e) => Err(e),
             }
         } else {
-            let rest = out.get_mut(got..).unwrap_or(&mut []);
+            // One section (preemption off) or lock hold (interrupts off)
+            // takes at most `BULK_CHUNK` objects: a huge array must not
+            // keep the CPU from scheduling or from its interrupts.
+            let end = got.saturating_add(BULK_CHUNK).min(n);
+            let rest = out.get_mut(got..end).unwrap_or(&mut []);
+            let want = rest.len();
             let took = env
                 .try_with_magazine(|mag| bulk_from_magazine(env, layout, mag, rest))
                 .unwrap_or_else(|| {
@@ -405,6 +410,10 @@ pub fn alloc_bulk<E: CacheEnv + ?Sized>(
                 None => Err(AllocError::Destroyed),
                 Some(k) => {
                     got += k;
+                    if k == want {
+                        // A whole chunk: the depot may well have more.
+                        continue;
+                    }
                     Ok(())
                 }
             }
@@ -457,9 +466,19 @@ fn bulk_from_magazine<E: CacheEnv + ?Sized>(
 
 /// Frees every object of `ptrs` (`kmem_cache_free_bulk()`), each validated
 /// as by [`free`] (refusals counted); null entries are skipped. One
-/// magazine section for the whole array; a full magazine drains a batch to
-/// the depot as usual. Returns how many were refused.
+/// magazine section per [`BULK_CHUNK`] objects; a full magazine drains a
+/// batch to the depot as usual. Returns how many were refused.
 pub fn free_bulk<E: CacheEnv + ?Sized>(env: &E, ptrs: &[*mut u8]) -> usize {
+    ptrs.chunks(BULK_CHUNK)
+        .map(|chunk| free_bulk_chunk(env, chunk))
+        .sum()
+}
+
+/// Objects one bulk section handles at most (see [`alloc_bulk`]).
+const BULK_CHUNK: usize = 256;
+
+/// [`free_bulk`] of at most [`BULK_CHUNK`] objects: one magazine section.
+fn free_bulk_chunk<E: CacheEnv + ?Sized>(env: &E, ptrs: &[*mut u8]) -> usize {
     let layout = env.layout();
     let mut refused = 0usize;
     let mut done = 0usize;
