@@ -28,11 +28,15 @@
 //!   which then only costs locality.
 //!
 //! Either way the fast path never waits. Another CPU's slot is only ever
-//! visited *on that CPU*: [`CpuSlot::visit`] runs the visitor there by IPI
-//! (`smp_call_function_single()`), where a held flag means its holder was
-//! interrupted: the visit returns and is retried after a short sleep, so
-//! the holder can finish. An offline CPU runs nothing, so its slot is
-//! visited from here, with CPU hotplug held off (`cpus_read_lock()`).
+//! visited *on that CPU*: [`CpuSlot::visit`] runs the visitor there in a
+//! kworker bound to it (`smp_call_on_cpu()`), with preemption off, so no
+//! holder can be half-way (holders run with preemption off too); a held
+//! flag there would be a holder's bug, and the visit is then retried after
+//! a short sleep (on the portable path, a task that migrated while holding
+//! it). Not an IPI: the visitor takes the depot's `spinlock_t`, which hard
+//! interrupt context may not (lockdep's wait-context check; a sleeping lock
+//! on PREEMPT_RT). An offline CPU runs nothing, so its slot is visited from
+//! here, with CPU hotplug held off (`cpus_read_lock()`).
 
 use core::cell::UnsafeCell;
 use core::ops::{
@@ -44,7 +48,10 @@ use core::sync::atomic::{
     AtomicBool,
     Ordering, //
 };
-use kernel::ffi::c_void;
+use kernel::ffi::{
+    c_int,
+    c_void, //
+};
 use kernel::{
     bindings,
     task::might_sleep,
@@ -166,7 +173,8 @@ mod arch {
 /// `value` is only accessed through a [`SlotGuard`], and at most one exists
 /// at a time: it is created only by switching `held` from false to true
 /// (with [`arch::PINNED`], on the slot's own CPU with preemption off, or
-/// from an IPI on that CPU, or for an offline CPU with hotplug held off;
+/// from a kworker bound to that CPU with preemption off, or for an offline
+/// CPU with hotplug held off;
 /// otherwise by an atomic `cmpxchg`) and sets it back to false when dropped.
 #[repr(align(64))]
 pub(crate) struct CpuSlot<T> {
@@ -212,8 +220,8 @@ impl<T> CpuSlot<T> {
 
     /// Visits slot `cpu` of `slots` with `f`, waiting for its holder.
     /// Process context only (it may sleep); `f` runs on CPU `cpu` with
-    /// interrupts off (an IPI), or here for an offline CPU, so it must not
-    /// sleep. Returns false if there is no such slot.
+    /// preemption off (a bound kworker), or here for an offline CPU, so it
+    /// must not sleep. Returns false if there is no such slot.
     pub(crate) fn visit(slots: &[Self], cpu: usize, f: &mut dyn FnMut(&mut T)) -> bool {
         // Say so even when the slot is free at once: the debug kernel then
         // catches any caller in atomic context, not only an unlucky one.
@@ -221,7 +229,7 @@ impl<T> CpuSlot<T> {
         let Some(slot) = slots.get(cpu) else {
             return false;
         };
-        let Ok(cpu_int) = i32::try_from(cpu) else {
+        let Ok(cpu_int) = u32::try_from(cpu) else {
             return false;
         };
         let mut ctx = Visit {
@@ -235,14 +243,14 @@ impl<T> CpuSlot<T> {
             // process context (might_sleep above).
             unsafe { bindings::cpus_read_lock() };
             // SAFETY: `visit_here::<T>` matches `ctx`'s type; `ctx` outlives
-            // the call, which waits (`wait = true`) for the function to
-            // finish on `cpu`. Interrupts are on here (process context).
+            // the call, which waits for the function to finish in a kworker
+            // bound to `cpu`. Process context (might_sleep above).
             let r = unsafe {
-                bindings::smp_call_function_single(
+                bindings::smp_call_on_cpu(
                     cpu_int,
                     Some(visit_here::<T>),
                     core::ptr::from_mut(&mut ctx).cast::<c_void>(),
-                    true,
+                    false,
                 )
             };
             if r != 0 {
@@ -311,7 +319,7 @@ impl<T> Visit<'_, '_, T> {
                 .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
         } else {
-            // On the slot's CPU with interrupts off.
+            // On the slot's CPU with preemption off.
             take_flag(self.slot)
         };
         if !took {
@@ -325,15 +333,21 @@ impl<T> Visit<'_, '_, T> {
     }
 }
 
-/// The IPI function of [`CpuSlot::visit`].
+/// The function [`CpuSlot::visit`] runs on the slot's CPU, in a kworker
+/// bound to it (`smp_call_on_cpu()`): process context, so the visitor may
+/// take the depot's `spinlock_t` (from an IPI, hard interrupt context, it
+/// could not: lockdep's wait-context check says so, and on PREEMPT_RT it
+/// would sleep). With preemption off (`run` pins) no fast-path holder can
+/// be half-way on this CPU: they all run with preemption off themselves.
 ///
 /// # Safety
 ///
 /// `info` points to a live `Visit<'_, '_, T>` nobody else uses meanwhile.
-unsafe extern "C" fn visit_here<T>(info: *mut c_void) {
+unsafe extern "C" fn visit_here<T>(info: *mut c_void) -> c_int {
     // SAFETY: Per the function's contract (the caller waits for us).
     let ctx = unsafe { &mut *info.cast::<Visit<'_, '_, T>>() };
     ctx.run(false);
+    0
 }
 
 /// Exclusive access to one [`CpuSlot`]'s value; on x86-64 preemption is off

@@ -1,6 +1,7 @@
 //! What our caches' per-CPU fast path makes subtle (kalloc/percpu.rs): a
 //! slot held with preemption off by one inline `inc` of the preempt count,
-//! its flag touched only by its own CPU, other CPUs' slots visited by IPI.
+//! its flag touched only by its own CPU, other CPUs' slots visited on their
+//! CPU by a bound kworker.
 //! Each test drives our cache through the lab from several threads on
 //! several CPUs and checks the cache's own counts afterwards: every object
 //! back (active = cached in magazines), nothing refused, no splat (the run
@@ -143,7 +144,7 @@ fn remote_frees() -> TestResult {
 /// spinlock; hard interrupt, from an `irq_work`, which lands on whatever
 /// the CPU was doing, a held slot included) while moving themselves
 /// between CPUs after every request, and a fifth shrinks the cache
-/// (every CPU's magazine visited by IPI, empty slabs retired) in a loop.
+/// (every CPU's magazine visited on its CPU, empty slabs retired) in a loop.
 fn migration_irqs_and_shrink() -> TestResult {
     const SIZE: u64 = 328;
     const THREADS: usize = 4;
