@@ -848,10 +848,13 @@ pub mod bench_op {
     /// `iters` of one primitive our cache's fast path uses ([`bench_prim`]
     /// in `alloc`): evidence of where its time goes.
     pub const PRIM: u32 = 3;
+    /// Remote frees: `iters` objects allocated by a kthread on CPU 0 and
+    /// freed by one on CPU 1 as they come (`threads` must be 2).
+    pub const REMOTE: u32 = 4;
     /// Number of operations.
-    pub const COUNT: u32 = 4;
+    pub const COUNT: u32 = 5;
     /// Names, indexed by value.
-    pub const NAMES: [&str; COUNT as usize] = ["pair", "burst", "reserve", "prim"];
+    pub const NAMES: [&str; COUNT as usize] = ["pair", "burst", "reserve", "prim", "remote"];
 }
 
 /// Primitives timed by [`bench_op::PRIM`] (in [`BenchRun::alloc`]).
@@ -903,8 +906,10 @@ pub mod bench_alloc {
     pub const GET_FREE_PAGES: u32 = 7;
     /// `__vmalloc(PAGE_SIZE << order, GFP_KERNEL)` / `kvfree()`; `size` is the order.
     pub const VMALLOC: u32 = 8;
+    /// Our cache's `alloc_bulk()` / `free_bulk()` (bursts only).
+    pub const OUR_BULK: u32 = 9;
     /// Number of allocators.
-    pub const COUNT: u32 = 9;
+    pub const COUNT: u32 = 10;
     /// Names, indexed by value.
     pub const NAMES: [&str; COUNT as usize] = [
         "our_cache",
@@ -916,6 +921,7 @@ pub mod bench_alloc {
         "alloc_pages",
         "__get_free_pages",
         "vmalloc",
+        "our_cache_bulk",
     ];
 }
 

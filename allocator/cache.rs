@@ -53,10 +53,7 @@ use super::page_source::{
     PageRequest,
     PageSource, //
 };
-use super::slab::{
-    self,
-    SlabPtr, //
-};
+use super::slab;
 use super::stats::CacheStats;
 
 /// Everything the allocator needs from its surroundings.
@@ -98,33 +95,56 @@ pub trait CacheEnv {
 /// then failing beats looping forever with the page allocator.
 const MAX_GROWS: u32 = 16;
 
-/// Marks a magazine object as handed to a user.
-fn mark_allocated(layout: &CacheLayout, p: NonNull<u8>) {
-    // SAFETY: Magazine objects are validated objects of this cache counted
-    // in their slab's `inuse`, so the slab is alive; only the atomic bitmap
-    // is used, which needs no lock.
-    if let Some((s, index)) = unsafe { SlabPtr::containing(layout, p) } {
-        // A set bit would mean the magazine held an allocated object; the
-        // free path makes that impossible (it clears the bit first).
-        let _ = s.test_and_set(layout, index);
+/// Allocates one object (`kmem_cache_alloc()`): [`alloc_hit`], else
+/// [`alloc_slow`].
+#[inline(always)]
+pub fn alloc<E: CacheEnv + ?Sized>(env: &E, req: PageRequest) -> Result<NonNull<u8>, AllocError> {
+    match alloc_hit(env) {
+        Some(p) => Ok(p),
+        None => alloc_slow(env, req),
     }
 }
 
-/// Allocates one object (`kmem_cache_alloc()`).
-///
-/// Pops the current CPU's magazine; if empty, refills it from the depot;
-/// if the depot has no free object, gets a slab from the page source with
-/// `req` (outside every lock), publishes it and retries. A busy magazine
-/// sends the allocation to the depot directly, and so does a debug cache
-/// (see `debug.rs`).
-pub fn alloc<E: CacheEnv + ?Sized>(env: &E, req: PageRequest) -> Result<NonNull<u8>, AllocError> {
+/// The hit path of [`alloc`], for inlining into the caller: pops the
+/// current CPU's magazine and clears the object's free mark. `None` (and
+/// nothing done) if the magazine is empty or busy. No test of
+/// [`CacheLayout::marked`]: only a marked cache's objects ever enter a
+/// magazine (every other path of an unmarked cache goes to the depot), so
+/// an unmarked cache's magazine is always empty.
+#[inline(always)]
+pub fn alloc_hit<E: CacheEnv + ?Sized>(env: &E) -> Option<NonNull<u8>> {
+    let layout = env.layout();
+    env.try_with_magazine(
+        #[inline(always)]
+        |mag| {
+            let p = mag.pop()?;
+            // SAFETY: Magazine objects are free objects of live slabs of
+            // this (marked) cache, counted in their slab's `inuse`.
+            unsafe { slab::clear_free_mark(layout, p) };
+            mag.stats.alloc_hits = mag.stats.alloc_hits.wrapping_add(1);
+            Some(p)
+        },
+    )
+    .flatten()
+}
+
+/// [`alloc`] past an empty or busy magazine: refills the magazine from the
+/// depot; if the depot has no free object, gets a slab from the page
+/// source with `req` (outside every lock), publishes it and retries. A busy
+/// magazine sends the allocation to the depot directly, and so does an
+/// unmarked (debug or constructor) cache, every time (see `debug.rs`).
+#[inline(never)]
+pub fn alloc_slow<E: CacheEnv + ?Sized>(
+    env: &E,
+    req: PageRequest,
+) -> Result<NonNull<u8>, AllocError> {
     let layout = env.layout();
     let mut grown = 0u32;
     loop {
-        let step = if layout.debug() {
+        let step = if !layout.marked() {
             env.with_depot(|d| d.debug_alloc(layout))
         } else {
-            env.try_with_magazine(|mag| alloc_from_magazine(env, layout, mag))
+            env.try_with_magazine(|mag| refill_and_pop(env, layout, mag))
                 .unwrap_or_else(|| env.with_depot(|d| d.alloc_direct(layout)))
         };
         match step {
@@ -139,16 +159,9 @@ pub fn alloc<E: CacheEnv + ?Sized>(env: &E, req: PageRequest) -> Result<NonNull<
     }
 }
 
-/// The fast path of [`alloc`], holding this CPU's magazine.
-#[inline(always)]
-fn alloc_from_magazine<E: CacheEnv + ?Sized>(
-    env: &E,
-    layout: &CacheLayout,
-    mag: &mut Magazine,
-) -> Take {
-    let mut hit = true;
+/// Holding this CPU's magazine: pops it, refilling it first if empty.
+fn refill_and_pop<E: CacheEnv + ?Sized>(env: &E, layout: &CacheLayout, mag: &mut Magazine) -> Take {
     if mag.is_empty() {
-        hit = false;
         let dead = env.with_depot(|d| {
             if d.is_dead() {
                 return true;
@@ -162,11 +175,9 @@ fn alloc_from_magazine<E: CacheEnv + ?Sized>(
     }
     match mag.pop() {
         Some(p) => {
-            mark_allocated(layout, p);
+            // SAFETY: As in `alloc`.
+            unsafe { slab::clear_free_mark(layout, p) };
             mag.stats.allocs = mag.stats.allocs.wrapping_add(1);
-            if hit {
-                mag.stats.alloc_hits = mag.stats.alloc_hits.wrapping_add(1);
-            }
             Take::Got(p)
         }
         None => Take::NeedSlab,
@@ -180,7 +191,7 @@ fn grow<E: CacheEnv + ?Sized>(env: &E, req: PageRequest) -> Result<(), AllocErro
         .pages()
         .alloc_pages(layout.order(), req)
         .ok_or(AllocError::NoMemory)?;
-    if (run.as_ptr() as usize) & (layout.slab_bytes() - 1) != 0 {
+    if (run.as_ptr() as usize) & layout.slab_mask() != 0 {
         // A page source that breaks natural alignment would break the
         // object-to-slab lookup; refuse to use the run.
         // SAFETY: `run` came from `alloc_pages(order)` and is unused.
@@ -208,25 +219,58 @@ fn grow<E: CacheEnv + ?Sized>(env: &E, req: PageRequest) -> Result<(), AllocErro
 ///
 /// Validation is lock-free: header identity through `read_nofault` (or a
 /// magazine's hint that the slab is live), the object boundary by
-/// arithmetic, double frees by atomically clearing the object's allocated
-/// bit. A valid object goes to the current CPU's magazine; a full magazine
-/// first drains a batch to the depot. A busy magazine, or a debug cache,
-/// sends the free to the depot directly.
+/// arithmetic, double frees by swapping the object's free mark in (the old
+/// value says whether it was already free). A valid object goes to the
+/// current CPU's magazine; a full magazine first drains a batch to the
+/// depot. A busy magazine, or an unmarked cache, sends the free to the depot
+/// directly. [`free_hit`] is the part worth inlining; [`free_slow`] the
+/// rest.
+#[inline(always)]
 pub fn free<E: CacheEnv + ?Sized>(env: &E, ptr: NonNull<u8>) -> Result<(), FreeError> {
+    match free_hit(env, ptr) {
+        Some(r) => r,
+        None => free_slow(env, ptr),
+    }
+}
+
+/// The hit path of [`free`]: this CPU's magazine free and not full, the
+/// object's slab hinted (which only happens for a marked cache: hints are
+/// only noted by [`free_slow`]'s magazine path). `None` (and nothing done)
+/// otherwise.
+#[inline(always)]
+pub fn free_hit<E: CacheEnv + ?Sized>(env: &E, ptr: NonNull<u8>) -> Option<Result<(), FreeError>> {
     let layout = env.layout();
-    if !layout.debug() {
-        if let Some(r) = env.try_with_magazine(|mag| free_to_magazine(env, layout, mag, ptr)) {
+    env.try_with_magazine(
+        #[inline(always)]
+        |mag| free_to_magazine(layout, mag, ptr),
+    )
+    .flatten()
+}
+
+/// [`free`] past [`free_hit`].
+#[inline(never)]
+pub fn free_slow<E: CacheEnv + ?Sized>(env: &E, ptr: NonNull<u8>) -> Result<(), FreeError> {
+    let layout = env.layout();
+    if layout.marked() {
+        if let Some(r) = env.try_with_magazine(|mag| free_to_magazine_slow(env, layout, mag, ptr)) {
             return r;
         }
     }
+    free_direct(env, ptr)
+}
+
+/// [`free`] without a magazine, under the depot lock.
+#[inline(never)]
+fn free_direct<E: CacheEnv + ?Sized>(env: &E, ptr: NonNull<u8>) -> Result<(), FreeError> {
+    let layout = env.layout();
     env.with_depot(|d| {
         // SAFETY: We hold the depot lock, under which slabs are retired.
         let located = unsafe { slab::locate(env.pages(), layout, ptr) };
         let result = located.and_then(|(s, index)| {
-            if layout.debug() {
-                d.debug_free(layout, s, index)
-            } else {
+            if layout.marked() {
                 d.free_direct(layout, s, index)
+            } else {
+                d.debug_free(layout, s, index)
             }
         });
         if let Err(e) = result {
@@ -236,34 +280,61 @@ pub fn free<E: CacheEnv + ?Sized>(env: &E, ptr: NonNull<u8>) -> Result<(), FreeE
     })
 }
 
-/// The fast path of [`free`], holding this CPU's magazine.
+/// The hit path of [`free`], holding this CPU's magazine; `None` for an
+/// unhinted slab or a full magazine (nothing done).
 #[inline(always)]
-fn free_to_magazine<E: CacheEnv + ?Sized>(
+fn free_to_magazine(
+    layout: &CacheLayout,
+    mag: &mut Magazine,
+    ptr: NonNull<u8>,
+) -> Option<Result<(), FreeError>> {
+    if !mag.knows_slab(slab::slab_base(layout, ptr), layout.slab_shift()) || mag.is_full() {
+        return None;
+    }
+    // The slab is hinted, hence live until the magazine's hints are
+    // cleared, which needs the magazine we hold.
+    if let Err(e) = slab::check_object(layout, ptr) {
+        mag.stats.note_refusal(e);
+        return Some(Err(e));
+    }
+    // SAFETY: `ptr` is an object of a live slab of this marked cache.
+    if unsafe { slab::swap_free_mark(layout, ptr) } {
+        mag.stats.note_refusal(FreeError::DoubleFree);
+        return Some(Err(FreeError::DoubleFree));
+    }
+    // SAFETY: Not full: checked above.
+    unsafe { mag.push_unchecked(ptr) };
+    mag.stats.free_hits = mag.stats.free_hits.wrapping_add(1);
+    Some(Ok(()))
+}
+
+/// [`free_to_magazine`] for an unhinted slab or a full magazine.
+#[inline(never)]
+fn free_to_magazine_slow<E: CacheEnv + ?Sized>(
     env: &E,
     layout: &CacheLayout,
     mag: &mut Magazine,
     ptr: NonNull<u8>,
 ) -> Result<(), FreeError> {
     let base = slab::slab_base(layout, ptr);
-    let located = if mag.knows_slab(base) {
-        // SAFETY: A hinted slab is live until the magazine's hints are
-        // cleared, which needs the magazine we hold.
+    let located = if mag.knows_slab(base, layout.slab_shift()) {
+        // SAFETY: As in `free_to_magazine`.
         unsafe { slab::locate_in_live(layout, ptr) }
     } else {
         // SAFETY: We hold a magazine, which slab retirement waits for.
         let r = unsafe { slab::locate(env.pages(), layout, ptr) };
         if r.is_ok() {
-            mag.note_slab(base);
+            mag.note_slab(base, layout.slab_shift());
         }
         r
     };
-    let result = located.and_then(|(s, index)| {
-        if s.test_and_clear(layout, index) != Some(true) {
+    let result = located.and_then(|_| {
+        // SAFETY: `ptr` is an object of a live slab of this marked cache.
+        if unsafe { slab::swap_free_mark(layout, ptr) } {
             return Err(FreeError::DoubleFree);
         }
-        let mut hit = true;
-        if mag.is_full() {
-            hit = false;
+        let hit = !mag.is_full();
+        if !hit {
             env.with_depot(|d| d.drain(layout, mag, MAG_BATCH));
         }
         if let Err(p) = mag.push(ptr) {
@@ -277,14 +348,160 @@ fn free_to_magazine<E: CacheEnv + ?Sized>(
         }
         if hit {
             mag.stats.free_hits = mag.stats.free_hits.wrapping_add(1);
+        } else {
+            mag.stats.frees = mag.stats.frees.wrapping_add(1);
         }
-        mag.stats.frees = mag.stats.frees.wrapping_add(1);
         Ok(())
     });
     if let Err(e) = result {
         mag.stats.note_refusal(e);
     }
     result
+}
+
+/// Allocates `out.len()` objects into `out` (`kmem_cache_alloc_bulk()`):
+/// all of them, or none (everything taken is freed again and the error
+/// returned). One magazine section per [`BULK_CHUNK`] objects serves the
+/// magazine's objects, the rest come straight from the depot in whole slab
+/// runs under one lock hold (not through the magazine); a new slab is
+/// added when the depot runs dry. Unmarked caches allocate one by one.
+pub fn alloc_bulk<E: CacheEnv + ?Sized>(
+    env: &E,
+    req: PageRequest,
+    out: &mut [*mut u8],
+) -> Result<(), AllocError> {
+    let layout = env.layout();
+    let n = out.len();
+    let mut got = 0usize;
+    let mut grown = 0u32;
+    // Enough slabs for every object, plus `alloc`'s margin.
+    let max_grows = (n / layout.objects() as usize).saturating_add(MAX_GROWS as usize);
+    while got < n {
+        let step = if !layout.marked() {
+            match alloc(env, req) {
+                Ok(p) => {
+                    if let Some(slot) = out.get_mut(got) {
+                        *slot = p.as_ptr();
+                    }
+                    got += 1;
+                    continue;
+                }
+                Err(e) => Err(e),
+            }
+        } else {
+            // One section (preemption off) or lock hold (interrupts off)
+            // takes at most `BULK_CHUNK` objects: a huge array must not
+            // keep the CPU from scheduling or from its interrupts.
+            let end = got.saturating_add(BULK_CHUNK).min(n);
+            let rest = out.get_mut(got..end).unwrap_or(&mut []);
+            let want = rest.len();
+            let took = env
+                .try_with_magazine(|mag| bulk_from_magazine(env, layout, mag, rest))
+                .unwrap_or_else(|| {
+                    env.with_depot(|d| {
+                        if d.is_dead() {
+                            None
+                        } else {
+                            Some(d.take_into(layout, rest))
+                        }
+                    })
+                });
+            match took {
+                None => Err(AllocError::Destroyed),
+                Some(k) => {
+                    got += k;
+                    if k == want {
+                        // A whole chunk: the depot may well have more.
+                        continue;
+                    }
+                    Ok(())
+                }
+            }
+        };
+        let result = match step {
+            Ok(()) if got >= n => break,
+            Ok(()) if grown as usize >= max_grows => Err(AllocError::NoMemory),
+            Ok(()) => {
+                grown += 1;
+                grow(env, req)
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            free_bulk(env, out.get(..got).unwrap_or(&[]));
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Holding this CPU's magazine: fills `out` from it, then from the depot.
+/// Returns how many were taken, `None` if the cache is dead.
+fn bulk_from_magazine<E: CacheEnv + ?Sized>(
+    env: &E,
+    layout: &CacheLayout,
+    mag: &mut Magazine,
+    out: &mut [*mut u8],
+) -> Option<usize> {
+    let mut k = 0usize;
+    for slot in out.iter_mut() {
+        let Some(p) = mag.pop() else { break };
+        // SAFETY: As in `alloc`.
+        unsafe { slab::clear_free_mark(layout, p) };
+        *slot = p.as_ptr();
+        k += 1;
+    }
+    mag.stats.alloc_hits = mag.stats.alloc_hits.wrapping_add(k as u64);
+    let rest = out.get_mut(k..).unwrap_or(&mut []);
+    if rest.is_empty() {
+        return Some(k);
+    }
+    env.with_depot(|d| {
+        if d.is_dead() {
+            return None;
+        }
+        Some(k + d.take_into(layout, rest))
+    })
+}
+
+/// Frees every object of `ptrs` (`kmem_cache_free_bulk()`), each validated
+/// as by [`free`] (refusals counted); null entries are skipped. One
+/// magazine section per [`BULK_CHUNK`] objects; a full magazine drains a
+/// batch to the depot as usual. Returns how many were refused.
+pub fn free_bulk<E: CacheEnv + ?Sized>(env: &E, ptrs: &[*mut u8]) -> usize {
+    ptrs.chunks(BULK_CHUNK)
+        .map(|chunk| free_bulk_chunk(env, chunk))
+        .sum()
+}
+
+/// Objects one bulk section handles at most (see [`alloc_bulk`]).
+const BULK_CHUNK: usize = 256;
+
+/// [`free_bulk`] of at most [`BULK_CHUNK`] objects: one magazine section.
+fn free_bulk_chunk<E: CacheEnv + ?Sized>(env: &E, ptrs: &[*mut u8]) -> usize {
+    let layout = env.layout();
+    let mut refused = 0usize;
+    let mut done = 0usize;
+    if layout.marked() {
+        let _ = env.try_with_magazine(|mag| {
+            for &p in ptrs {
+                if let Some(p) = NonNull::new(p) {
+                    let r = match free_to_magazine(layout, mag, p) {
+                        Some(r) => r,
+                        None => free_to_magazine_slow(env, layout, mag, p),
+                    };
+                    refused += usize::from(r.is_err());
+                }
+                done += 1;
+            }
+        });
+    }
+    for &p in ptrs.get(done..).unwrap_or(&[]) {
+        if let Some(p) = NonNull::new(p) {
+            refused += usize::from(free(env, p).is_err());
+        }
+    }
+    refused
 }
 
 /// Empties every CPU's magazine into the depot.

@@ -255,22 +255,69 @@ impl Depot {
         }
     }
 
-    /// Fills `mag` with up to `n` objects; returns how many were moved.
-    pub(crate) fn refill(&mut self, layout: &CacheLayout, mag: &mut Magazine, n: usize) -> usize {
-        let mut moved = 0;
-        while moved < n && !mag.is_full() {
-            let Some((s, index)) = self.take_one(layout) else {
+    /// Takes up to `max` free objects off the slabs (partial first, then
+    /// empty), slab by slab: each slab's free list is popped in one run and
+    /// the slab relisted once, so a refill costs one list operation per slab,
+    /// not per object. `sink` takes each object (returning false, it refuses
+    /// it and the run stops). Returns how many were taken.
+    fn take_runs(
+        &mut self,
+        layout: &CacheLayout,
+        max: usize,
+        mut sink: impl FnMut(NonNull<u8>) -> bool,
+    ) -> usize {
+        let mut moved = 0usize;
+        while moved < max {
+            let Some(s) = self.partial.head.or(self.empty.head) else {
                 break;
             };
-            match s.object(layout, index).map(|p| mag.push(p)) {
-                Some(Ok(())) => moved += 1,
-                _ => self.put_back(layout, s, index),
+            let want = u32::try_from(max - moved).unwrap_or(u32::MAX);
+            let mut refused = false;
+            let (k, lost) = s.take_run(layout, want, |p| {
+                let ok = sink(p);
+                refused |= !ok;
+                ok
+            });
+            self.note_lost(lost);
+            moved += k as usize;
+            self.inuse = self.inuse.saturating_add(k as usize);
+            self.relist(layout, s);
+            // A slab that gave nothing and is not full now (a refusal, or a
+            // free list that disagrees with its counts) would be picked
+            // again: stop instead.
+            if refused || (k == 0 && s.list() != ListId::Full) {
+                break;
             }
         }
+        moved
+    }
+
+    /// Fills `mag` with up to `n` objects; returns how many were moved.
+    pub(crate) fn refill(&mut self, layout: &CacheLayout, mag: &mut Magazine, n: usize) -> usize {
+        let moved = self.take_runs(layout, n, |p| mag.push(p).is_ok());
         if moved > 0 {
             self.c.refills = self.c.refills.wrapping_add(1);
         }
         moved
+    }
+
+    /// Takes objects straight into `out` for a bulk allocation, clearing
+    /// their free marks (a marked cache); returns how many were taken.
+    pub(crate) fn take_into(&mut self, layout: &CacheLayout, out: &mut [*mut u8]) -> usize {
+        let max = out.len();
+        let mut slots = out.iter_mut();
+        let n = self.take_runs(layout, max, |p| match slots.next() {
+            Some(slot) => {
+                // SAFETY: `p` was just taken off a free list of a live
+                // slab of this marked cache; it is ours.
+                unsafe { slab::clear_free_mark(layout, p) };
+                *slot = p.as_ptr();
+                true
+            }
+            None => false,
+        });
+        self.direct.allocs = self.direct.allocs.wrapping_add(n as u64);
+        n
     }
 
     /// Returns object `index` to slab `s`'s free list.
@@ -282,22 +329,46 @@ impl Depot {
     }
 
     /// Gives up to `n` of the oldest objects of `mag` back to their slabs.
+    /// Consecutive objects of one slab (the usual case: a magazine fills
+    /// from runs) are pushed on its free list and the slab relisted once.
     pub(crate) fn drain(&mut self, layout: &CacheLayout, mag: &mut Magazine, n: usize) {
         if n == 0 || mag.is_empty() {
             return;
         }
+        let mut run: Option<(SlabPtr, u32)> = None;
         mag.drain_oldest(n, |p| {
             // SAFETY: Objects in a magazine were validated when freed (or
             // taken from a slab by `refill`) and are counted in their slab's
             // `inuse`, so the slab is alive; we hold the depot lock.
-            if let Some((s, index)) = unsafe { SlabPtr::containing(layout, p) } {
-                self.put_back(layout, s, index);
+            let Some((s, index)) = (unsafe { SlabPtr::containing(layout, p) }) else {
+                return;
+            };
+            s.push_free_obj(layout, p, index);
+            match run {
+                Some((cur, k)) if cur == s => run = Some((cur, k + 1)),
+                _ => {
+                    if let Some((cur, k)) = run {
+                        self.end_run(layout, cur, k);
+                    }
+                    run = Some((s, 1));
+                }
             }
         });
+        if let Some((cur, k)) = run {
+            self.end_run(layout, cur, k);
+        }
         self.c.drains = self.c.drains.wrapping_add(1);
     }
 
-    /// Allocates one object without a magazine (its CPU's is busy).
+    /// Books `k` objects just pushed back on slab `s`'s free list.
+    fn end_run(&mut self, layout: &CacheLayout, s: SlabPtr, k: u32) {
+        s.set_inuse(s.inuse().saturating_sub(k));
+        self.inuse = self.inuse.saturating_sub(k as usize);
+        self.relist(layout, s);
+    }
+
+    /// Allocates one object of a marked cache without a magazine (its
+    /// CPU's is busy).
     pub(crate) fn alloc_direct(&mut self, layout: &CacheLayout) -> Take {
         if self.dead {
             return Take::Dead;
@@ -307,7 +378,9 @@ impl Depot {
         };
         match s.object(layout, index) {
             Some(p) => {
-                let _ = s.test_and_set(layout, index);
+                // SAFETY: Just taken off the free list of a live slab of
+                // this marked cache (only those use this path): ours.
+                unsafe { slab::clear_free_mark(layout, p) };
                 self.direct.allocs = self.direct.allocs.wrapping_add(1);
                 Take::Got(p)
             }
@@ -318,14 +391,20 @@ impl Depot {
         }
     }
 
-    /// Frees an object validated by `slab::locate` without a magazine.
+    /// Frees an object of a marked cache, validated by `slab::locate`,
+    /// without a magazine.
     pub(crate) fn free_direct(
         &mut self,
         layout: &CacheLayout,
         s: SlabPtr,
         index: u32,
     ) -> Result<(), FreeError> {
-        if s.test_and_clear(layout, index) != Some(true) {
+        let Some(p) = s.object(layout, index) else {
+            return Err(FreeError::Foreign);
+        };
+        // SAFETY: `p` is an object of the live slab `s` (validated, lock
+        // held); the caller is freeing it.
+        if unsafe { slab::swap_free_mark(layout, p) } {
             return Err(FreeError::DoubleFree);
         }
         self.put_back(layout, s, index);

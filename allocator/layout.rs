@@ -26,6 +26,15 @@
 //!   the object is free), so, like SLUB, it moves to its own word after the
 //!   right red zone. Objects smaller than the link get the same treatment.
 //! * Poisoning is ignored for caches with a constructor, as in SLUB.
+//! * A cache without debugging and without a constructor (a *marked* cache,
+//!   the only kind whose objects go through the per-CPU magazines) keeps a
+//!   *free mark* in the second word of every free object: a value derived
+//!   from the cache identity and the object address, swapped in atomically
+//!   by every free and cleared by every allocation (see `slab.rs`). The
+//!   swap's old value tells a double free from a first one without touching
+//!   any shared metadata (SLUB's `SLAB_FREELIST_HARDENED` encodes its free
+//!   pointer the same way, for another reason). Such objects are at least
+//!   16 bytes: the link and the mark must both fit.
 
 use core::ptr::NonNull;
 use core::sync::atomic::{
@@ -42,6 +51,16 @@ use super::page_source::{
     MAX_ORDER,
     PAGE_SIZE, //
 };
+
+/// The shift of [`CacheLayout::index_of_offset`]'s reciprocal: offsets are
+/// below `2^22` (order 10 slabs), strides at most that, so `off * recip`
+/// fits 64 bits and the quotient is exact (`off * stride < 2^44`).
+const RECIP_SHIFT: u32 = 44;
+
+const _: () = assert!(PAGE_SIZE << MAX_ORDER <= 1 << 22);
+
+/// Where a marked cache keeps an object's free mark, from the object start.
+pub const MARK_OFFSET: usize = 8;
 
 /// The minimum object alignment (a pointer, as in SLUB).
 pub const MIN_ALIGN: usize = 8;
@@ -136,7 +155,8 @@ static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
 /// size, and `first_slot + objects * stride <= slab_bytes`;
 /// `red_left + size <= red_right_end <= stride`, `red_left` a multiple of
 /// `align`; `fp_offset + 4 <= stride - red_left` and `fp_offset` is a
-/// multiple of 4 (8 when external); `cache_id` is odd, hence never zero.
+/// multiple of 4 (8 when external); `cache_id` is odd, hence never zero;
+/// when `marked`, `fp_offset == 0` and `MARK_OFFSET + 8 <= stride`.
 #[derive(Clone, Copy, Debug)]
 pub struct CacheLayout {
     name: CacheName,
@@ -151,6 +171,14 @@ pub struct CacheLayout {
     red_left: usize,
     red_right_end: usize,
     fp_offset: usize,
+    /// `ceil(2^RECIP_SHIFT / stride)`: object indices by multiplication.
+    recip: u64,
+    /// `objects * stride`: the bytes from the first object on that hold
+    /// objects.
+    span: usize,
+    /// `first_slot + red_left`.
+    first_object: usize,
+    marked: bool,
     poison: bool,
     red_zone: bool,
     hwcache_align: bool,
@@ -186,9 +214,15 @@ impl CacheLayout {
             inner = inner.checked_add(RED_ZONE_MIN).ok_or(too_large)?;
         }
         let red_right_end = if red_zone { inner } else { obj_end };
+        let marked = !poison && !red_zone && cfg.ctor.is_none();
+        if marked {
+            // The link (offset 0) and the free mark (`MARK_OFFSET`) both
+            // live inside the free object.
+            inner = inner.max(MARK_OFFSET + 8);
+        }
         // The link is a `u32`: an object smaller than that cannot hold it
         // without spilling into the red zone.
-        let fp_offset = if poison || cfg.ctor.is_some() || cfg.size < 4 {
+        let fp_offset = if !marked && (poison || cfg.ctor.is_some() || cfg.size < 4) {
             // Own word after the right red zone; `inner >= red_left`.
             let off = inner - red_left;
             inner = inner.checked_add(8).ok_or(too_large)?;
@@ -216,6 +250,11 @@ impl CacheLayout {
             red_left,
             red_right_end,
             fp_offset,
+            recip: (1u64 << RECIP_SHIFT).div_ceil(stride as u64),
+            // At most `slab_bytes` (invariant of `choose`).
+            span: geo.objects as usize * stride,
+            first_object: geo.first_slot + red_left,
+            marked,
             poison,
             red_zone,
             hwcache_align: cfg.flags.hwcache_align,
@@ -249,6 +288,7 @@ impl CacheLayout {
         1usize << self.order
     }
     /// Bytes per slab (`PAGE_SIZE << order`).
+    #[inline(always)]
     pub fn slab_bytes(&self) -> usize {
         self.slab_bytes
     }
@@ -261,9 +301,20 @@ impl CacheLayout {
         self.first_slot
     }
     /// Offset of the first object from the slab base.
+    #[inline(always)]
     pub fn first_object(&self) -> usize {
-        // Cannot overflow: both are below slab_bytes (invariant).
-        self.first_slot + self.red_left
+        self.first_object
+    }
+    /// `log2(slab_bytes)`.
+    #[inline(always)]
+    pub fn slab_shift(&self) -> u32 {
+        self.slab_bytes.trailing_zeros()
+    }
+    /// `slab_bytes - 1`: masks an address to its offset in the slab.
+    #[inline(always)]
+    pub fn slab_mask(&self) -> usize {
+        // `slab_bytes` is a power of two, at least a page (invariant).
+        self.slab_bytes.wrapping_sub(1)
     }
     /// Bytes per slab not used by slots.
     pub fn waste(&self) -> usize {
@@ -293,9 +344,21 @@ impl CacheLayout {
     pub fn hwcache_align(&self) -> bool {
         self.hwcache_align
     }
-    /// Whether this is a debug cache (it then bypasses the magazines).
+    /// Whether this is a debug cache.
     pub fn debug(&self) -> bool {
         self.poison || self.red_zone
+    }
+    /// Whether free objects carry the free mark (no debugging, no
+    /// constructor): only such caches use the per-CPU magazines; the others
+    /// serve every operation under the depot lock, with the bitmap.
+    pub fn marked(&self) -> bool {
+        self.marked
+    }
+    /// The free mark of the object at `addr` (odd, hence never the 0 an
+    /// allocation leaves).
+    #[inline(always)]
+    pub fn free_mark(&self, addr: usize) -> u64 {
+        self.cache_id ^ (addr as u64)
     }
     /// The constructor.
     pub fn ctor(&self) -> Option<Ctor> {
@@ -318,17 +381,22 @@ impl CacheLayout {
     }
 
     /// The object index for offset `off` from the slab base, `None` if it is
-    /// not the start of an object.
+    /// not the start of an object. No division: a multiplication by the
+    /// stride's reciprocal and one to check it (SLUB's `obj_to_index()`
+    /// uses `reciprocal_divide()` for the same reason).
+    #[inline(always)]
     pub fn index_of_offset(&self, off: usize) -> Option<u32> {
-        let rel = off.checked_sub(self.first_object())?;
-        if rel.checked_rem(self.stride)? != 0 {
+        let rel = off.wrapping_sub(self.first_object());
+        // Also catches `off < first_object` (the subtraction wrapped).
+        if rel >= self.span {
             return None;
         }
-        let index = u32::try_from(rel.checked_div(self.stride)?).ok()?;
-        if index < self.objects {
-            Some(index)
-        } else {
-            None
+        // `rel < 2^22`, `recip <= 2^41`: no overflow; exact (see
+        // `RECIP_SHIFT`).
+        let index = ((rel as u64).wrapping_mul(self.recip) >> RECIP_SHIFT) as usize;
+        if index.wrapping_mul(self.stride) != rel {
+            return None;
         }
+        Some(index as u32)
     }
 }

@@ -14,12 +14,14 @@
 //!   [`MAG_BATCH`] oldest objects back to the depot (a *drain*), keeping the
 //!   cache-hot ones.
 //!
-//! Capacity and batch: [`MAG_CAPACITY`] = 32 pointers (256 bytes per CPU
-//! per cache) and [`MAG_BATCH`] = 16, half of it. Moving half a magazine
+//! Capacity and batch: [`MAG_CAPACITY`] = 64 pointers (512 bytes per CPU
+//! per cache) and [`MAG_BATCH`] = 32, half of it. Moving half a magazine
 //! leaves room on both sides, so an alloc/free pattern oscillating around a
 //! refill or drain point does not take the depot lock on every call (the
-//! hysteresis Bonwick gets from swapping a full and an empty magazine). 32
-//! amortizes a lock round-trip over at least 16 operations while keeping
+//! hysteresis Bonwick gets from swapping a full and an empty magazine). 64
+//! amortizes a lock round-trip over at least 32 operations, and lets a
+//! burst of 32 allocations then 32 frees run on the magazine alone, while
+//! keeping
 //! the memory pinned in per-CPU caches small; SLUB sizes its sheaves in the
 //! same tens-of-objects range.
 //!
@@ -31,29 +33,40 @@
 //! `read_nofault` of the header (a free usually lands in a slab the CPU
 //! just used). A hint is only ever added for a live slab, while holding the
 //! magazine, and retiring a slab clears every magazine's hints before its
-//! pages go back (see `cache.rs`), so a hinted slab is always alive.
+//! pages go back (see `cache.rs`), so a hinted slab is always alive. The
+//! last slab is checked first, then a direct-mapped table; an empty hint is
+//! `usize::MAX`, which no slab base (a multiple of the slab size) can equal.
+//!
+//! A magazine holds no per-object state: whether one of its objects is free
+//! is written in the object itself (the free mark, `slab.rs`), so the hit
+//! paths touch only the magazine, the object, and (for a free) the slab
+//! header's identity when the slab is not hinted.
 
 use core::ptr::NonNull;
 
 use super::error::FreeError;
 
 /// Objects one magazine holds.
-pub const MAG_CAPACITY: usize = 32;
+pub const MAG_CAPACITY: usize = 64;
 
 /// Objects moved per refill or drain.
-pub const MAG_BATCH: usize = 16;
+pub const MAG_BATCH: usize = 32;
 
 const _: () = assert!(MAG_BATCH > 0 && MAG_BATCH <= MAG_CAPACITY);
 
-/// Validated slab bases one magazine remembers.
-pub const SLAB_HINTS: usize = 4;
+/// Validated slab bases one magazine remembers besides the last one: a
+/// direct-mapped table indexed by the slab's number (`base >> slab_shift`),
+/// so that a burst freeing objects of many slabs in turn does not thrash
+/// it the way a small LRU list would.
+pub const SLAB_HINTS: usize = 16;
 
 /// Per-CPU counters, written only by the owning CPU.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CpuStats {
-    /// Successful allocations on this CPU.
+    /// Successful allocations on this CPU that were not magazine hits
+    /// (the hits are counted apart, so a hit pays one increment).
     pub allocs: u64,
-    /// Successful frees on this CPU.
+    /// Successful frees on this CPU that were not magazine hits.
     pub frees: u64,
     /// Allocations served from the magazine without the depot.
     pub alloc_hits: u64,
@@ -82,6 +95,8 @@ impl CpuStats {
     }
 
     /// Counts a refused free (red-zone refusals are counted by the depot).
+    #[cold]
+    #[inline(never)]
     pub(crate) fn note_refusal(&mut self, e: FreeError) {
         let c = match e {
             FreeError::Foreign => &mut self.refused_foreign,
@@ -99,14 +114,21 @@ impl CpuStats {
 /// exclusive access to the current CPU's through
 /// [`super::CacheEnv::try_with_magazine`]. A magazine must only ever be used
 /// with the cache it was created for.
+///
+/// # Invariants
+///
+/// `len <= MAG_CAPACITY`, and `objs[..len]` are the cached objects (the
+/// slots above `len` are stale or dangling).
 #[derive(Debug)]
 pub struct Magazine {
-    objs: [Option<NonNull<u8>>; MAG_CAPACITY],
     len: usize,
-    /// Bases of live slabs validated on this CPU (0: none), most recent
-    /// at `hint_next - 1`.
+    objs: [NonNull<u8>; MAG_CAPACITY],
+    /// The base of the live slab validated last on this CPU
+    /// (`usize::MAX`: none).
+    last: usize,
+    /// Bases of live slabs validated on this CPU (`usize::MAX`: none),
+    /// slab number `n` at `n % SLAB_HINTS`.
     hints: [usize; SLAB_HINTS],
-    hint_next: usize,
     /// This CPU's counters.
     pub stats: CpuStats,
 }
@@ -122,14 +144,17 @@ impl Default for Magazine {
     }
 }
 
+const NO_HINT: usize = usize::MAX;
+
 impl Magazine {
     /// An empty magazine.
     pub const fn new() -> Self {
+        // INVARIANT: Empty.
         Self {
-            objs: [None; MAG_CAPACITY],
             len: 0,
-            hints: [0; SLAB_HINTS],
-            hint_next: 0,
+            objs: [NonNull::dangling(); MAG_CAPACITY],
+            last: NO_HINT,
+            hints: [NO_HINT; SLAB_HINTS],
             stats: CpuStats::new(),
         }
     }
@@ -145,66 +170,84 @@ impl Magazine {
     }
 
     /// Whether the magazine cannot take another object.
+    #[inline(always)]
     pub fn is_full(&self) -> bool {
         self.len >= MAG_CAPACITY
     }
 
     /// Pushes a free object; gives it back if the magazine is full.
+    #[inline(always)]
     pub(crate) fn push(&mut self, p: NonNull<u8>) -> Result<(), NonNull<u8>> {
         match self.objs.get_mut(self.len) {
             Some(slot) => {
-                *slot = Some(p);
-                self.len += 1;
+                *slot = p;
+                // INVARIANT: `len < MAG_CAPACITY` before (the slot exists).
+                self.len = self.len.wrapping_add(1);
                 Ok(())
             }
             None => Err(p),
         }
     }
 
+    /// Pushes a free object into a magazine known not to be full.
+    ///
+    /// # Safety
+    ///
+    /// `!self.is_full()`.
+    #[inline(always)]
+    pub(crate) unsafe fn push_unchecked(&mut self, p: NonNull<u8>) {
+        // SAFETY: `len < MAG_CAPACITY` (contract).
+        unsafe { *self.objs.get_unchecked_mut(self.len) = p };
+        // INVARIANT: Still at most `MAG_CAPACITY`.
+        self.len = self.len.wrapping_add(1);
+    }
+
     /// Pops the most recently pushed (cache-hot) object.
+    #[inline(always)]
     pub(crate) fn pop(&mut self) -> Option<NonNull<u8>> {
-        let top = self.len.checked_sub(1)?;
-        let p = self.objs.get_mut(top)?.take();
+        if self.len == 0 {
+            return None;
+        }
+        let top = self.len.wrapping_sub(1);
+        // SAFETY: `top < len <= MAG_CAPACITY` (type invariant).
+        let p = unsafe { *self.objs.get_unchecked(top) };
+        // INVARIANT: One fewer cached object.
         self.len = top;
-        p
+        Some(p)
     }
 
     /// Whether `base` is a slab this magazine validated and still knows
-    /// to be alive.
-    pub(crate) fn knows_slab(&self, base: usize) -> bool {
-        base != 0 && self.hints.contains(&base)
+    /// to be alive; `shift` is the cache's slab size's log2.
+    #[inline(always)]
+    pub(crate) fn knows_slab(&self, base: usize, shift: u32) -> bool {
+        base == self.last || self.hints.get((base >> shift) % SLAB_HINTS) == Some(&base)
     }
 
-    /// Remembers the live slab at `base` (just validated), replacing the
-    /// oldest hint.
-    pub(crate) fn note_slab(&mut self, base: usize) {
-        if let Some(h) = self.hints.get_mut(self.hint_next % SLAB_HINTS) {
+    /// Remembers the live slab at `base` (just validated) as the last one
+    /// and in its table entry.
+    pub(crate) fn note_slab(&mut self, base: usize, shift: u32) {
+        self.last = base;
+        if let Some(h) = self.hints.get_mut((base >> shift) % SLAB_HINTS) {
             *h = base;
         }
-        self.hint_next = (self.hint_next + 1) % SLAB_HINTS;
     }
 
     /// Forgets every hint: called on every magazine before retired slabs'
     /// pages are freed.
     pub(crate) fn forget_slabs(&mut self) {
-        self.hints = [0; SLAB_HINTS];
+        self.last = NO_HINT;
+        self.hints = [NO_HINT; SLAB_HINTS];
     }
 
     /// Removes up to `n` of the oldest objects, passing each to `f`.
     pub(crate) fn drain_oldest(&mut self, n: usize, mut f: impl FnMut(NonNull<u8>)) {
         let n = n.min(self.len);
-        for slot in self.objs.iter_mut().take(n) {
-            if let Some(p) = slot.take() {
-                f(p);
-            }
+        for &p in self.objs.iter().take(n) {
+            f(p);
         }
         // Shift the survivors down.
-        for i in n..self.len {
-            let moved = self.objs.get_mut(i).and_then(|s| s.take());
-            if let Some(dst) = self.objs.get_mut(i - n) {
-                *dst = moved;
-            }
-        }
+        self.objs.copy_within(n..self.len, 0);
+        // INVARIANT: `n <= len` objects left.
         self.len -= n;
     }
 }

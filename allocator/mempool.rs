@@ -66,6 +66,14 @@ pub trait Backing: Sync {
     /// Allocates one element.
     fn alloc(&self, req: PageRequest) -> Option<NonNull<u8>>;
 
+    /// Allocates one element if that is cheap and certain to succeed at
+    /// once (a cache's magazine hit), else `None` with nothing done: the
+    /// part of [`alloc`] worth inlining into the pool's callers.
+    #[inline(always)]
+    fn alloc_hit(&self) -> Option<NonNull<u8>> {
+        None
+    }
+
     /// Frees one element.
     ///
     /// # Safety
@@ -85,6 +93,11 @@ impl<E: CacheEnv + Sync + ?Sized> Backing for SlabBacking<'_, E> {
 
     fn alloc(&self, req: PageRequest) -> Option<NonNull<u8>> {
         cache::alloc(self.0, req).ok()
+    }
+
+    #[inline(always)]
+    fn alloc_hit(&self) -> Option<NonNull<u8>> {
+        cache::alloc_hit(self.0)
     }
 
     unsafe fn free(&self, p: NonNull<u8>) {
@@ -338,7 +351,45 @@ pub fn create<P: PoolEnv + ?Sized>(
 }
 
 /// Allocates an element (`mempool_alloc()`); see the module documentation.
+///
+/// The fast path, inlined into the caller, is the backing's own hit path
+/// ([`Backing::alloc_hit`]) plus the count and one test of `live`; the
+/// rest is [`alloc_slow`].
+#[inline(always)]
 pub fn alloc<P: PoolEnv + ?Sized>(env: &P, req: PageRequest) -> Result<NonNull<u8>, PoolError> {
+    let fast = env.fast();
+    if let Some(p) = env.backing().alloc_hit() {
+        // As in `alloc_slow`: count, then check `live`.
+        fast.allocs_backing.fetch_add(1, Ordering::SeqCst);
+        if fast.live.load(Ordering::SeqCst) {
+            return Ok(p);
+        }
+        return keep_if_live(env, p);
+    }
+    alloc_slow(env, req)
+}
+
+/// A fast allocation found `live` false in [`PoolFast`]: the locked state
+/// decides (a racing `destroy` may have refused); gives the element back if
+/// the pool is dead.
+#[cold]
+#[inline(never)]
+fn keep_if_live<P: PoolEnv + ?Sized>(env: &P, p: NonNull<u8>) -> Result<NonNull<u8>, PoolError> {
+    if env.lock().live {
+        return Ok(p);
+    }
+    env.fast().allocs_backing.fetch_sub(1, Ordering::SeqCst);
+    // SAFETY: Just allocated, never handed out.
+    unsafe { env.backing().free(p) };
+    Err(PoolError::Destroyed)
+}
+
+/// [`alloc`] past the backing's hit path: the whole `mempool_alloc()`.
+#[inline(never)]
+pub fn alloc_slow<P: PoolEnv + ?Sized>(
+    env: &P,
+    req: PageRequest,
+) -> Result<NonNull<u8>, PoolError> {
     let fast = env.fast();
     loop {
         // Opportunistic attempt first: leave the reserve for emergencies.
@@ -390,11 +441,30 @@ pub fn alloc<P: PoolEnv + ?Sized>(env: &P, req: PageRequest) -> Result<NonNull<u
 ///
 /// `p` must come from [`alloc`] on this pool and not have been freed since;
 /// the caller must not use it afterwards.
+#[inline(always)]
 pub unsafe fn free<P: PoolEnv + ?Sized>(env: &P, p: NonNull<u8>) {
     let fast = env.fast();
     // A full reserve stays full without us: skip the lock (mempool.c's
     // unlocked `curr_nr < min_nr` test). Acquire pairs with `publish`.
     if fast.short.load(Ordering::Acquire) {
+        // SAFETY: Forwarded contract.
+        return unsafe { free_short(env, p) };
+    }
+    fast.frees_to_backing.fetch_add(1, Ordering::SeqCst);
+    // SAFETY: `p` came from the backing (contract) and is ours now.
+    unsafe { env.backing().free(p) };
+}
+
+/// [`free`] while the reserve looked short: refill it under the lock if it
+/// still is, else back to the backing.
+///
+/// # Safety
+///
+/// As for [`free`].
+#[inline(never)]
+unsafe fn free_short<P: PoolEnv + ?Sized>(env: &P, p: NonNull<u8>) {
+    let fast = env.fast();
+    {
         let mut g = env.lock();
         if g.live && g.stats.curr_nr < g.stats.min_nr {
             // SAFETY: The caller gives the element up (contract).

@@ -52,10 +52,16 @@ pub mod stats;
 
 pub use cache::{
     alloc,
+    alloc_bulk,
+    alloc_hit,
+    alloc_slow,
     check,
     destroy,
     flush,
     free,
+    free_bulk,
+    free_hit,
+    free_slow,
     shrink,
     stats,
     AllocError,

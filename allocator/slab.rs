@@ -49,7 +49,10 @@ use core::sync::atomic::{
 };
 
 use super::error::FreeError;
-use super::layout::CacheLayout;
+use super::layout::{
+    CacheLayout,
+    MARK_OFFSET, //
+};
 use super::order::{
     bitmap_words,
     HEADER_FIXED, //
@@ -309,6 +312,80 @@ impl SlabPtr {
         }
     }
 
+    /// Takes up to `want` objects off the free list in one walk, passing
+    /// each to `sink` (which may refuse one: the walk then stops and keeps
+    /// it); counts them in `inuse`. The chain is checked as by
+    /// [`SlabPtr::pop_free`]: a link out of range or pointing at itself, or
+    /// a chain shorter than the count, drops the rest (quarantined, and
+    /// returned as `lost`). Returns (taken, lost).
+    #[inline]
+    pub(crate) fn take_run(
+        self,
+        layout: &CacheLayout,
+        want: u32,
+        mut sink: impl FnMut(NonNull<u8>) -> bool,
+    ) -> (u32, u32) {
+        let free = self.nfree(layout);
+        let want = want.min(free);
+        let objects = layout.objects();
+        let mut head = self.free_head();
+        let mut k = 0u32;
+        let mut broken = false;
+        while k < want {
+            let Some(obj) = self.object(layout, head) else {
+                broken = true;
+                break;
+            };
+            if !sink(obj) {
+                break;
+            }
+            // SAFETY: The link slot is inside a free object of this live
+            // slab, which belongs to the owner (type invariant); volatile
+            // because a buggy user may still scribble on a freed object.
+            let next = unsafe {
+                obj.as_ptr()
+                    .wrapping_add(layout.fp_offset())
+                    .cast::<u32>()
+                    .read_volatile()
+            };
+            k += 1;
+            if next == head || (next >= objects && next != NO_OBJ) {
+                // The object was fine; what follows it is not.
+                head = NO_OBJ;
+                broken = k < free;
+                break;
+            }
+            head = next;
+        }
+        let mut lost = 0;
+        if broken || (head == NO_OBJ && k < free && k == want) {
+            lost = free - k;
+            head = NO_OBJ;
+            self.set_quarantined(self.quarantined().saturating_add(lost));
+        } else if k == free {
+            // The count says the list is empty now, whatever it says.
+            head = NO_OBJ;
+        }
+        self.set_free_head(head);
+        self.set_inuse(self.inuse().saturating_add(k));
+        (k, lost)
+    }
+
+    /// [`SlabPtr::push_free`] for an object already known by address and
+    /// index (a drain): no recomputation of the address.
+    #[inline(always)]
+    pub(crate) fn push_free_obj(self, layout: &CacheLayout, obj: NonNull<u8>, index: u32) {
+        // SAFETY: `obj` is object `index` of this live slab (caller), being
+        // put on the free list by its owner; the link slot is inside it.
+        unsafe {
+            obj.as_ptr()
+                .wrapping_add(layout.fp_offset())
+                .cast::<u32>()
+                .write_volatile(self.free_head())
+        };
+        self.set_free_head(index);
+    }
+
     /// Puts object `index` at the head of the free list (does not touch
     /// `inuse`).
     pub(crate) fn push_free(self, layout: &CacheLayout, index: u32) {
@@ -388,7 +465,7 @@ impl SlabPtr {
         layout: &CacheLayout,
         obj: NonNull<u8>,
     ) -> Option<(SlabPtr, u32)> {
-        let off = (obj.as_ptr() as usize) & (layout.slab_bytes() - 1);
+        let off = (obj.as_ptr() as usize) & layout.slab_mask();
         let index = layout.index_of_offset(off)?;
         let base = NonNull::new(obj.as_ptr().wrapping_sub(off))?;
         // INVARIANT: By the function contract `base` is the header of a
@@ -464,15 +541,80 @@ pub(crate) unsafe fn init_slab(base: NonNull<u8>, layout: &CacheLayout) -> SlabP
         if let (Some(ctor), Some(obj)) = (layout.ctor(), slab.object(layout, index)) {
             ctor(obj);
         }
+        if layout.marked() {
+            if let Some(obj) = slab.object(layout, index) {
+                // SAFETY: The slab is unpublished: every object is ours.
+                unsafe { set_free_mark(layout, obj) };
+            }
+        }
         slab.push_free(layout, index);
     }
     slab
 }
 
+/// The free-mark word of object `obj` of a marked cache.
+///
+/// # Safety
+///
+/// `obj` must be an object of a live slab of a marked cache with `layout`
+/// (validated by [`locate`]/[`locate_in_live`], or taken from a free list or
+/// magazine), kept alive while the reference is used.
+#[inline(always)]
+unsafe fn mark_word<'a>(layout: &CacheLayout, obj: NonNull<u8>) -> &'a AtomicU64 {
+    let _ = layout;
+    // SAFETY: A marked layout puts an 8-aligned word at `MARK_OFFSET`
+    // inside every object (objects are 8-aligned, at least 16 bytes); the
+    // slab is live (contract). Every access to it is atomic, so shared
+    // references from several CPUs may coexist.
+    unsafe { &*obj.as_ptr().wrapping_add(MARK_OFFSET).cast::<AtomicU64>() }
+}
+
+/// Marks `obj` free: swaps its free mark in and returns whether it was
+/// already there (a double free: the object is on a free list or in a
+/// magazine). One atomic `xchg` on the object's own cache line, which its
+/// user touched last; concurrent double frees see exactly one `false`.
+///
+/// # Safety
+///
+/// As for [`mark_word`]; the caller is freeing `obj` (a user's data in its
+/// second word is overwritten, as a free may).
+#[inline(always)]
+pub(crate) unsafe fn swap_free_mark(layout: &CacheLayout, obj: NonNull<u8>) -> bool {
+    let mark = layout.free_mark(obj.as_ptr() as usize);
+    // SAFETY: Forwarded contract.
+    unsafe { mark_word(layout, obj) }.swap(mark, Ordering::AcqRel) == mark
+}
+
+/// Writes `obj`'s free mark (a fresh slab's objects, or an object put back
+/// free by the allocator itself).
+///
+/// # Safety
+///
+/// As for [`mark_word`]; `obj` is free and the caller's.
+#[inline(always)]
+pub(crate) unsafe fn set_free_mark(layout: &CacheLayout, obj: NonNull<u8>) {
+    let mark = layout.free_mark(obj.as_ptr() as usize);
+    // SAFETY: Forwarded contract.
+    unsafe { mark_word(layout, obj) }.store(mark, Ordering::Relaxed);
+}
+
+/// Clears `obj`'s free mark: it is being handed to a user. A plain store
+/// (the object is this CPU's: popped from its magazine or a free list).
+///
+/// # Safety
+///
+/// As for [`mark_word`]; `obj` was free and is now the caller's.
+#[inline(always)]
+pub(crate) unsafe fn clear_free_mark(layout: &CacheLayout, obj: NonNull<u8>) {
+    // SAFETY: Forwarded contract.
+    unsafe { mark_word(layout, obj) }.store(0, Ordering::Relaxed);
+}
+
 /// The base of the slab `ptr` would belong to (its run is naturally
 /// aligned, so this is a mask).
+#[inline(always)]
 pub(crate) fn slab_base(layout: &CacheLayout, ptr: NonNull<u8>) -> usize {
-    (ptr.as_ptr() as usize) & !(layout.slab_bytes() - 1)
+    (ptr.as_ptr() as usize) & !layout.slab_mask()
 }
 
 /// Validates `ptr` as an object of the cache with `layout`, without locks.
@@ -521,18 +663,34 @@ pub(crate) unsafe fn locate<S: PageSource + ?Sized>(
 ///
 /// `slab_base(layout, ptr)` must be a live slab of this cache, kept alive
 /// for as long as the caller uses the returned handle.
+#[inline(always)]
 pub(crate) unsafe fn locate_in_live(
     layout: &CacheLayout,
     ptr: NonNull<u8>,
 ) -> Result<(SlabPtr, u32), FreeError> {
-    let off = (ptr.as_ptr() as usize) & (layout.slab_bytes() - 1);
-    if off < layout.first_slot() {
-        return Err(FreeError::Foreign);
-    }
-    let index = layout.index_of_offset(off).ok_or(FreeError::Misaligned)?;
+    let off = (ptr.as_ptr() as usize) & layout.slab_mask();
+    let Some(index) = layout.index_of_offset(off) else {
+        return Err(if off < layout.first_slot() {
+            FreeError::Foreign
+        } else {
+            FreeError::Misaligned
+        });
+    };
     let hdr = NonNull::new(ptr.as_ptr().wrapping_sub(off)).ok_or(FreeError::Foreign)?;
     // INVARIANT: A live slab of this cache (function contract).
     Ok((SlabPtr(hdr.cast()), index))
+}
+
+/// The object checks of [`locate_in_live`] alone (the fast path needs no
+/// handle): `Ok` if `ptr` is at an object start of its slab's layout.
+#[inline(always)]
+pub(crate) fn check_object(layout: &CacheLayout, ptr: NonNull<u8>) -> Result<(), FreeError> {
+    let off = (ptr.as_ptr() as usize) & layout.slab_mask();
+    match layout.index_of_offset(off) {
+        Some(_) => Ok(()),
+        None if off < layout.first_slot() => Err(FreeError::Foreign),
+        None => Err(FreeError::Misaligned),
+    }
 }
 
 /// Reads the identity words of a slab header (used by tests via the

@@ -84,8 +84,12 @@ impl CacheStats {
 
     /// The snapshot with one set of per-CPU counters added.
     pub(crate) fn with_cpu(mut self, c: &CpuStats) -> Self {
-        self.allocs = self.allocs.wrapping_add(c.allocs);
-        self.frees = self.frees.wrapping_add(c.frees);
+        // A CPU counts its hits apart from its other operations.
+        self.allocs = self
+            .allocs
+            .wrapping_add(c.allocs)
+            .wrapping_add(c.alloc_hits);
+        self.frees = self.frees.wrapping_add(c.frees).wrapping_add(c.free_hits);
         self.cpu_alloc_hits = self.cpu_alloc_hits.wrapping_add(c.alloc_hits);
         self.cpu_free_hits = self.cpu_free_hits.wrapping_add(c.free_hits);
         self.refused_foreign = self.refused_foreign.wrapping_add(c.refused_foreign);

@@ -35,10 +35,7 @@ use core::sync::atomic::{
     Ordering, //
 };
 use kernel::{
-    cpu::{
-        nr_cpu_ids,
-        CpuId, //
-    },
+    cpu::nr_cpu_ids,
     new_spinlock_irq,
     prelude::*,
     sync::{
@@ -141,8 +138,8 @@ impl CacheEnv for OurCache {
 
     #[inline(always)]
     fn try_with_magazine<R>(&self, f: impl FnOnce(&mut Magazine) -> R) -> Option<R> {
-        let cpu = CpuId::current().as_u32() as usize;
-        let mut mag = self.slots.get(cpu)?.try_hold()?;
+        // SAFETY: `slots` has `nr_cpu_ids` entries (`create`).
+        let mut mag = unsafe { CpuSlot::try_hold_current(&self.slots) }?;
         Some(f(&mut mag))
     }
 
@@ -151,8 +148,8 @@ impl CacheEnv for OurCache {
     }
 
     fn for_each_magazine(&self, mut f: impl FnMut(&mut Magazine)) {
-        for slot in &self.slots {
-            f(&mut slot.hold());
+        for cpu in 0..self.slots.len() {
+            CpuSlot::visit(&self.slots, cpu, &mut f);
         }
     }
 }
@@ -192,25 +189,72 @@ impl OurCache {
     }
 
     /// `kmem_cache_alloc()`: one object. `may_sleep` is the caller's GFP
-    /// (only a new slab's page allocation can sleep).
+    /// (only a new slab's page allocation can sleep). The hit path is
+    /// inlined into the caller; the rest is one call.
+    #[inline(always)]
     pub(crate) fn alloc(&self, may_sleep: bool) -> Result<NonNull<u8>> {
+        match allocator::alloc_hit(self) {
+            Some(p) => Ok(p),
+            None => self.alloc_miss(may_sleep),
+        }
+    }
+
+    #[inline(never)]
+    fn alloc_miss(&self, may_sleep: bool) -> Result<NonNull<u8>> {
         let req = if may_sleep {
             PageRequest::KERNEL
         } else {
             PageRequest::ATOMIC
         };
-        self.alloc_req(req).ok_or(ENOMEM)
+        self.alloc_req_slow(req).ok_or(ENOMEM)
     }
 
     /// `alloc` with a full page request (the mempool's opportunistic try).
-    pub(crate) fn alloc_req(&self, mut req: PageRequest) -> Option<NonNull<u8>> {
+    #[inline(always)]
+    pub(crate) fn alloc_req(&self, req: PageRequest) -> Option<NonNull<u8>> {
+        match allocator::alloc_hit(self) {
+            Some(p) => Some(p),
+            None => self.alloc_req_slow(req),
+        }
+    }
+
+    #[inline(never)]
+    fn alloc_req_slow(&self, mut req: PageRequest) -> Option<NonNull<u8>> {
         req.zone = self.zone;
-        allocator::alloc(self, req).ok()
+        allocator::alloc_slow(self, req).ok()
+    }
+
+    /// `kmem_cache_alloc_bulk()`: fills `out` with objects, all or none
+    /// (ENOMEM, nothing kept).
+    pub(crate) fn alloc_bulk(&self, may_sleep: bool, out: &mut [*mut u8]) -> Result {
+        let mut req = if may_sleep {
+            PageRequest::KERNEL
+        } else {
+            PageRequest::ATOMIC
+        };
+        req.zone = self.zone;
+        allocator::alloc_bulk(self, req, out).map_err(|_| ENOMEM)
+    }
+
+    /// `kmem_cache_free_bulk()`: frees every non-null entry of `ptrs`, each
+    /// validated as by [`Self::free`]; returns how many were refused.
+    pub(crate) fn free_bulk(&self, ptrs: &[*mut u8]) -> usize {
+        allocator::free_bulk(self, ptrs)
     }
 
     /// `kmem_cache_free()`: refuses what is not a live object of this cache.
+    /// The hit path is inlined into the caller; the rest is one call.
+    #[inline(always)]
     pub(crate) fn free(&self, ptr: NonNull<u8>) -> core::result::Result<(), FreeError> {
-        allocator::free(self, ptr)
+        match allocator::free_hit(self, ptr) {
+            Some(r) => r,
+            None => self.free_miss(ptr),
+        }
+    }
+
+    #[inline(never)]
+    fn free_miss(&self, ptr: NonNull<u8>) -> core::result::Result<(), FreeError> {
+        allocator::free_slow(self, ptr)
     }
 
     /// Gives empty slabs back; returns the pages freed.

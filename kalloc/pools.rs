@@ -82,11 +82,23 @@ impl Backing for CacheBacking {
         self.0.alloc_req(req)
     }
 
+    #[inline(always)]
+    fn alloc_hit(&self) -> Option<NonNull<u8>> {
+        crate::allocator::alloc_hit(&*self.0)
+    }
+
+    #[inline(always)]
     unsafe fn free(&self, p: NonNull<u8>) {
         if self.0.free(p).is_err() {
-            pr_err_ratelimited!("mempool: the backing cache refused an element\n");
+            refused();
         }
     }
+}
+
+#[cold]
+#[inline(never)]
+fn refused() {
+    pr_err_ratelimited!("mempool: the backing cache refused an element\n");
 }
 
 /// One of our mempools.
@@ -160,6 +172,7 @@ impl OurPool {
     }
 
     /// `mempool_alloc()`: `may_sleep` as the caller's GFP allows.
+    #[inline(always)]
     pub(crate) fn alloc(&self, may_sleep: bool) -> Result<NonNull<u8>> {
         let req = if may_sleep {
             PageRequest::KERNEL
@@ -181,6 +194,7 @@ impl OurPool {
     /// `ptr` came from [`Self::alloc`] or [`Self::alloc_gfp`] on this pool,
     /// has not been freed since, and is not used after: the reserve takes
     /// it without asking the backing cache (as `mempool_free()` does).
+    #[inline(always)]
     pub(crate) unsafe fn free(&self, ptr: NonNull<u8>) {
         // SAFETY: Per the function's contract.
         unsafe { mempool::free(self, ptr) };

@@ -119,12 +119,18 @@ fn validate(run: &uapi::BenchRun) -> Result {
         ba::ALLOC_PAGES | ba::GET_FREE_PAGES | ba::VMALLOC
     );
     let fits = match run.op {
-        bo::PAIR => run.alloc < ba::COUNT && run.alloc != ba::KMEM_BULK,
+        bo::PAIR => run.alloc < ba::COUNT && !matches!(run.alloc, ba::KMEM_BULK | ba::OUR_BULK),
         bo::BURST => matches!(
             run.alloc,
-            ba::OUR_CACHE | ba::KMEM_CACHE | ba::KMALLOC | ba::KMEM_BULK | ba::OUR_POOL
+            ba::OUR_CACHE
+                | ba::KMEM_CACHE
+                | ba::KMALLOC
+                | ba::KMEM_BULK
+                | ba::OUR_POOL
+                | ba::OUR_BULK
         ),
         bo::RESERVE => matches!(run.alloc, ba::OUR_POOL | ba::KERNEL_POOL),
+        bo::REMOTE => matches!(run.alloc, ba::OUR_CACHE | ba::KMEM_CACHE | ba::KMALLOC),
         _ => false,
     };
     if !fits || run.iters < uapi::BENCH_MIN_ITERS {
@@ -150,7 +156,14 @@ fn validate(run: &uapi::BenchRun) -> Result {
             return Err(E2BIG);
         }
     }
-    if run.threads != 0 {
+    if run.op == bo::REMOTE {
+        if run.threads != 2 {
+            return Err(EINVAL);
+        }
+        if online_cpus() < 2 {
+            return Err(E2BIG);
+        }
+    } else if run.threads != 0 {
         if run.op != bo::PAIR {
             return Err(EINVAL);
         }
@@ -182,7 +195,7 @@ fn execute(run: &mut uapi::BenchRun) -> Result {
             let rounds = (iters / n as u64).max(1);
             let mut ptrs: KVVec<*mut c_void> = KVVec::with_capacity(n, GFP_KERNEL)?;
             ptrs.resize(n, core::ptr::null_mut(), GFP_KERNEL)?;
-            let bulk = run.alloc == ba::KMEM_BULK;
+            let bulk = matches!(run.alloc, ba::KMEM_BULK | ba::OUR_BULK);
             if bursts(&target, bulk, &mut ptrs, 1)? != 0 {
                 return Err(ENOMEM);
             }
@@ -199,9 +212,21 @@ fn execute(run: &mut uapi::BenchRun) -> Result {
             run.ops = iters;
             reserve::time_our_reserve(&target, run.size, iters)?
         }
+        bo::REMOTE => {
+            run.ops = iters;
+            threads::time_threads(&target, iters, 2, threads::Mode::Remote, run)?;
+            // The run lasts until the consumer is done.
+            (run.ns[0].max(run.ns[1]), run.cycles[0].max(run.cycles[1]))
+        }
         _ if run.threads != 0 => {
             run.ops = iters;
-            threads::time_threads(&target, iters, run.threads as usize, run)?;
+            threads::time_threads(
+                &target,
+                iters,
+                run.threads as usize,
+                threads::Mode::Pairs,
+                run,
+            )?;
             (run.ns[0], run.cycles[0])
         }
         _ => {

@@ -47,7 +47,7 @@ impl Target {
     /// page backends) in operation `op`.
     pub(crate) fn new(alloc: u32, size: u32, op: u32) -> Result<Self> {
         Ok(match alloc {
-            ba::OUR_CACHE => Self::Ours(caches::get(size as usize, 0)?),
+            ba::OUR_CACHE | ba::OUR_BULK => Self::Ours(caches::get(size as usize, 0)?),
             ba::KMEM_CACHE | ba::KMEM_BULK => {
                 Self::Kmem(KernelCache::create("ldd_bench", size as usize)?)
             }
@@ -63,7 +63,7 @@ impl Target {
 
     /// One allocation, `GFP_KERNEL`.
     #[inline(always)]
-    fn alloc(&self) -> Option<NonNull<u8>> {
+    pub(crate) fn alloc(&self) -> Option<NonNull<u8>> {
         let gfp = bindings::GFP_KERNEL;
         match self {
             Self::Ours(c) => c.alloc(false).ok(),
@@ -83,7 +83,7 @@ impl Target {
     ///
     /// `p` came from `self.alloc()` and is not used afterwards.
     #[inline(always)]
-    unsafe fn free(&self, p: NonNull<u8>) -> bool {
+    pub(crate) unsafe fn free(&self, p: NonNull<u8>) -> bool {
         // In each arm `p` came from the matching allocation (contract).
         match self {
             Self::Ours(c) => return c.free(p).is_ok(),
@@ -128,8 +128,16 @@ pub(crate) fn pairs(t: &Target, n: u64, check_signals: bool) -> Result<u64> {
     Ok(failed)
 }
 
+/// The burst array as our cache's bulk calls take it.
+fn ptrs_as_bytes(ptrs: &mut [*mut c_void]) -> &mut [*mut u8] {
+    // SAFETY: `*mut c_void` and `*mut u8` have the same size, alignment
+    // and validity; the new slice borrows the same memory exclusively.
+    unsafe { core::slice::from_raw_parts_mut(ptrs.as_mut_ptr().cast::<*mut u8>(), ptrs.len()) }
+}
+
 /// `rounds` bursts of `ptrs.len()` allocations then as many frees; bulk
-/// with `bulk` (a [`Target::Kmem`]). Returns the failures, or EINTR.
+/// with `bulk` (a [`Target::Kmem`] or [`Target::Ours`]). Returns the
+/// failures, or EINTR.
 pub(crate) fn bursts(t: &Target, bulk: bool, ptrs: &mut [*mut c_void], rounds: u64) -> Result<u64> {
     let mut failed = 0u64;
     for round in 0..rounds {
@@ -137,14 +145,27 @@ pub(crate) fn bursts(t: &Target, bulk: bool, ptrs: &mut [*mut c_void], rounds: u
             return Err(EINTR);
         }
         if bulk {
-            let Target::Kmem(c) = t else { return Ok(1) };
-            if !c.alloc_bulk(bindings::GFP_KERNEL, ptrs) {
-                // Nothing was allocated.
-                failed += 1;
-                continue;
+            match t {
+                Target::Kmem(c) => {
+                    if !c.alloc_bulk(bindings::GFP_KERNEL, ptrs) {
+                        // Nothing was allocated.
+                        failed += 1;
+                        continue;
+                    }
+                    // SAFETY: `ptrs` holds objects of this cache, just
+                    // allocated.
+                    unsafe { c.free_bulk(ptrs) };
+                }
+                Target::Ours(c) => {
+                    let out: &mut [*mut u8] = ptrs_as_bytes(ptrs);
+                    if c.alloc_bulk(false, out).is_err() {
+                        failed += 1;
+                        continue;
+                    }
+                    failed += c.free_bulk(out) as u64;
+                }
+                _ => return Ok(1),
             }
-            // SAFETY: `ptrs` holds objects of this cache, just allocated.
-            unsafe { c.free_bulk(ptrs) };
             continue;
         }
         for slot in ptrs.iter_mut() {

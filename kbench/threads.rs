@@ -8,7 +8,10 @@
 //! check or a thread on an offline CPU that never runs (the run then times
 //! out waiting for it and reports ENOMEM).
 
+use core::ptr::NonNull;
 use core::sync::atomic::{
+    AtomicBool,
+    AtomicPtr,
     AtomicU32,
     AtomicU64,
     Ordering, //
@@ -20,6 +23,7 @@ use kernel::ffi::{
 use kernel::{
     bindings,
     prelude::*,
+    processor::cpu_relax,
     sync::Completion,
     time::{
         delay::fsleep,
@@ -34,11 +38,34 @@ use super::target::{
 };
 use crate::uapi;
 
+/// Objects in flight between the producer and the consumer of a remote-free
+/// run.
+const RING: usize = 1024;
+
+/// What the kthreads of a run do.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Independent pairs on every CPU.
+    Pairs,
+    /// CPU 0 allocates, CPU 1 frees what it gets (a ring in between).
+    Remote,
+}
+
 /// State shared by the kthreads of one run.
 #[pin_data]
 struct Shared<'a> {
     target: &'a Target,
     iters: u64,
+    mode: Mode,
+    /// The remote-free ring: slot `i % RING` of object `i`.
+    ring: [AtomicPtr<u8>; RING],
+    /// Objects produced, consumed.
+    head: AtomicU64,
+    tail: AtomicU64,
+    /// Set when not every kthread could be started: the others then skip
+    /// their timed loop (a producer without its consumer would wait
+    /// forever).
+    abort: AtomicBool,
     ready: AtomicU32,
     #[pin]
     start: Completion,
@@ -67,8 +94,16 @@ unsafe extern "C" fn bench_thread(data: *mut c_void) -> c_int {
     let warm_ok = matches!(pairs(sh.target, (sh.iters / 10).max(1000), false), Ok(0));
     sh.ready.fetch_add(1, Ordering::AcqRel);
     sh.start.wait_for_completion();
+    if sh.abort.load(Ordering::Acquire) {
+        sh.failed.fetch_add(1, Ordering::Relaxed);
+        return 0;
+    }
     let t0 = Stamp::now();
-    let ok = matches!(pairs(sh.target, sh.iters, false), Ok(0));
+    let ok = match (sh.mode, arg.index) {
+        (Mode::Pairs, _) => matches!(pairs(sh.target, sh.iters, false), Ok(0)),
+        (Mode::Remote, 0) => produce(sh),
+        (Mode::Remote, _) => consume(sh),
+    };
     let (ns, cyc) = t0.to(Stamp::now());
     if !ok || !warm_ok {
         sh.failed.fetch_add(1, Ordering::Relaxed);
@@ -78,6 +113,57 @@ unsafe extern "C" fn bench_thread(data: *mut c_void) -> c_int {
         c.store(cyc, Ordering::Relaxed);
     }
     0
+}
+
+/// The remote-free producer (CPU 0): allocates `iters` objects into the
+/// ring, waiting (spinning) while it is full.
+fn produce(sh: &Shared<'_>) -> bool {
+    for i in 0..sh.iters {
+        let Some(p) = sh.target.alloc() else {
+            // Tell the consumer there is nothing more: a null object.
+            publish(sh, i, core::ptr::null_mut());
+            return false;
+        };
+        publish(sh, i, p.as_ptr());
+    }
+    true
+}
+
+/// Puts object number `i` into the ring once the consumer made room.
+fn publish(sh: &Shared<'_>, i: u64, p: *mut u8) {
+    while i.wrapping_sub(sh.tail.load(Ordering::Acquire)) >= RING as u64 {
+        cpu_relax();
+    }
+    if let Some(slot) = sh.ring.get((i % RING as u64) as usize) {
+        slot.store(p, Ordering::Relaxed);
+    }
+    // Release: the slot (and the object's contents) before the count.
+    sh.head.store(i + 1, Ordering::Release);
+}
+
+/// The remote-free consumer (CPU 1): frees every object the producer
+/// made, as they come. It keeps consuming after a refused free, so the
+/// producer never waits for room that will not come.
+fn consume(sh: &Shared<'_>) -> bool {
+    let mut ok = true;
+    for i in 0..sh.iters {
+        while sh.head.load(Ordering::Acquire) <= i {
+            cpu_relax();
+        }
+        let p = sh
+            .ring
+            .get((i % RING as u64) as usize)
+            .map_or(core::ptr::null_mut(), |s| s.load(Ordering::Relaxed));
+        // A null object: the producer failed and stopped.
+        let Some(p) = NonNull::new(p) else {
+            return false;
+        };
+        // SAFETY: Allocated by the producer from this target and handed
+        // over through the ring, once; not used after.
+        ok &= unsafe { sh.target.free(p) };
+        sh.tail.store(i + 1, Ordering::Release);
+    }
+    ok
 }
 
 /// `IS_ERR()`.
@@ -139,17 +225,25 @@ fn start_all(
     (created, None)
 }
 
-/// Runs the pairs in `threads` kthreads; per-thread (ns, cycles) into `run`.
+/// Runs the pairs in `threads` kthreads (or, in [`Mode::Remote`], a
+/// producer on CPU 0 and a consumer on CPU 1); per-thread (ns, cycles) into
+/// `run`.
 pub(crate) fn time_threads(
     t: &Target,
     iters: u64,
     threads: usize,
+    mode: Mode,
     run: &mut uapi::BenchRun,
 ) -> Result {
     let shared = KBox::pin_init(
         pin_init!(Shared {
             target: t,
             iters,
+            mode,
+            ring: core::array::from_fn(|_| AtomicPtr::new(core::ptr::null_mut())),
+            head: AtomicU64::new(0),
+            tail: AtomicU64::new(0),
+            abort: AtomicBool::new(false),
             ready: AtomicU32::new(0),
             start <- Completion::new(),
             ns: Default::default(),
@@ -165,6 +259,9 @@ pub(crate) fn time_threads(
     let threads = threads.min(uapi::BENCH_MAX_THREADS);
     let mut tasks = [core::ptr::null_mut(); uapi::BENCH_MAX_THREADS];
     let (created, err) = start_all(&shared, &args[..threads], &mut tasks[..threads]);
+    if err.is_some() || created < threads {
+        shared.abort.store(true, Ordering::Release);
+    }
     shared.start.complete_all();
     for &k in tasks.iter().take(created) {
         // SAFETY: A kthread created above with an extra reference; a thread

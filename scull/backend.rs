@@ -230,6 +230,41 @@ impl Backend {
         }
     }
 
+    /// Gives every block of `blocks` back to this backend: our cache takes
+    /// them in bulk (`free_bulk`, one magazine section per 64 quanta), the
+    /// others one by one.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Self::free`], for every block.
+    pub(crate) unsafe fn free_all(&self, blocks: impl Iterator<Item = Block>) {
+        const CHUNK: usize = 64;
+        let Self::Cache(cache) = self else {
+            for block in blocks {
+                // SAFETY: Forwarded contract.
+                unsafe { self.free(block) };
+            }
+            return;
+        };
+        let mut chunk = [core::ptr::null_mut::<u8>(); CHUNK];
+        let mut n = 0;
+        let mut refused = 0;
+        for block in blocks {
+            if let Some(slot) = chunk.get_mut(n) {
+                *slot = block.ptr.as_ptr();
+                n += 1;
+            }
+            if n == CHUNK {
+                refused += cache.free_bulk(&chunk);
+                n = 0;
+            }
+        }
+        refused += cache.free_bulk(chunk.get(..n).unwrap_or(&[]));
+        if refused != 0 {
+            pr_err_ratelimited!("scull: our cache refused {refused} quanta of its own\n");
+        }
+    }
+
     /// Gives `block` back to this backend.
     ///
     /// # Safety

@@ -132,12 +132,11 @@ impl ScullStore {
 
     /// Gives every quantum back to the backend.
     fn release(&mut self) {
+        let backend = &self.backend;
         for set in self.sets.drain_all() {
-            for block in set.data.into_iter().flatten() {
-                // SAFETY: Every block of the store came from `self.backend`
-                // (type invariant); each is freed once, here.
-                unsafe { self.backend.free(block) };
-            }
+            // SAFETY: Every block of the store came from `self.backend`
+            // (type invariant); each is freed once, here.
+            unsafe { backend.free_all(set.data.into_iter().flatten()) };
         }
         self.held = 0;
         self.size = 0;

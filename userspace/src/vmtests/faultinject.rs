@@ -254,10 +254,20 @@ fn scull_under_injection(backend: u32) -> TestResult {
     // Injection is random: a backend that makes few allocations (a cache
     // whose slabs hold many quanta) may see no failure in `ops` operations
     // (about 19 page allocations at 10 % miss all with p = 0.13). Go on, up
-    // to five times as long, until one has surfaced.
+    // to five times as long, until one has surfaced; and since a full
+    // region only overwrites the quanta it has, trim it and shrink our
+    // caches (outside injection) every 100 of those extra ops, so that the
+    // writes after it need new quanta, slabs and pages again.
     let mut op = 0;
     while op < ops || (op < ops * 5 && enomem + short == 0) {
         op += 1;
+        if op > ops && op % 100 == 0 {
+            super::scull::trim()?;
+            dev.shrink().ctx("SHRINK between rounds")?;
+            model.iter_mut().for_each(|b| *b = 0);
+            unknown.iter_mut().for_each(|u| *u = false);
+            (acked_end, tried_end) = (0, 0);
+        }
         let len = 1 + rng.below(data.len() as u64) as usize;
         let off = rng.below((REGION - len) as u64) as usize;
         if rng.below(4) == 0 {

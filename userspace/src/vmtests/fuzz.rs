@@ -3568,12 +3568,18 @@ fn bench_rules(run: &uapi::BenchRun, ncpus: u32) -> Vec<Errno> {
         ba::ALLOC_PAGES | ba::GET_FREE_PAGES | ba::VMALLOC
     );
     let fits = match run.op {
-        bo::PAIR => run.alloc < ba::COUNT && run.alloc != ba::KMEM_BULK,
+        bo::PAIR => run.alloc < ba::COUNT && !matches!(run.alloc, ba::KMEM_BULK | ba::OUR_BULK),
         bo::BURST => matches!(
             run.alloc,
-            ba::OUR_CACHE | ba::KMEM_CACHE | ba::KMALLOC | ba::KMEM_BULK | ba::OUR_POOL
+            ba::OUR_CACHE
+                | ba::KMEM_CACHE
+                | ba::KMALLOC
+                | ba::KMEM_BULK
+                | ba::OUR_POOL
+                | ba::OUR_BULK
         ),
         bo::RESERVE => matches!(run.alloc, ba::OUR_POOL | ba::KERNEL_POOL),
+        bo::REMOTE => matches!(run.alloc, ba::OUR_CACHE | ba::KMEM_CACHE | ba::KMALLOC),
         _ => false,
     };
     if !fits || run.iters < uapi::BENCH_MIN_ITERS {
@@ -3599,7 +3605,14 @@ fn bench_rules(run: &uapi::BenchRun, ncpus: u32) -> Vec<Errno> {
             must(Errno::E2BIG);
         }
     }
-    if run.threads != 0 {
+    if run.op == bo::REMOTE {
+        if run.threads != 2 {
+            must(Errno::EINVAL);
+        }
+        if ncpus < 2 {
+            must(Errno::E2BIG);
+        }
+    } else if run.threads != 0 {
         if run.op != bo::PAIR {
             must(Errno::EINVAL);
         }

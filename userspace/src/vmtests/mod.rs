@@ -5,6 +5,7 @@ pub mod caches;
 pub mod cli_vm;
 pub mod concurrency;
 pub mod errors;
+pub mod fastpath;
 pub mod faultinject;
 pub mod fuzz;
 pub mod hardening;
@@ -36,6 +37,7 @@ pub fn all() -> Vec<Test> {
     tests.extend(mmap::tests());
     tests.extend(kernel_view::tests());
     tests.extend(concurrency::tests());
+    tests.extend(fastpath::tests());
     tests.extend(faultinject::tests());
     tests.extend(pools::tests());
     tests.extend(privilege::tests());
