@@ -650,18 +650,26 @@ pub fn mempool() -> ClaimResult {
         return Err("could not create the pool".into());
     }
     let p0 = crate::vmtests::pools::pool_of(&dev, ELEM)?;
+    // More files for the order-0 drain (each holds at most MAX_HANDLES),
+    // their tables grown now, while memory is plentiful.
+    let spares = [open()?, open()?, open()?];
     let _fence = Fence::begin("oom-kill")?;
     let mut hog = fill_to(main_zone()?.low, false)?;
-    // Take everything GFP_ATOMIC can reach, reserve included.
+    // Take everything GFP_ATOMIC can reach, reserve included: order-2 runs,
+    // then single pages over as many files as it takes to reach ENOMEM.
     let drained = burst(&dev, gfp::ATOMIC, 2, 2000, context::ATOMIC, 0);
-    let drained0 = burst(
-        &dev,
-        gfp::ATOMIC,
-        0,
-        3800 - drained.made,
-        context::ATOMIC,
-        0,
-    );
+    let mut asked0 = 3800 - drained.made;
+    let mut drained0 = burst(&dev, gfp::ATOMIC, 0, asked0, context::ATOMIC, 0);
+    for spare in &spares {
+        if drained0.failed.is_some() {
+            break;
+        }
+        let more = burst(spare, gfp::ATOMIC, 0, MAX_HANDLES, context::ATOMIC, 0);
+        asked0 += MAX_HANDLES;
+        drained0.made += more.made;
+        drained0.failed = more.failed;
+    }
+    // On the first file, which has room left for it and the pool's burst.
     let bare = burst(&dev, gfp::ATOMIC, 0, 1, context::ATOMIC, 0);
     let pool = burst_of(
         &dev,
@@ -675,6 +683,9 @@ pub fn mempool() -> ClaimResult {
     );
     let p1 = crate::vmtests::pools::pool_of(&dev, ELEM)?;
     let _ = dev.free_all();
+    for spare in &spares {
+        let _ = spare.free_all();
+    }
     // End the exhaustion: the hog goes, by the OOM killer.
     let end = burst(&dev, gfp::KERNEL, 2, MAX_HANDLES, context::PROCESS, 0);
     let killed = hog.killed_within(Duration::from_secs(30));
@@ -685,7 +696,7 @@ pub fn mempool() -> ClaimResult {
         format!(
             "no swap; GFP_ATOMIC order-2 pages until failure: {}, then order-0: {}; one more bare GFP_ATOMIC page: {}; our mempool ({ELEM}-byte elements, min_nr {}): {}, {} from its backing cache, {reserve} from the reserve; then GFP_KERNEL: {}, the hog SIGKILLed by the OOM killer: {killed}",
             drained.show(2000),
-            drained0.show(3800 - drained.made),
+            drained0.show(asked0),
             bare.show(1),
             p0.min_nr,
             pool.show(150),
