@@ -192,21 +192,20 @@ fi
 if [ "$profile" = debug ] && [ -z "${LDD_PRESSURE_DEBUG:-}" ]; then
 	log "SKIPPED: vm-pressure on the debug kernel (issue 16; LDD_PRESSURE_DEBUG=1 runs it)"
 	skipped=$((skipped + 1))
-	log "make test took $(($(date +%s) - start)) s"
-	finish
-fi
-p_log="$LDD_TOP/.vm/vm-pressure-$profile.log"
-"$LDD_TOP/scripts/vm.sh" --kdir "$kdir" --mem "${VM_PRESSURE_MEM:-768}" test pressure/ >"$p_log" 2>&1
-p_rc=$?
-cat "$p_log"
-tally_tap "$p_log" 0 vm-pressure >&2
-pf=$T_FAIL
-add_counts vm-pressure
-grep -q '^# Totals:' "$p_log" || record vm-pressure/suite-completed fail "(no TAP totals: see $p_log)"
-if [ $p_rc = 0 ] || { [ $p_rc = 1 ] && [ "$pf" -gt 0 ] && ! grep -q 'VM run failed' "$p_log"; }; then
-	record vm-pressure/clean-run ok
 else
-	record vm-pressure/clean-run fail "(see $p_log)"
+	p_log="$LDD_TOP/.vm/vm-pressure-$profile.log"
+	"$LDD_TOP/scripts/vm.sh" --kdir "$kdir" --mem "${VM_PRESSURE_MEM:-768}" test pressure/ >"$p_log" 2>&1
+	p_rc=$?
+	cat "$p_log"
+	tally_tap "$p_log" 0 vm-pressure >&2
+	pf=$T_FAIL
+	add_counts vm-pressure
+	grep -q '^# Totals:' "$p_log" || record vm-pressure/suite-completed fail "(no TAP totals: see $p_log)"
+	if [ $p_rc = 0 ] || { [ $p_rc = 1 ] && [ "$pf" -gt 0 ] && ! grep -q 'VM run failed' "$p_log"; }; then
+		record vm-pressure/clean-run ok
+	else
+		record vm-pressure/clean-run fail "(see $p_log)"
+	fi
 fi
 log "make test took $(($(date +%s) - start)) s"
 finish
