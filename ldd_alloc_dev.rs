@@ -86,7 +86,7 @@ use Needs::{
 /// The privilege table: every command the module knows, one line each. A
 /// number that is not here is not ours (ENOTTY, as LDD3 answers a wrong
 /// magic or number), whoever asks.
-const PRIVILEGES: [(u32, Needs); 35] = [
+const PRIVILEGES: [(u32, Needs); 36] = [
     // LDD3's scull ioctls: the setters need CAP_SYS_ADMIN, as in the book.
     (uapi::SCULL_IOCRESET, SysAdmin),
     (uapi::SCULL_IOCSQUANTUM, SysAdmin),
@@ -122,6 +122,7 @@ const PRIVILEGES: [(u32, Needs); 35] = [
     (uapi::LDD_IOC_POOL_INFO, Open),
     (uapi::LDD_IOC_POOL_RESIZE, SysAdmin),
     (uapi::LDD_IOC_POOL_DESTROY, SysAdmin),
+    (uapi::LDD_IOC_KERNEL_POOL_INFO, Open),
     // The benchmarks: long runs of the CPUs, for root.
     (uapi::LDD_IOC_BENCH, SysAdmin),
     // Memory pressure: what reclaim did to our caches, for root (issue 16).
@@ -199,8 +200,10 @@ impl ScullDev {
     /// EBUSY while the device is mapped (as scullp's trim).
     fn trim(&self, store: &mut ScullStore) -> Result {
         let quantum = GEOMETRY.quantum() as usize;
-        let backend = store.backend().resized(quantum)?;
+        // EBUSY (mapped) before anything that can fail for memory.
         let guard = self.map.begin_trim()?;
+        let backend = store.backend().resized(quantum)?;
+        guard.empty_map();
         store.trim(backend, quantum, GEOMETRY.qset() as usize);
         guard.done(store.mappable());
         Ok(())
@@ -237,9 +240,11 @@ impl ScullDev {
             Backend::Pages { .. } => GEOMETRY.quantum() as usize,
             _ => store.quantum(),
         };
+        // EBUSY (mapped) before the new backend's allocation can fail.
+        let guard = self.map.begin_trim()?;
         let backend = Backend::from_abi(value & 0xff, value >> 8, quantum)?;
         let qset = store.qset();
-        let guard = self.map.begin_trim()?;
+        guard.empty_map();
         store.trim(backend, quantum, qset);
         guard.done(store.mappable());
         Ok(())

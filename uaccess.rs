@@ -51,6 +51,7 @@ abi_plain_bytes!(
     uapi::ListRequest,
     uapi::StackInfo,
     uapi::PoolInfo,
+    uapi::KernelPoolInfo,
     uapi::PoolResize,
     uapi::BenchRun,
     uapi::ShrinkerInfo,

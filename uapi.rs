@@ -570,8 +570,12 @@ pub mod lab_backend {
     /// device: served from the boot-time CMA reservation (`cma=`). Root
     /// only, process context.
     pub const CMA: u32 = 13;
+    /// The kernel's own mempool (`mempool_create()` over a kernel cache of
+    /// `size`, reserve `pool_min_nr`): beside ours under pressure. Root only,
+    /// as ours; its reserve is read with `LDD_IOC_KERNEL_POOL_INFO`.
+    pub const KERNEL_MEMPOOL: u32 = 14;
     /// Number of lab backends.
-    pub const COUNT: u32 = 14;
+    pub const COUNT: u32 = 15;
     /// Names, indexed by value.
     pub const NAMES: [&str; COUNT as usize] = [
         "kmalloc",
@@ -588,6 +592,7 @@ pub mod lab_backend {
         "alloc_pages_exact",
         "alloc_contig_pages",
         "cma",
+        "kernel_mempool",
     ];
 }
 
@@ -813,7 +818,28 @@ pub const LDD_IOC_POOL_RESIZE: u32 = iow::<PoolResize>(MAGIC, 57);
 /// while elements are out.
 pub const LDD_IOC_POOL_DESTROY: u32 = io(MAGIC, 58);
 
+/// One of the lab's kernel mempools ([`lab_backend::KERNEL_MEMPOOL`]):
+/// `mempool_t` keeps no counters, so this is its reserve as it stands.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelPoolInfo {
+    /// In: which pool (ENOENT past the last).
+    pub index: u32,
+    /// Zero.
+    pub reserved: u32,
+    /// Element size in bytes.
+    pub element_size: u64,
+    /// The reserve's size (`pool->min_nr`).
+    pub min_nr: u64,
+    /// Elements in the reserve now (`pool->curr_nr`).
+    pub curr_nr: u64,
+}
+
+/// Read one of the lab's kernel mempools.
+pub const LDD_IOC_KERNEL_POOL_INFO: u32 = iowr::<KernelPoolInfo>(MAGIC, 59);
+
 const _: () = assert!(size_of::<PoolInfo>() == 40 + 12 * 8);
+const _: () = assert!(size_of::<KernelPoolInfo>() == 8 + 3 * 8);
 const _: () = assert!(size_of::<PoolResize>() == 8);
 
 // ---------------------------------------------------------------------------
@@ -997,10 +1023,11 @@ pub struct ShrinkerInfo {
     /// Calls that found the registry busy and returned `SHRINK_STOP`/0
     /// (reclaim entered from inside our own registry: never wait there).
     pub busy: u64,
-    /// Objects `count_objects` reported freeable at its last call (magazine
-    /// objects plus the objects of empty slabs).
+    /// Objects `count_objects` reported freeable at its last call (those of
+    /// empty slabs, and in magazines as each CPU last published them).
     pub last_count: u64,
-    /// Pages given back to the page allocator by `scan_objects`.
+    /// Pages given back to the page allocator by the shrinks that
+    /// `scan_objects` queued (a work item, outside reclaim).
     pub pages_freed: u64,
 }
 

@@ -49,7 +49,10 @@ use super::pages::{
     KernelPages,
     PAGES, //
 };
-use super::percpu::CpuSlot;
+use super::percpu::{
+    Counted,
+    CpuSlot, //
+};
 use super::registry::{
     self,
     Entry,
@@ -109,6 +112,14 @@ pub(crate) struct OurCache {
     depot: SpinLockIrq<Depot>,
     slots: KVec<CpuSlot<Magazine>>,
     users: AtomicUsize,
+}
+
+impl Counted for Magazine {
+    #[inline(always)]
+    fn count(&self) -> u32 {
+        // At most MAG_CAPACITY (64): no truncation.
+        self.len() as u32
+    }
 }
 
 /// A counted reference to one of our caches, from [`get`].
@@ -270,6 +281,16 @@ impl OurCache {
         if self.depot.lock().stats(&self.layout).slabs_empty > KEEP_EMPTY {
             self.shrink();
         }
+    }
+
+    /// What reclaim could take without visiting a CPU: the objects of
+    /// empty slabs (the depot's lock) and those in the magazines as each
+    /// CPU last published them ([`CpuSlot::published`]).
+    pub(crate) fn reclaimable_objects(&self) -> usize {
+        let s = self.depot.lock().stats(&self.layout);
+        let empty = s.slabs_empty.saturating_mul(s.objperslab);
+        let cached: usize = self.slots.iter().map(|s| s.published() as usize).sum();
+        empty.saturating_add(cached)
     }
 
     /// The slabinfo numbers.
@@ -476,28 +497,20 @@ pub(crate) fn shrink_all() -> Result<usize> {
     Ok(caches.iter().map(|c| c.shrink()).sum())
 }
 
-/// What reclaim may take from every cache, for our shrinker
-/// ([`super::shrinker`]): without `scan`, the objects it could free (those
-/// in per-CPU magazines and in empty slabs); with `scan`, the pages given
-/// back by shrinking every cache. `None` when the registry or a
+/// What reclaim may take from every cache without visiting a CPU, for our
+/// shrinker's `count_objects` ([`super::shrinker`]): the objects of empty
+/// slabs, read under each depot's lock, and those in magazines as each CPU
+/// last published them. `None` when the registry or a
 /// [`shrink_all`] is busy: reclaim can be entered from inside them (a
 /// GFP_KERNEL allocation under the registry lock), so it never waits there.
-pub(crate) fn reclaim(scan: bool) -> Option<usize> {
+///
+/// Magazines are not visited: that runs on every CPU (`cpus_read_lock()`
+/// and a kworker), which reclaim must not wait for (lockdep: `fs_reclaim`
+/// → `cpu_hotplug_lock`). The shrink that reclaim asks for flushes them.
+pub(crate) fn reclaimable() -> Option<usize> {
     let _barrier = NO_SHRINK.try_lock()?;
     let caches = CACHES.try_lock()?;
-    Some(
-        caches
-            .iter()
-            .map(|c| {
-                if scan {
-                    c.shrink()
-                } else {
-                    let s = c.stats();
-                    s.cached_objs + s.slabs_empty * s.objperslab
-                }
-            })
-            .sum(),
-    )
+    Some(caches.iter().map(|c| c.reclaimable_objects()).sum())
 }
 
 /// Runs `f` while no [`shrink_all`] can run: for a demonstration that writes

@@ -2,8 +2,8 @@
 
 //! The ioctls of the allocator side: our caches' and pools' numbers
 //! (`*_INFO`, like /proc/slabinfo), the page source's counters and its
-//! fault injector, shrink, the bad-free demonstrations, and pool resize and
-//! destroy. Who may call which is the dispatch's privilege table
+//! fault injector, shrink, the bad-free demonstrations, pool resize and
+//! destroy, and the lab's kernel mempools' reserves. Who may call which is the dispatch's privilege table
 //! ([`crate::ldd_alloc_dev`]); this room only does the work.
 
 use kernel::prelude::*;
@@ -12,6 +12,7 @@ use super::{
     bad_free,
     caches,
     kernel_alloc,
+    kernel_pools,
     pages::PAGES,
     pools, //
 };
@@ -47,6 +48,10 @@ pub(crate) fn ioctl(cmd: u32, arg: IoctlArg) -> Result<isize> {
             pools::resize(r.index, r.min_nr)?;
         }
         uapi::LDD_IOC_POOL_DESTROY => pools::destroy(arg.value_u32()?)?,
+        uapi::LDD_IOC_KERNEL_POOL_INFO => {
+            let index = arg.read::<uapi::KernelPoolInfo>()?.index;
+            arg.write(&kernel_pools::info(index)?)?;
+        }
         _ => return Err(ENOTTY),
     }
     Ok(0)

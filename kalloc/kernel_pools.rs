@@ -2,8 +2,16 @@
 
 //! The kernel's own mempool (`mempool_create()`, LDD3 chapter 8,
 //! "mempools") over a kernel cache: the baseline of our pools in the
-//! benchmarks. With `failing`, the pool's allocation callback fails while
-//! armed, so every allocation comes from the reserve (the reserve path).
+//! benchmarks, and the lab's `kernel-mempool` backend, beside ours under
+//! real memory pressure (issue 16, claim 8). With `failing`, the pool's
+//! allocation callback fails while armed, so every allocation comes from the
+//! reserve (the benchmarks' reserve path).
+//!
+//! The lab gets one pool per element size from a registry (reused like our
+//! caches': [`super::registry`]), with the module's `pool_min_nr` reserve.
+//! `mempool_t` counts nothing, so what the reserve holds is read from its
+//! `curr_nr` (`LDD_IOC_KERNEL_POOL_INFO`): a `mempool_alloc()` that
+//! finds the backing allocation failing takes from it.
 //!
 //! `mempool_alloc()` is an `alloc_hooks()` macro without a Rust helper:
 //! this calls `mempool_alloc_noprof()` (see [`super::kernel_caches`]).
@@ -11,6 +19,7 @@
 use core::ptr::NonNull;
 use core::sync::atomic::{
     AtomicBool,
+    AtomicUsize,
     Ordering, //
 };
 use kernel::ffi::{
@@ -19,11 +28,25 @@ use kernel::ffi::{
 };
 use kernel::{
     bindings,
-    prelude::*, //
+    prelude::*,
+    sync::{
+        global_lock,
+        Arc, //
+    }, //
 };
 
-use super::gfp::Gfp;
+use super::gfp::{
+    self,
+    Gfp, //
+};
 use super::kernel_caches::KernelCache;
+use super::registry::{
+    self,
+    Entry,
+    Quota,
+    Ref, //
+};
+use crate::uapi;
 
 /// What the pool's allocation callbacks get: the cache, and a switch that
 /// makes allocation fail so the reserve is used.
@@ -70,6 +93,10 @@ pub(crate) struct KernelPool {
     pool: NonNull<bindings::mempool>,
     data: KBox<PoolData>,
     _cache: KernelCache,
+    size: usize,
+    min_nr: usize,
+    /// Lab handles holding elements (the registry's count).
+    users: AtomicUsize,
 }
 
 // SAFETY: A mempool may be used and destroyed from any CPU or thread.
@@ -86,7 +113,13 @@ impl KernelPool {
     /// [`failing_alloc`] (armed once created); otherwise over
     /// `mempool_alloc_slab`/`mempool_free_slab`.
     pub(crate) fn new(size: usize, failing: bool) -> Result<Self> {
-        let cache = KernelCache::create("ldd_kpool", size)?;
+        Self::with_reserve("ldd_kpool", size, MIN_NR, failing)
+    }
+
+    /// A pool of `size`-byte elements with a reserve of `min_nr`, over a
+    /// cache named `<prefix>_<size>`.
+    fn with_reserve(prefix: &str, size: usize, min_nr: c_int, failing: bool) -> Result<Self> {
+        let cache = KernelCache::create(prefix, size)?;
         let data = KBox::new(
             PoolData {
                 cache: cache.as_raw(),
@@ -112,7 +145,7 @@ impl KernelPool {
         // pair, our `PoolData` for ours; both live as long as the pool.
         let pool = unsafe {
             bindings::mempool_create_node_noprof(
-                MIN_NR,
+                min_nr,
                 alloc,
                 free,
                 pool_data,
@@ -127,7 +160,25 @@ impl KernelPool {
             pool,
             data,
             _cache: cache,
+            size,
+            min_nr: min_nr as usize,
+            users: AtomicUsize::new(0),
         })
+    }
+
+    /// Element size.
+    pub(crate) fn element_size(&self) -> usize {
+        self.size
+    }
+
+    /// Elements in the reserve now (`pool->curr_nr`).
+    fn curr_nr(&self) -> usize {
+        // SAFETY: The pool is live (type invariant); `curr_nr` is an `int`
+        // that `mempool_alloc()`/`mempool_free()` change under the pool's
+        // lock: an unlocked read sees one of its values, as mempool.c's own
+        // unlocked `pool->curr_nr < pool->min_nr` test does.
+        let n = unsafe { core::ptr::addr_of!((*self.pool.as_ptr()).curr_nr).read_volatile() };
+        usize::try_from(n).unwrap_or(0)
     }
 
     /// `mempool_alloc(pool, gfp)`.
@@ -147,6 +198,80 @@ impl KernelPool {
         // SAFETY: Per the function's contract.
         unsafe { bindings::mempool_free(p.as_ptr().cast(), self.pool.as_ptr()) }
     }
+}
+
+impl Entry for KernelPool {
+    fn users(&self) -> &AtomicUsize {
+        &self.users
+    }
+
+    fn idle(&self) -> bool {
+        // Every element out is held by a lab handle, which holds a `Ref`.
+        true
+    }
+}
+
+/// A counted reference to a registered kernel pool, from [`get`].
+pub(crate) type KernelPoolRef = Ref<KernelPool>;
+
+/// Most kernel pools the registry holds.
+const MAX_POOLS: usize = 8;
+
+global_lock! {
+    // SAFETY: Initialized in `init()` before any use.
+    unsafe(uninit) static KPOOLS: Mutex<KVec<Arc<KernelPool>>> = KVec::new();
+}
+
+/// The reserve of the lab's pools: the module's `pool_min_nr`.
+static LAB_MIN_NR: AtomicUsize = AtomicUsize::new(MIN_NR as usize);
+
+/// Sets up the registry; the lab's pools keep `min_nr` elements.
+pub(crate) fn init(min_nr: usize) {
+    LAB_MIN_NR.store(min_nr, Ordering::Relaxed);
+    // SAFETY: Called once at module init before any other use.
+    unsafe { KPOOLS.init() };
+}
+
+/// Destroys every kernel pool (all lab handles are gone at unload).
+pub(crate) fn exit() {
+    drop(core::mem::take(&mut *KPOOLS.lock()));
+}
+
+/// The lab's kernel mempool of `size`-byte elements, created on first use
+/// (root only: its reserve is for emergencies).
+pub(crate) fn get(size: usize) -> Result<KernelPoolRef> {
+    let min_nr = c_int::try_from(LAB_MIN_NR.load(Ordering::Relaxed)).map_err(|_| EINVAL)?;
+    let mut pools = KPOOLS.lock();
+    registry::get_or_create(
+        &mut pools,
+        MAX_POOLS,
+        Quota::Whole,
+        |p| p.size == size,
+        |_| {
+            Ok(Arc::new(
+                KernelPool::with_reserve("ldd_lab_kpool", size, min_nr, false)?,
+                GFP_KERNEL,
+            )?)
+        },
+    )
+}
+
+/// `LDD_IOC_KERNEL_POOL_INFO`: the lab's kernel pool `index`.
+pub(crate) fn info(index: u32) -> Result<uapi::KernelPoolInfo> {
+    let p = registry::nth(&KPOOLS.lock(), index)?;
+    Ok(uapi::KernelPoolInfo {
+        index,
+        reserved: 0,
+        element_size: p.size as u64,
+        min_nr: p.min_nr as u64,
+        curr_nr: p.curr_nr() as u64,
+    })
+}
+
+/// `mempool_alloc()` refuses `__GFP_ZERO` (a reserve element is not
+/// zeroed: mm/mempool.c warns); the lab zeroes what it was asked to.
+pub(crate) fn lab_gfp(gfp: Gfp) -> Gfp {
+    gfp & !gfp::ZERO
 }
 
 impl Drop for KernelPool {

@@ -54,6 +54,7 @@ impl Allocators {
         caches::init(cache_debug);
         pools::init(pool_min_nr);
         kernel_caches::init();
+        kernel_pools::init(pool_min_nr);
         bad_free::init();
         shrinker::register();
         Self {
@@ -66,6 +67,7 @@ impl Drop for Allocators {
     fn drop(&mut self) {
         // First: no reclaim may reach a cache being destroyed.
         shrinker::unregister();
+        kernel_pools::exit();
         kernel_caches::exit();
         pools::exit();
         caches::exit();

@@ -46,6 +46,7 @@ use core::ops::{
 use core::sync::atomic::{
     compiler_fence,
     AtomicBool,
+    AtomicU32,
     Ordering, //
 };
 use kernel::ffi::{
@@ -177,18 +178,28 @@ mod arch {
 /// CPU with hotplug held off;
 /// otherwise by an atomic `cmpxchg`) and sets it back to false when dropped.
 #[repr(align(64))]
-pub(crate) struct CpuSlot<T> {
+pub(crate) struct CpuSlot<T: Counted> {
     held: AtomicBool,
+    /// `value.count()` as its last guard left it: readable from any CPU
+    /// without the guard (our shrinker's `count_objects`, which must not
+    /// visit a CPU from reclaim).
+    published: AtomicU32,
     value: UnsafeCell<T>,
+}
+
+/// A slot value that says how many objects it holds.
+pub(crate) trait Counted {
+    /// Objects held (a magazine's length).
+    fn count(&self) -> u32;
 }
 
 // SAFETY: `value` is only reached through the one `SlotGuard` that may exist
 // at a time (type invariant), and `T: Send` may be used from any thread.
-unsafe impl<T: Send> Sync for CpuSlot<T> {}
+unsafe impl<T: Send + Counted> Sync for CpuSlot<T> {}
 
 /// Takes `slot`'s flag if clear; for the caller's CPU's slot (pinned path).
 #[inline(always)]
-fn take_flag<T>(slot: &CpuSlot<T>) -> bool {
+fn take_flag<T: Counted>(slot: &CpuSlot<T>) -> bool {
     if arch::PINNED {
         // Only this CPU touches the flag (type invariant): an interrupt
         // between the load and the store finishes before we go on, and
@@ -209,13 +220,20 @@ fn take_flag<T>(slot: &CpuSlot<T>) -> bool {
     }
 }
 
-impl<T> CpuSlot<T> {
+impl<T: Counted> CpuSlot<T> {
     /// A free slot holding `value`.
     pub(crate) fn new(value: T) -> Self {
         Self {
             held: AtomicBool::new(false),
+            published: AtomicU32::new(value.count()),
             value: UnsafeCell::new(value),
         }
+    }
+
+    /// What the slot's value held when its last guard was dropped: a
+    /// snapshot that may be stale by the time it is read, never torn.
+    pub(crate) fn published(&self) -> u32 {
+        self.published.load(Ordering::Relaxed)
     }
 
     /// Visits slot `cpu` of `slots` with `f`, waiting for its holder.
@@ -298,13 +316,13 @@ impl<T> CpuSlot<T> {
 }
 
 /// A visit in progress: what [`visit_here`] runs.
-struct Visit<'a, 'f, T> {
+struct Visit<'a, 'f, T: Counted> {
     slot: &'a CpuSlot<T>,
     f: &'f mut dyn FnMut(&mut T),
     done: bool,
 }
 
-impl<T> Visit<'_, '_, T> {
+impl<T: Counted> Visit<'_, '_, T> {
     /// Runs the visitor if the slot is free; records whether it ran.
     /// `remote`: for an offline CPU, from another one.
     fn run(&mut self, remote: bool) {
@@ -343,7 +361,7 @@ impl<T> Visit<'_, '_, T> {
 /// # Safety
 ///
 /// `info` points to a live `Visit<'_, '_, T>` nobody else uses meanwhile.
-unsafe extern "C" fn visit_here<T>(info: *mut c_void) -> c_int {
+unsafe extern "C" fn visit_here<T: Counted>(info: *mut c_void) -> c_int {
     // SAFETY: Per the function's contract (the caller waits for us).
     let ctx = unsafe { &mut *info.cast::<Visit<'_, '_, T>>() };
     ctx.run(false);
@@ -352,9 +370,9 @@ unsafe extern "C" fn visit_here<T>(info: *mut c_void) -> c_int {
 
 /// Exclusive access to one [`CpuSlot`]'s value; on x86-64 preemption is off
 /// while it lives.
-pub(crate) struct SlotGuard<'a, T>(&'a CpuSlot<T>);
+pub(crate) struct SlotGuard<'a, T: Counted>(&'a CpuSlot<T>);
 
-impl<T> Deref for SlotGuard<'_, T> {
+impl<T: Counted> Deref for SlotGuard<'_, T> {
     type Target = T;
 
     #[inline(always)]
@@ -364,7 +382,7 @@ impl<T> Deref for SlotGuard<'_, T> {
     }
 }
 
-impl<T> DerefMut for SlotGuard<'_, T> {
+impl<T: Counted> DerefMut for SlotGuard<'_, T> {
     #[inline(always)]
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: We are the slot's only guard (`CpuSlot` invariant).
@@ -372,9 +390,12 @@ impl<T> DerefMut for SlotGuard<'_, T> {
     }
 }
 
-impl<T> Drop for SlotGuard<'_, T> {
+impl<T: Counted> Drop for SlotGuard<'_, T> {
     #[inline(always)]
     fn drop(&mut self) {
+        // SAFETY: We are the slot's only guard (`CpuSlot` invariant).
+        let n = unsafe { &*self.0.value.get() }.count();
+        self.0.published.store(n, Ordering::Relaxed);
         if arch::PINNED {
             // Every write to the value is done before the flag drops, as an
             // interrupt on this CPU sees it.

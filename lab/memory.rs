@@ -25,6 +25,10 @@ use crate::kalloc::gfp::{
 };
 use crate::kalloc::kernel_alloc;
 use crate::kalloc::kernel_caches::KernelCacheRef;
+use crate::kalloc::kernel_pools::{
+    self,
+    KernelPoolRef, //
+};
 use crate::kalloc::pages::{
     zone_of_phys,
     PAGE_SIZE, //
@@ -51,6 +55,8 @@ pub(crate) enum LabMem {
     OurCache(CacheRef, NonNull<u8>),
     /// Our mempool.
     OurPool(PoolRef, NonNull<u8>),
+    /// The kernel's mempool: `mempool_free()`.
+    KernelPool(KernelPoolRef, NonNull<u8>),
     /// `alloc_pages()`: `__free_pages()`.
     Pages(NonNull<bindings::page>, u32),
     /// `__get_free_pages()`, `get_zeroed_page()`: `free_pages()`.
@@ -76,7 +82,10 @@ impl LabMem {
         match self {
             Self::Kmalloc(p) | Self::FreePages(p, _) | Self::Kvfree(p) | Self::Exact(p, _) => *p,
             Self::Cma(buf) => buf.addr,
-            Self::KmemCache(_, p) | Self::OurCache(_, p) | Self::OurPool(_, p) => *p,
+            Self::KmemCache(_, p)
+            | Self::OurCache(_, p)
+            | Self::OurPool(_, p)
+            | Self::KernelPool(_, p) => *p,
             // SAFETY: A live page run we own (type invariant).
             Self::Pages(page, _) | Self::Contig(page, _) => unsafe {
                 kernel_alloc::page_address(*page)
@@ -119,6 +128,8 @@ impl Drop for LabMem {
                 unsafe { pool.free(*p) };
                 pool.cache().trim();
             }
+            // SAFETY: See above: an element of this kernel pool, freed once.
+            Self::KernelPool(pool, p) => unsafe { pool.free(*p) },
             // SAFETY: See above: a page run of this order.
             Self::Pages(page, order) => unsafe { kernel_alloc::free_page_run(*page, *order) },
             // SAFETY: See above: pages by address, of this order.
@@ -147,6 +158,8 @@ pub(crate) enum Resource {
     OurCache(CacheRef),
     /// Our pool of the request's size.
     OurPool(PoolRef),
+    /// The kernel's pool of the request's size.
+    KernelPool(KernelPoolRef),
     /// The kmalloc object to reallocate.
     Realloc(NonNull<u8>),
 }
@@ -193,6 +206,13 @@ pub(crate) fn allocate(
             unsafe { zero_if_asked(gfp, p, pool.element_size()) };
             LabMem::OurPool(pool.clone(), p)
         }),
+        (lb::KERNEL_MEMPOOL, Resource::KernelPool(pool)) => {
+            pool.alloc(kernel_pools::lab_gfp(gfp)).map(|p| {
+                // SAFETY: A fresh element of `element_size()` bytes.
+                unsafe { zero_if_asked(gfp, p, pool.element_size()) };
+                LabMem::KernelPool(pool.clone(), p)
+            })
+        }
         (lb::ALLOC_PAGES, _) => {
             kernel_alloc::alloc_pages(gfp, order).map(|p| LabMem::Pages(p, order))
         }
@@ -224,6 +244,7 @@ pub(crate) fn usable_size(size: u64, mem: &LabMem) -> u64 {
         LabMem::KmemCache(c, _) => c.object_size() as u64,
         LabMem::OurCache(c, _) => c.size() as u64,
         LabMem::OurPool(pool, _) => pool.element_size() as u64,
+        LabMem::KernelPool(pool, _) => pool.element_size() as u64,
         LabMem::Pages(_, order) | LabMem::FreePages(_, order) => (PAGE_SIZE as u64) << order,
         LabMem::Kvfree(p) if kernel_alloc::is_vmalloc_addr(p.as_ptr() as usize) => {
             // vmalloc maps whole pages; `size` was checked against the lab's

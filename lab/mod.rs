@@ -65,6 +65,7 @@ use crate::kalloc::registry::Quota;
 use crate::kalloc::{
     caches,
     kernel_caches,
+    kernel_pools,
     pools, //
 };
 use crate::params::Params;
@@ -159,6 +160,7 @@ fn resource(
             None,
         ),
         lb::OUR_MEMPOOL => (Resource::OurPool(pools::get(size)?), None),
+        lb::KERNEL_MEMPOOL => (Resource::KernelPool(kernel_pools::get(size)?), None),
         lb::KREALLOC => {
             let mut t = table.lock();
             let kmalloc = matches!(

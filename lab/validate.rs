@@ -86,7 +86,7 @@ pub(crate) fn validate(req: &uapi::AllocRequest, limits: LabLimits, caller: Call
     // belong to the reservation, not to a cgroup.
     let accounted = !matches!(
         req.backend,
-        lb::OUR_CACHE | lb::OUR_MEMPOOL | lb::ALLOC_CONTIG | lb::CMA
+        lb::OUR_CACHE | lb::OUR_MEMPOOL | lb::KERNEL_MEMPOOL | lb::ALLOC_CONTIG | lb::CMA
     );
     Ok(if accounted { gfp | gfp::ACCOUNT } else { gfp })
 }
@@ -112,7 +112,7 @@ fn check_privilege(req: &uapi::AllocRequest, caller: Caller) -> Result {
     }
     if req.gfp & ROOT_ONLY != 0
         || req.flags & (alloc_flags::BIG | alloc_flags::PRESSURE) != 0
-        || req.backend == lb::OUR_MEMPOOL
+        || matches!(req.backend, lb::OUR_MEMPOOL | lb::KERNEL_MEMPOOL)
         || is_large(req.backend)
     {
         return Err(EPERM);
@@ -172,7 +172,7 @@ fn check_size(req: &uapi::AllocRequest, limits: LabLimits) -> Result {
     }
     let cached = matches!(
         req.backend,
-        lb::KMEM_CACHE | lb::OUR_CACHE | lb::OUR_MEMPOOL
+        lb::KMEM_CACHE | lb::OUR_CACHE | lb::OUR_MEMPOOL | lb::KERNEL_MEMPOOL
     );
     if cached && req.size > CACHE_OBJECT_MAX {
         return Err(E2BIG);
@@ -184,7 +184,12 @@ fn check_size(req: &uapi::AllocRequest, limits: LabLimits) -> Result {
 fn check_backend(req: &uapi::AllocRequest) -> Result {
     let slab = matches!(
         req.backend,
-        lb::KMALLOC | lb::KZALLOC | lb::KREALLOC | lb::KMEM_CACHE | lb::KVMALLOC
+        lb::KMALLOC
+            | lb::KZALLOC
+            | lb::KREALLOC
+            | lb::KMEM_CACHE
+            | lb::KERNEL_MEMPOOL
+            | lb::KVMALLOC
     );
     if slab && req.gfp & (uapi::gfp::HIGHMEM | uapi::gfp::DMA32) != 0 {
         // GFP_SLAB_BUG_MASK: slab objects live in the direct map (no
@@ -204,6 +209,12 @@ fn check_backend(req: &uapi::AllocRequest) -> Result {
         if req.backend == lb::KVMALLOC && (req.context != context::PROCESS || !sleeps) {
             return Err(EINVAL);
         }
+    }
+    if req.backend == lb::KERNEL_MEMPOOL && req.gfp & uapi::gfp::NOFAIL != 0 {
+        // mempool_alloc() tries its backing cache without direct reclaim
+        // first: __GFP_NOFAIL there is the page allocator's "NOFAIL without
+        // reclaim" warning. A sleeping mempool_alloc() never fails anyway.
+        return Err(EINVAL);
     }
     if req.backend == lb::KREALLOC && req.count != 1 {
         return Err(EINVAL);

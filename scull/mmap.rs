@@ -105,16 +105,32 @@ pub(crate) fn mappable(backend: &Backend, quantum: usize) -> bool {
     }
 }
 
-/// A trim in progress: the map is empty and `mmap` is refused until this
-/// ends with [`TrimGuard::done`].
+/// A trim in progress: `mmap` is refused until the guard is dropped, so a
+/// caller can check "not mapped" first and then allocate what the trim needs
+/// (the errno of a mapped device never depends on memory). The map is
+/// emptied by [`TrimGuard::empty_map`], right before the caller frees pages.
 pub(crate) struct TrimGuard<'a>(&'a PageMap);
 
 impl TrimGuard<'_> {
+    /// Empties the map: no fault can reach a page the caller frees next.
+    pub(crate) fn empty_map(&self) {
+        // SAFETY: `xa` is initialised; `xa_destroy()` takes its lock, frees
+        // its nodes and leaves it empty and usable.
+        unsafe { bindings::xa_destroy(self.0.xa.get()) };
+        self.0.size.store(0, Ordering::Release);
+    }
+
     /// The trim is over: the device is now (not) mappable.
     pub(crate) fn done(self, mappable: bool) {
-        let mut st = self.0.state.lock();
-        st.trimming = false;
-        st.mappable = mappable;
+        self.0.state.lock().mappable = mappable;
+    }
+}
+
+impl Drop for TrimGuard<'_> {
+    fn drop(&mut self) {
+        // A trim that gave up (its allocation failed) leaves the device as
+        // it was: mappable as before, and mappable again now.
+        self.0.state.lock().trimming = false;
     }
 }
 
@@ -174,8 +190,7 @@ impl PageMap {
     }
 
     /// Starts a trim: EBUSY while the device is mapped; otherwise no new
-    /// mapping can start and the map is emptied (before the caller frees
-    /// any page).
+    /// mapping can start until the guard goes.
     pub(crate) fn begin_trim(&self) -> Result<TrimGuard<'_>> {
         {
             let mut st = self.state.lock();
@@ -184,10 +199,6 @@ impl PageMap {
             }
             st.trimming = true;
         }
-        // SAFETY: `xa` is initialised; `xa_destroy()` takes its lock, frees
-        // its nodes and leaves it empty and usable.
-        unsafe { bindings::xa_destroy(self.xa.get()) };
-        self.size.store(0, Ordering::Release);
         Ok(TrimGuard(self))
     }
 

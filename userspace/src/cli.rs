@@ -1048,6 +1048,26 @@ fn pools(cli: &Cli) -> Result<(), String> {
             if p.live == 1 { "" } else { "  (destroyed)" }
         );
     }
+    // The lab's kernel mempools (mempool_create), beside ours: the kernel
+    // counts nothing but what the reserve holds.
+    let mut kernel = Vec::new();
+    loop {
+        match dev.kernel_pool_info(kernel.len() as u32) {
+            Ok(p) => kernel.push(p),
+            Err(nix::errno::Errno::ENOENT) => break,
+            Err(e) => return Err(ioctl_err("LDD_IOC_KERNEL_POOL_INFO", e)),
+        }
+    }
+    if !kernel.is_empty() {
+        println!("kernel mempools of the lab (mempool_create):");
+        println!("pool  elem  reserve/min");
+        for p in &kernel {
+            println!(
+                "{:>4} {:>5} {:>7}/{:<4}",
+                p.index, p.element_size, p.curr_nr, p.min_nr
+            );
+        }
+    }
     Ok(())
 }
 

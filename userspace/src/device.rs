@@ -121,6 +121,17 @@ impl Device {
         Ok(info)
     }
 
+    /// `LDD_IOC_KERNEL_POOL_INFO`: the lab's kernel mempool number `index`
+    /// (ENOENT past the last).
+    pub fn kernel_pool_info(&self, index: u32) -> Result<uapi::KernelPoolInfo, Errno> {
+        let mut info = uapi::KernelPoolInfo {
+            index,
+            ..Default::default()
+        };
+        self.ioctl_inout(uapi::LDD_IOC_KERNEL_POOL_INFO, &mut info)?;
+        Ok(info)
+    }
+
     /// `LDD_IOC_POOL_RESIZE`.
     pub fn pool_resize(&self, index: u32, min_nr: u32) -> Result<(), Errno> {
         let mut r = uapi::PoolResize { index, min_nr };

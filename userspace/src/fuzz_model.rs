@@ -364,7 +364,7 @@ pub fn lab_rules(req: &crate::uapi::AllocRequest, c: LabCaller) -> LabVerdict {
         && !c.privileged
         && (req.gfp & root_only != 0
             || req.flags & (af::BIG | af::PRESSURE) != 0
-            || req.backend == lb::OUR_MEMPOOL
+            || matches!(req.backend, lb::OUR_MEMPOOL | lb::KERNEL_MEMPOOL)
             || large)
     {
         must(Errno::EPERM);
@@ -430,9 +430,19 @@ pub fn lab_rules(req: &crate::uapi::AllocRequest, c: LabCaller) -> LabVerdict {
     }
     let slab = matches!(
         req.backend,
-        lb::KMALLOC | lb::KZALLOC | lb::KREALLOC | lb::KMEM_CACHE | lb::KVMALLOC
+        lb::KMALLOC
+            | lb::KZALLOC
+            | lb::KREALLOC
+            | lb::KMEM_CACHE
+            | lb::KERNEL_MEMPOOL
+            | lb::KVMALLOC
     );
     if slab && req.gfp & (gfp::HIGHMEM | gfp::DMA32) != 0 {
+        must(Errno::EINVAL);
+    }
+    // The kernel's mempool_alloc() first tries without reclaim: NOFAIL
+    // there would warn (lab/validate.rs).
+    if req.backend == lb::KERNEL_MEMPOOL && req.gfp & gfp::NOFAIL != 0 {
         must(Errno::EINVAL);
     }
     if matches!(req.backend, lb::VMALLOC | lb::KVMALLOC) {
@@ -445,7 +455,7 @@ pub fn lab_rules(req: &crate::uapi::AllocRequest, c: LabCaller) -> LabVerdict {
     }
     if matches!(
         req.backend,
-        lb::KMEM_CACHE | lb::OUR_CACHE | lb::OUR_MEMPOOL
+        lb::KMEM_CACHE | lb::OUR_CACHE | lb::OUR_MEMPOOL | lb::KERNEL_MEMPOOL
     ) && req.size > 8 * 4096
     {
         must(Errno::E2BIG);
@@ -490,7 +500,7 @@ pub fn lab_rules(req: &crate::uapi::AllocRequest, c: LabCaller) -> LabVerdict {
     }
     if matches!(
         req.backend,
-        lb::KMEM_CACHE | lb::OUR_CACHE | lb::OUR_MEMPOOL
+        lb::KMEM_CACHE | lb::OUR_CACHE | lb::OUR_MEMPOOL | lb::KERNEL_MEMPOOL
     ) {
         add(&mut v.may, Errno::ENOSPC);
         // A pool of elements too small for the reserve's links.

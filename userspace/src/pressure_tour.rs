@@ -626,39 +626,75 @@ pub fn noio() -> ClaimResult {
     ))
 }
 
-/// Claim 8: our mempool keeps its promise when the page allocator cannot
-/// serve GFP_ATOMIC. Without swap (kswapd could otherwise free pages while
+/// Claim 8: our mempool and the kernel's (`mempool_create()`, side by side)
+/// keep their promise when the page allocator cannot serve GFP_ATOMIC, and a
+/// GFP_KERNEL allocation of an empty pool sleeps until a free refills it
+/// (mm/mempool.c waits the same way; ours is killable). Without swap (kswapd could otherwise free pages while
 /// the claim looks), so the exhaustion ends as claim 5's does: a GFP_KERNEL
 /// allocation of ours makes the OOM killer take the hog, inside a fence.
 pub fn mempool() -> ClaimResult {
     const ELEM: u64 = 3000;
+    /// How long claim 8's GFP_KERNEL waiter waits before the free it needs.
+    const HOLD: Duration = Duration::from_millis(300);
     pressure::swap_off_all()?;
     protect_from_oom()?;
     let dev = open()?;
-    // The pool (and its reserve) exists before the pressure.
-    let first = burst_of(
-        &dev,
-        lb::OUR_MEMPOOL,
-        gfp::KERNEL,
-        0,
-        ELEM,
-        1,
-        context::PROCESS,
-        alloc_flags::FREE_NOW,
-    );
-    if first.made != 1 {
-        return Err("could not create the pool".into());
+    // Both pools (and their reserves) exist before the pressure.
+    for backend in [lb::OUR_MEMPOOL, lb::KERNEL_MEMPOOL] {
+        let first = burst_of(
+            &dev,
+            backend,
+            gfp::KERNEL,
+            0,
+            ELEM,
+            1,
+            context::PROCESS,
+            alloc_flags::FREE_NOW,
+        );
+        if first.made != 1 {
+            return Err(format!(
+                "could not create the {} pool",
+                lb::NAMES[backend as usize]
+            ));
+        }
     }
     let p0 = crate::vmtests::pools::pool_of(&dev, ELEM)?;
+    let k0 = kernel_pool_of(&dev, ELEM)?;
     // More files for the order-0 drain (each holds at most MAX_HANDLES),
     // their tables grown now, while memory is plentiful.
     let spares = [open()?, open()?, open()?];
+    // The GFP_KERNEL waiter: a thread started now, parked until the
+    // reserve is empty. Under exhaustion nothing here may allocate (no
+    // swap: a page fault would wake the OOM killer), so its stack, its reply
+    // and both channels exist before.
+    let waiter_file = open()?;
+    let (go, go_rx) = std::sync::mpsc::sync_channel::<()>(1);
+    let (done_tx, done) = std::sync::mpsc::sync_channel::<(Result<i32, Errno>, Duration)>(1);
+    let waiter = std::thread::spawn(move || {
+        let mut reply = [uapi::AllocReply::default(); 1];
+        if go_rx.recv().is_err() {
+            return waiter_file;
+        }
+        let mut req = uapi::AllocRequest {
+            backend: lb::OUR_MEMPOOL,
+            gfp: gfp::KERNEL,
+            size: ELEM,
+            count: 1,
+            context: context::PROCESS,
+            replies: reply.as_mut_ptr() as u64,
+            ..Default::default()
+        };
+        let t = std::time::Instant::now();
+        let r = waiter_file.ioctl_inout(uapi::LDD_IOC_ALLOC, &mut req);
+        let _ = done_tx.send((r, t.elapsed()));
+        waiter_file
+    });
     let _fence = Fence::begin("oom-kill")?;
     let mut hog = fill_to(main_zone()?.low, false)?;
     // Take everything GFP_ATOMIC can reach, reserve included: order-2 runs,
     // then single pages over as many files as it takes to reach ENOMEM.
     let drained = burst(&dev, gfp::ATOMIC, 2, 2000, context::ATOMIC, 0);
-    let mut asked0 = 3800 - drained.made;
+    let mut asked0 = 3600usize.saturating_sub(drained.made);
     let mut drained0 = burst(&dev, gfp::ATOMIC, 0, asked0, context::ATOMIC, 0);
     for spare in &spares {
         if drained0.failed.is_some() {
@@ -669,7 +705,7 @@ pub fn mempool() -> ClaimResult {
         drained0.made += more.made;
         drained0.failed = more.failed;
     }
-    // On the first file, which has room left for it and the pool's burst.
+    // On the first file, which has room left for it and the pools' bursts.
     let bare = burst(&dev, gfp::ATOMIC, 0, 1, context::ATOMIC, 0);
     let pool = burst_of(
         &dev,
@@ -681,26 +717,76 @@ pub fn mempool() -> ClaimResult {
         context::ATOMIC,
         0,
     );
+    // One of ours, for the waiter's free (a copy: nothing allocated).
+    let ours = SCRATCH.with_borrow(|sc| sc.handles[0]);
     let p1 = crate::vmtests::pools::pool_of(&dev, ELEM)?;
+    let kernel = burst_of(
+        &dev,
+        lb::KERNEL_MEMPOOL,
+        gfp::ATOMIC,
+        0,
+        ELEM,
+        150,
+        context::ATOMIC,
+        0,
+    );
+    let k1 = kernel_pool_of(&dev, ELEM)?;
+    // GFP_KERNEL on our empty pool: the backing cache still fails, so it
+    // sleeps on the pool's wait queue until an element comes back.
+    let _ = go.send(());
+    let mut asleep = p1;
+    for _ in 0..300 {
+        if asleep.waits > p1.waits {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        asleep = crate::vmtests::pools::pool_of(&dev, ELEM)?;
+    }
+    std::thread::sleep(HOLD);
+    let freed = pool.made > 0 && dev.free(ours).is_ok();
+    let woke = done.recv_timeout(Duration::from_secs(10));
+    let p2 = crate::vmtests::pools::pool_of(&dev, ELEM)?;
     let _ = dev.free_all();
     for spare in &spares {
         let _ = spare.free_all();
+    }
+    // Whatever happened, the waiter ends: every element is back now.
+    let woke = match woke {
+        Ok(w) => Some(w),
+        Err(_) => done.recv_timeout(Duration::from_secs(10)).ok(),
+    };
+    if let Ok(f) = waiter.join() {
+        let _ = f.free_all();
     }
     // End the exhaustion: the hog goes, by the OOM killer.
     let end = burst(&dev, gfp::KERNEL, 2, MAX_HANDLES, context::PROCESS, 0);
     let killed = hog.killed_within(Duration::from_secs(30));
     let _ = dev.free_all();
     let reserve = p1.allocs_reserve - p0.allocs_reserve;
+    let kreserve = k0.curr_nr.saturating_sub(k1.curr_nr);
+    let (wait_ok, wait_took) = match &woke {
+        Some((r, took)) => (*r == Ok(1), *took),
+        None => (false, Duration::ZERO),
+    };
     Ok(claim(
-        "Mempools keep their promise under real pressure: with the page allocator unable to serve GFP_ATOMIC, our mempool serves min_nr allocations from its reserve",
+        "Mempools keep their promise under real pressure: with the page allocator unable to serve GFP_ATOMIC, our mempool and the kernel's serve min_nr allocations from their reserves, and a GFP_KERNEL mempool allocation waits for a free instead of failing",
         format!(
-            "no swap; GFP_ATOMIC order-2 pages until failure: {}, then order-0: {}; one more bare GFP_ATOMIC page: {}; our mempool ({ELEM}-byte elements, min_nr {}): {}, {} from its backing cache, {reserve} from the reserve; then GFP_KERNEL: {}, the hog SIGKILLed by the OOM killer: {killed}",
+            "no swap; GFP_ATOMIC order-2 pages until failure: {}, then order-0: {}; one more bare GFP_ATOMIC page: {}; our mempool ({ELEM}-byte elements, min_nr {}): {}, {} from its backing cache, {reserve} from the reserve; the kernel's mempool (min_nr {}): {}, its reserve {} -> {}; GFP_KERNEL on our empty pool: slept (waits +{}), woken by a free after {} ms: {:?} after {} ms (wakeups +{}); then GFP_KERNEL: {}, the hog SIGKILLed by the OOM killer: {killed}",
             drained.show(2000),
             drained0.show(asked0),
             bare.show(1),
             p0.min_nr,
             pool.show(150),
             p1.allocs_backing - p0.allocs_backing,
+            k0.min_nr,
+            kernel.show(150),
+            k0.curr_nr,
+            k1.curr_nr,
+            asleep.waits - p1.waits,
+            HOLD.as_millis(),
+            woke.as_ref().map(|w| w.0),
+            wait_took.as_millis(),
+            p2.wakeups - p1.wakeups,
             end.show(MAX_HANDLES)
         ),
         drained.failed == Some(Errno::ENOMEM)
@@ -708,8 +794,29 @@ pub fn mempool() -> ClaimResult {
             && bare.made == 0
             && reserve == p0.min_nr
             && pool.failed == Some(Errno::ENOMEM)
+            && k0.curr_nr == k0.min_nr
+            && kreserve == k0.min_nr
+            && kernel.failed == Some(Errno::ENOMEM)
+            && asleep.waits > p1.waits
+            && freed
+            && wait_ok
+            && wait_took >= HOLD
+            && p2.wakeups > p1.wakeups
             && killed,
     ))
+}
+
+/// The lab's kernel mempool of `size`-byte elements.
+fn kernel_pool_of(dev: &Device, size: u64) -> Result<uapi::KernelPoolInfo, String> {
+    let mut i = 0;
+    loop {
+        match dev.kernel_pool_info(i) {
+            Ok(p) if p.element_size == size => return Ok(p),
+            Ok(_) => i += 1,
+            Err(Errno::ENOENT) => return Err(format!("no kernel mempool of {size}-byte elements")),
+            Err(e) => return Err(format!("KERNEL_POOL_INFO: {e}")),
+        }
+    }
 }
 
 /// Claim 9: kernel memory is not pageable.
@@ -800,14 +907,25 @@ pub fn shrinker() -> ClaimResult {
     let v0 = VmStat::now()?;
     let hog = push(256)?;
     let d = VmStat::now()?.delta(&v0);
-    let s1 = dev
+    // The scan only queues the shrink (a work item: reclaim never waits for
+    // our CPUs), so its pages come back a moment later: poll for them.
+    let mut s1 = dev
         .shrinker_info()
         .map_err(|e| format!("SHRINKER_INFO: {e}"))?;
+    for _ in 0..50 {
+        if s1.scan_calls == s0.scan_calls || s1.pages_freed > s0.pages_freed {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        s1 = dev
+            .shrinker_info()
+            .map_err(|e| format!("SHRINKER_INFO: {e}"))?;
+    }
     let c1 = cache(&dev)?;
     drop(hog);
     let freeable = |c: &uapi::CacheInfo| c.empty_slabs * c.objperslab + c.cached_objs;
     Ok(claim(
-        "Our caches give memory back: their shrinker (shrinker_alloc/shrinker_register) lets kswapd and direct reclaim take empty slabs and magazine contents",
+        "Our caches give memory back: their shrinker (shrinker_alloc/shrinker_register) lets kswapd and direct reclaim take empty slabs and magazine contents (the scan queues the shrink as a work item: reclaim never waits for a CPU)",
         format!(
             "cache {}: {} empty slabs, {} objects in magazines before; under pressure ({}): shrinker count calls +{}, scan calls +{}, pages freed +{}; after: {} empty slabs, {} in magazines",
             crate::device::cache_name(&c0),

@@ -386,6 +386,7 @@ fn lab_under_injection() -> TestResult {
         (lb::KMEM_CACHE, gfp::KERNEL, 1500, 0),
         (lb::OUR_CACHE, gfp::KERNEL, 1500, 0),
         (lb::OUR_MEMPOOL, gfp::ATOMIC, 1500, 0),
+        (lb::KERNEL_MEMPOOL, gfp::ATOMIC, 1500, 0),
         (lb::ALLOC_PAGES, gfp::KERNEL, 0, 2),
         (lb::GET_FREE_PAGES, gfp::KERNEL, 0, 1),
         (lb::GET_ZEROED_PAGE, gfp::KERNEL, 0, 0),

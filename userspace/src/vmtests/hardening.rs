@@ -417,13 +417,15 @@ fn global_budget() -> TestResult {
 
 /// Registries give back the slots of caches and pools nobody uses: 48
 /// object sizes through our caches, 24 through pools and the kernel's
-/// caches, all FREE_NOW, all succeed (the registries hold 32, 16, 16).
+/// caches and mempools, all FREE_NOW, all succeed (the registries hold 32,
+/// 16, 16 and 8).
 fn registries_reuse() -> TestResult {
     let dev = open()?;
     for (backend, n) in [
         (lb::OUR_CACHE, 48u64),
         (lb::OUR_MEMPOOL, 24),
         (lb::KMEM_CACHE, 24),
+        (lb::KERNEL_MEMPOOL, 24),
     ] {
         for i in 0..n {
             let size = 200 + 8 * i;

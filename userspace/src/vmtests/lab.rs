@@ -26,9 +26,17 @@ pub fn expected(backend: u32, flags: u64, ctx: u32, order: u32) -> Result<(), Er
     }
     let slab = matches!(
         backend,
-        lb::KMALLOC | lb::KZALLOC | lb::KREALLOC | lb::KMEM_CACHE | lb::KVMALLOC
+        lb::KMALLOC
+            | lb::KZALLOC
+            | lb::KREALLOC
+            | lb::KMEM_CACHE
+            | lb::KERNEL_MEMPOOL
+            | lb::KVMALLOC
     );
     if slab && flags & (gfp::HIGHMEM | gfp::DMA32) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if backend == lb::KERNEL_MEMPOOL && flags & gfp::NOFAIL != 0 {
         return Err(Errno::EINVAL);
     }
     if matches!(backend, lb::VMALLOC | lb::KVMALLOC) {
@@ -116,7 +124,10 @@ fn matrix() -> TestResult {
                         // (SLAB_CACHE_DMA), not by the flags of an allocation;
                         // the mempool's backing cache is a normal one.
                         if flags & gfp::DMA != 0
-                            && !matches!(backend, lb::KMEM_CACHE | lb::OUR_MEMPOOL)
+                            && !matches!(
+                                backend,
+                                lb::KMEM_CACHE | lb::OUR_MEMPOOL | lb::KERNEL_MEMPOOL
+                            )
                         {
                             ensure_eq!(
                                 a.zone,

@@ -252,6 +252,11 @@ fn lab_for_nobody() -> TestResult {
         Err(Errno::EPERM),
         "a mempool's reserve as nobody"
     );
+    ensure_eq!(
+        one(&dev, lb::KERNEL_MEMPOOL, gfp::KERNEL, 1000, 0).map(drop),
+        Err(Errno::EPERM),
+        "the kernel mempool's reserve as nobody"
+    );
     let nowait = one(&dev, lb::OUR_CACHE, gfp::NOWAIT, 96, 0).ctx("GFP_NOWAIT our cache")?;
     ensure_eq!(nowait.actual, 96);
     for (what, flags) in [
