@@ -238,7 +238,7 @@ fn slabinfo_counts_what_we_did() -> TestResult {
     Ok(Outcome::Pass)
 }
 
-use super::sysinfo::free_pages;
+use super::sysinfo::settled_free_pages;
 
 /// Slack for the free pages (buddy + per-CPU lists, see
 /// [`sysinfo::free_pages`]) around a 32 MiB (8192-page) move: page tables,
@@ -254,7 +254,7 @@ const VMALLOC_SLACK_KIB: i64 = 1024;
 fn lab_memory_back_after_close() -> TestResult {
     let d = dev()?;
     let v0 = sysinfo::meminfo_kib("VmallocUsed")? as i64;
-    let f0 = free_pages()?;
+    let f0 = settled_free_pages()?;
     let f = dev()?;
     f.alloc(uapi::AllocRequest {
         backend: lb::VMALLOC,
@@ -273,10 +273,10 @@ fn lab_memory_back_after_close() -> TestResult {
         ..Default::default()
     })
     .ctx("alloc_pages 16 x order 9")?;
-    let f1 = free_pages()?;
+    let f1 = settled_free_pages()?;
     drop(f);
     let v2 = sysinfo::meminfo_kib("VmallocUsed")? as i64;
-    let f2 = free_pages()?;
+    let f2 = settled_free_pages()?;
     drop(d);
     println!("# VmallocUsed {v0} -> {v1} -> {v2} KiB; nr_free_pages {f0} -> {f1} -> {f2}");
     ensure!(
@@ -309,12 +309,12 @@ fn scullp_pages_back_after_trim() -> TestResult {
     let data: Vec<u8> = (0..32u32 << 20).map(|i| (i % 253) as u8).collect();
     let mut back = vec![1u8; data.len()];
     let s0 = dev.page_stats().ctx("PAGE_STATS")?;
-    let f0 = free_pages()?;
+    let f0 = settled_free_pages()?;
     dev.file().write_all_at(&data, 0).ctx("write 32 MiB")?;
     let i = dev.info().ctx("INFO")?;
     ensure_eq!(i.quanta, 8192, "4 KiB quanta for 32 MiB");
     ensure_eq!(i.bytes_held, 32 << 20);
-    let f1 = free_pages()?;
+    let f1 = settled_free_pages()?;
     let s1 = dev.page_stats().ctx("PAGE_STATS")?;
     dev.file().read_exact_at(&mut back, 0).ctx("read")?;
     ensure!(
@@ -322,7 +322,7 @@ fn scullp_pages_back_after_trim() -> TestResult {
         "32 MiB on the pages backend read back differently"
     );
     super::scull::trim()?;
-    let f2 = free_pages()?;
+    let f2 = settled_free_pages()?;
     let s2 = dev.page_stats().ctx("PAGE_STATS")?;
     println!("# nr_free_pages {f0} -> {f1} -> {f2}");
     ensure_eq!(

@@ -43,6 +43,24 @@ pub fn free_pages() -> Result<i64, String> {
     Ok(vmstat("nr_free_pages")? + pcp)
 }
 
+/// [`free_pages`] once it has settled: two readings 100 ms apart within 32
+/// pages of each other (at most 3 s). The kernel gives memory back late at
+/// times (RCU-deferred frees of an earlier test, vmstat's per-CPU drift
+/// folded in each second): a measurement of one test's pages should not
+/// include them.
+pub fn settled_free_pages() -> Result<i64, String> {
+    let mut last = free_pages()?;
+    for _ in 0..30 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let now = free_pages()?;
+        if (now - last).abs() <= 32 {
+            return Ok(now);
+        }
+        last = now;
+    }
+    Ok(last)
+}
+
 /// One zone of `/proc/zoneinfo`: its name and page frame range.
 #[derive(Debug, Clone)]
 pub struct Zone {
