@@ -668,25 +668,30 @@ pub fn mempool() -> ClaimResult {
     // swap: a page fault would wake the OOM killer), so its stack, its reply
     // and both channels exist before.
     let waiter_file = open()?;
+    // Eats what reclaim frees meanwhile, should the waiter's first try
+    // find its backing cache able to allocate after all.
+    let eater = open()?;
     let (go, go_rx) = std::sync::mpsc::sync_channel::<()>(1);
     let (done_tx, done) = std::sync::mpsc::sync_channel::<(Result<i32, Errno>, Duration)>(1);
     let waiter = std::thread::spawn(move || {
         let mut reply = [uapi::AllocReply::default(); 1];
-        if go_rx.recv().is_err() {
-            return waiter_file;
+        // One GFP_KERNEL allocation per `go`, until the sender goes.
+        while go_rx.recv().is_ok() {
+            let mut req = uapi::AllocRequest {
+                backend: lb::OUR_MEMPOOL,
+                gfp: gfp::KERNEL,
+                size: ELEM,
+                count: 1,
+                context: context::PROCESS,
+                replies: reply.as_mut_ptr() as u64,
+                ..Default::default()
+            };
+            let t = std::time::Instant::now();
+            let r = waiter_file.ioctl_inout(uapi::LDD_IOC_ALLOC, &mut req);
+            if done_tx.send((r, t.elapsed())).is_err() {
+                break;
+            }
         }
-        let mut req = uapi::AllocRequest {
-            backend: lb::OUR_MEMPOOL,
-            gfp: gfp::KERNEL,
-            size: ELEM,
-            count: 1,
-            context: context::PROCESS,
-            replies: reply.as_mut_ptr() as u64,
-            ..Default::default()
-        };
-        let t = std::time::Instant::now();
-        let r = waiter_file.ioctl_inout(uapi::LDD_IOC_ALLOC, &mut req);
-        let _ = done_tx.send((r, t.elapsed()));
         waiter_file
     });
     let _fence = Fence::begin("oom-kill")?;
@@ -731,25 +736,43 @@ pub fn mempool() -> ClaimResult {
         0,
     );
     let k1 = kernel_pool_of(&dev, ELEM)?;
-    // GFP_KERNEL on our empty pool: the backing cache still fails, so it
-    // sleeps on the pool's wait queue until an element comes back.
-    let _ = go.send(());
+    // GFP_KERNEL on our empty pool: while the backing cache fails, it
+    // sleeps on the pool's wait queue until an element comes back. Reclaim
+    // (kswapd, without swap: page cache and slab) may free a page meanwhile,
+    // and a try that gets it from the backing cache is what mempool_alloc()
+    // does first: then that memory is eaten and the waiter goes again.
     let mut asleep = p1;
-    for _ in 0..300 {
-        if asleep.waits > p1.waits {
+    let mut early = 0;
+    for _ in 0..8 {
+        let _ = go.send(());
+        let mut returned = false;
+        for _ in 0..300 {
+            if done.try_recv().is_ok() {
+                returned = true;
+                break;
+            }
+            asleep = crate::vmtests::pools::pool_of(&dev, ELEM)?;
+            if asleep.waits > p1.waits {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if !returned {
             break;
         }
-        std::thread::sleep(Duration::from_millis(10));
-        asleep = crate::vmtests::pools::pool_of(&dev, ELEM)?;
+        early += 1;
+        let _ = burst(&eater, gfp::ATOMIC, 0, MAX_HANDLES / 8, context::ATOMIC, 0);
     }
     std::thread::sleep(HOLD);
     let freed = pool.made > 0 && dev.free(ours).is_ok();
     let woke = done.recv_timeout(Duration::from_secs(10));
     let p2 = crate::vmtests::pools::pool_of(&dev, ELEM)?;
     let _ = dev.free_all();
+    let _ = eater.free_all();
     for spare in &spares {
         let _ = spare.free_all();
     }
+    drop(go);
     // Whatever happened, the waiter ends: every element is back now.
     let woke = match woke {
         Ok(w) => Some(w),
@@ -771,7 +794,7 @@ pub fn mempool() -> ClaimResult {
     Ok(claim(
         "Mempools keep their promise under real pressure: with the page allocator unable to serve GFP_ATOMIC, our mempool and the kernel's serve min_nr allocations from their reserves, and a GFP_KERNEL mempool allocation waits for a free instead of failing",
         format!(
-            "no swap; GFP_ATOMIC order-2 pages until failure: {}, then order-0: {}; one more bare GFP_ATOMIC page: {}; our mempool ({ELEM}-byte elements, min_nr {}): {}, {} from its backing cache, {reserve} from the reserve; the kernel's mempool (min_nr {}): {}, its reserve {} -> {}; GFP_KERNEL on our empty pool: slept (waits +{}), woken by a free after {} ms: {:?} after {} ms (wakeups +{}); then GFP_KERNEL: {}, the hog SIGKILLed by the OOM killer: {killed}",
+            "no swap; GFP_ATOMIC order-2 pages until failure: {}, then order-0: {}; one more bare GFP_ATOMIC page: {}; our mempool ({ELEM}-byte elements, min_nr {}): {}, {} from its backing cache, {reserve} from the reserve; the kernel's mempool (min_nr {}): {}, its reserve {} -> {}; GFP_KERNEL on our empty pool: {early} tries served by the backing cache first, then slept (waits +{}), woken by a free after {} ms: {:?} after {} ms (wakeups +{}); then GFP_KERNEL: {}, the hog SIGKILLed by the OOM killer: {killed}",
             drained.show(2000),
             drained0.show(asked0),
             bare.show(1),

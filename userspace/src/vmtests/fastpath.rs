@@ -162,8 +162,11 @@ fn migration_irqs_and_shrink() -> TestResult {
             let mut rng = Rng::new(1500 + t as u64);
             let mut ops = 0u64;
             while !stop.load(Ordering::Relaxed) {
+                // Always to another CPU than the one we are on: a random
+                // pick can stay put for a whole (slow) run.
                 let was = current_cpu();
-                pin(rng.below(cpus() as u64) as usize);
+                let step = 1 + rng.below(cpus().max(2) as u64 - 1) as usize;
+                pin(was.max(0) as usize + step);
                 if current_cpu() != was {
                     moves.fetch_add(1, Ordering::Relaxed);
                 }
@@ -184,8 +187,8 @@ fn migration_irqs_and_shrink() -> TestResult {
                         ..Default::default()
                     })
                     .ctx("ALLOC")?;
-                // Free some on another CPU than the one that allocated.
-                pin(rng.below(cpus() as u64) as usize);
+                // Free on another CPU than the one that allocated.
+                pin(current_cpu().max(0) as usize + 1);
                 for x in &r {
                     d.free(x.handle).ctx("FREE")?;
                 }
