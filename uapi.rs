@@ -221,8 +221,12 @@ pub struct CacheInfo {
     /// Objects out of their slabs: held by users, or cached in the per-CPU
     /// magazines (as in /proc/slabinfo, where per-CPU objects count too).
     pub active_objs: u64,
-    /// Of `active_objs`, those cached in per-CPU magazines.
+    /// Of `active_objs`, those cached free: in per-CPU magazines and in the
+    /// cache's stash of whole magazine batches.
     pub cached_objs: u64,
+    /// Of `cached_objs`, those in the stash (Bonwick's depot of full
+    /// magazines, SLUB's barn).
+    pub stashed_objs: u64,
     /// Objects in all slabs.
     pub num_objs: u64,
     /// Object size asked for at creation.
@@ -247,9 +251,9 @@ pub struct CacheInfo {
     pub cpu_alloc_hits: u64,
     /// Frees absorbed by a per-CPU magazine without the cache lock.
     pub cpu_free_hits: u64,
-    /// Magazine refills from the slabs.
+    /// Magazine refills from the stash or the slabs.
     pub refills: u64,
-    /// Magazine drains to the slabs.
+    /// Magazine drains to the stash or the slabs.
     pub drains: u64,
     /// Slabs taken from the page allocator.
     pub slabs_created: u64,
@@ -386,7 +390,7 @@ pub const LDD_IOC_BAD_FREE: u32 = io(MAGIC, 44);
 /// design (LDD3, Love); returns 0.
 pub const LDD_IOC_FREE_NULL: u32 = io(MAGIC, 45);
 
-const _: () = assert!(size_of::<CacheInfo>() == 40 + 23 * 8);
+const _: () = assert!(size_of::<CacheInfo>() == 40 + 24 * 8);
 const _: () = assert!(size_of::<PageStats>() == 9 * 8 + 3 * 8 + 8);
 const _: () = assert!(size_of::<FaultSpec>() == 16);
 
@@ -934,8 +938,12 @@ pub mod bench_alloc {
     pub const VMALLOC: u32 = 8;
     /// Our cache's `alloc_bulk()` / `free_bulk()` (bursts only).
     pub const OUR_BULK: u32 = 9;
+    /// The kernel's mempool (`mempool_create_node()`) over a private cache
+    /// of ours: with [`super::bench_op::RESERVE`], the like-for-like
+    /// baseline of our pool's reserve path (both over our emptied cache).
+    pub const KERNEL_POOL_OURS: u32 = 10;
     /// Number of allocators.
-    pub const COUNT: u32 = 10;
+    pub const COUNT: u32 = 11;
     /// Names, indexed by value.
     pub const NAMES: [&str; COUNT as usize] = [
         "our_cache",
@@ -948,6 +956,7 @@ pub mod bench_alloc {
         "__get_free_pages",
         "vmalloc",
         "our_cache_bulk",
+        "kernel_mempool_over_ours",
     ];
 }
 

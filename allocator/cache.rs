@@ -504,7 +504,8 @@ fn free_bulk_chunk<E: CacheEnv + ?Sized>(env: &E, ptrs: &[*mut u8]) -> usize {
     refused
 }
 
-/// Empties every CPU's magazine into the depot.
+/// Empties every CPU's magazine, and then the depot's stash, into the
+/// slabs.
 pub fn flush<E: CacheEnv + ?Sized>(env: &E) {
     let layout = env.layout();
     env.for_each_magazine(|mag| {
@@ -512,6 +513,7 @@ pub fn flush<E: CacheEnv + ?Sized>(env: &E) {
             env.with_depot(|d| d.drain(layout, mag, mag.len()));
         }
     });
+    env.with_depot(|d| d.flush_stash(layout));
 }
 
 /// Frees a detached list of slabs once nobody can still be looking at them;

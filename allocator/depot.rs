@@ -25,7 +25,8 @@ use super::error::FreeError;
 use super::layout::CacheLayout;
 use super::magazine::{
     CpuStats,
-    Magazine, //
+    Magazine,
+    MAG_BATCH, //
 };
 use super::slab::{
     self,
@@ -98,6 +99,55 @@ impl SlabList {
     }
 }
 
+/// Batches the stash holds at most (SLUB's barn keeps up to 10 full
+/// sheaves per node, `MAX_FULL_SHEAVES`).
+pub const STASH_BATCHES: usize = 8;
+
+/// Bytes of objects the stash holds at most: large objects get fewer
+/// batches, so that free objects parked in the depot (each keeps its slab
+/// from being empty, hence from being given back) stay a small amount of
+/// memory per cache.
+pub const STASH_BYTES: usize = 128 * 1024;
+
+/// The batches of [`STASH_BATCHES`] a cache of `stride`-byte objects
+/// stashes at most: at least one.
+pub const fn stash_capacity(stride: usize) -> usize {
+    let per_batch = if stride == 0 {
+        1
+    } else {
+        stride.saturating_mul(MAG_BATCH)
+    };
+    let n = STASH_BYTES / per_batch;
+    if n == 0 {
+        1
+    } else if n > STASH_BATCHES {
+        STASH_BATCHES
+    } else {
+        n
+    }
+}
+
+/// Whole batches of free objects parked in the depot between a drain and a
+/// refill (see `magazine.rs`). Their objects stay counted in their slabs'
+/// `inuse`, exactly like objects in a magazine, so their slabs can be
+/// neither empty nor retired while they are here; `Depot::flush_stash`
+/// puts them back before a shrink or a destroy.
+///
+/// # Invariants
+///
+/// `len <= STASH_BATCHES`; `batches[..len]` hold free (marked) objects of
+/// live slabs of this cache.
+struct Stash {
+    len: usize,
+    batches: [[NonNull<u8>; MAG_BATCH]; STASH_BATCHES],
+}
+
+impl core::fmt::Debug for Stash {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Stash").field("len", &self.len).finish()
+    }
+}
+
 /// Counters kept under the depot lock.
 #[derive(Clone, Copy, Debug, Default)]
 struct DepotCounters {
@@ -122,6 +172,7 @@ pub struct Depot {
     quarantined: usize,
     dead: bool,
     c: DepotCounters,
+    stash: Stash,
     /// Operations served without a magazine (its CPU's was busy: an
     /// interrupt on top of its holder, or a flush in progress).
     direct: CpuStats,
@@ -163,6 +214,11 @@ impl Depot {
                 poison_errors: 0,
                 redzone_errors: 0,
                 freelist_errors: 0,
+            },
+            // INVARIANT: Empty.
+            stash: Stash {
+                len: 0,
+                batches: [[NonNull::dangling(); MAG_BATCH]; STASH_BATCHES],
             },
             direct: CpuStats::new(),
         }
@@ -292,8 +348,21 @@ impl Depot {
         moved
     }
 
-    /// Fills `mag` with up to `n` objects; returns how many were moved.
+    /// Fills `mag` with up to `n` objects; returns how many were moved. A
+    /// whole batch comes from the stash when it has one.
     pub(crate) fn refill(&mut self, layout: &CacheLayout, mag: &mut Magazine, n: usize) -> usize {
+        if n == MAG_BATCH {
+            if let Some(top) = self.stash.len.checked_sub(1) {
+                if let Some(batch) = self.stash.batches.get(top) {
+                    if mag.put_batch(batch) {
+                        // INVARIANT: The top batch moved to the magazine.
+                        self.stash.len = top;
+                        self.c.refills = self.c.refills.wrapping_add(1);
+                        return MAG_BATCH;
+                    }
+                }
+            }
+        }
         let moved = self.take_runs(layout, n, |p| mag.push(p).is_ok());
         if moved > 0 {
             self.c.refills = self.c.refills.wrapping_add(1);
@@ -304,6 +373,8 @@ impl Depot {
     /// Takes objects straight into `out` for a bulk allocation, clearing
     /// their free marks (a marked cache); returns how many were taken.
     pub(crate) fn take_into(&mut self, layout: &CacheLayout, out: &mut [*mut u8]) -> usize {
+        let from_stash = self.take_stashed_into(layout, out);
+        let out = out.get_mut(from_stash..).unwrap_or(&mut []);
         let max = out.len();
         let mut slots = out.iter_mut();
         let n = self.take_runs(layout, max, |p| match slots.next() {
@@ -316,8 +387,33 @@ impl Depot {
             }
             None => false,
         });
+        let n = n.saturating_add(from_stash);
         self.direct.allocs = self.direct.allocs.wrapping_add(n as u64);
         n
+    }
+
+    /// The start of [`Depot::take_into`]: whole stashed batches while `out`
+    /// has room for one. Returns how many objects were taken.
+    fn take_stashed_into(&mut self, layout: &CacheLayout, out: &mut [*mut u8]) -> usize {
+        let mut k = 0usize;
+        while let Some(top) = self.stash.len.checked_sub(1) {
+            let (Some(batch), Some(dst)) = (
+                self.stash.batches.get(top),
+                out.get_mut(k..k.saturating_add(MAG_BATCH)),
+            ) else {
+                break;
+            };
+            for (slot, p) in dst.iter_mut().zip(batch) {
+                // SAFETY: Stashed objects are free objects of live slabs of
+                // this marked cache (type invariant), counted in `inuse`.
+                unsafe { slab::clear_free_mark(layout, *p) };
+                *slot = p.as_ptr();
+            }
+            // INVARIANT: The top batch was handed out.
+            self.stash.len = top;
+            k += MAG_BATCH;
+        }
+        k
     }
 
     /// Returns object `index` to slab `s`'s free list.
@@ -331,10 +427,48 @@ impl Depot {
     /// Gives up to `n` of the oldest objects of `mag` back to their slabs.
     /// Consecutive objects of one slab (the usual case: a magazine fills
     /// from runs) are pushed on its free list and the slab relisted once.
+    /// A batch of [`MAG_BATCH`] goes to the stash instead when it has room.
     pub(crate) fn drain(&mut self, layout: &CacheLayout, mag: &mut Magazine, n: usize) {
         if n == 0 || mag.is_empty() {
             return;
         }
+        if n == MAG_BATCH && self.stash.len < stash_capacity(layout.stride()) {
+            if let Some(batch) = self.stash.batches.get_mut(self.stash.len) {
+                if mag.take_newest_batch(batch) {
+                    // INVARIANT: `len < capacity <= STASH_BATCHES` before;
+                    // the batch holds magazine objects (free, marked, of
+                    // live slabs).
+                    self.stash.len += 1;
+                    self.c.drains = self.c.drains.wrapping_add(1);
+                    return;
+                }
+            }
+        }
+        self.return_to_slabs(layout, mag, n);
+        self.c.drains = self.c.drains.wrapping_add(1);
+    }
+
+    /// Gives every stashed object back to its slab (before a shrink or a
+    /// destroy, which need the slabs' true counts).
+    pub(crate) fn flush_stash(&mut self, layout: &CacheLayout) {
+        while let Some(top) = self.stash.len.checked_sub(1) {
+            let mut mag = Magazine::new();
+            if let Some(batch) = self.stash.batches.get(top) {
+                let _ = mag.put_batch(batch);
+            }
+            // INVARIANT: The top batch is now in `mag`, returned below.
+            self.stash.len = top;
+            self.return_to_slabs(layout, &mut mag, MAG_BATCH);
+        }
+    }
+
+    /// Objects in the stash.
+    pub fn stashed(&self) -> usize {
+        self.stash.len.saturating_mul(MAG_BATCH)
+    }
+
+    /// The slab side of [`Depot::drain`].
+    fn return_to_slabs(&mut self, layout: &CacheLayout, mag: &mut Magazine, n: usize) {
         let mut run: Option<(SlabPtr, u32)> = None;
         mag.drain_oldest(n, |p| {
             // SAFETY: Objects in a magazine were validated when freed (or
@@ -357,7 +491,6 @@ impl Depot {
         if let Some((cur, k)) = run {
             self.end_run(layout, cur, k);
         }
-        self.c.drains = self.c.drains.wrapping_add(1);
     }
 
     /// Books `k` objects just pushed back on slab `s`'s free list.
@@ -541,7 +674,8 @@ impl Depot {
             slabs_partial: self.partial.len(),
             slabs_full: self.full.len(),
             slabs_empty: self.empty.len(),
-            cached_objs: 0,
+            cached_objs: self.stashed(),
+            stashed_objs: self.stashed(),
             quarantined: self.quarantined,
             allocs: self.c.allocs,
             frees: self.c.frees,

@@ -14,6 +14,14 @@
 //!   [`MAG_BATCH`] oldest objects back to the depot (a *drain*), keeping the
 //!   cache-hot ones.
 //!
+//! A drain hands a batch (its newest [`MAG_BATCH`] objects: one copy, no
+//! shift) to the depot's *stash* of whole batches when it has room, and a refill takes a stashed batch first: a copy of
+//! [`MAG_BATCH`] pointers under the depot lock instead of one slab free
+//! list operation per object. That is Bonwick's depot of full magazines,
+//! and SLUB's barn of full sheaves (`struct node_barn` in `mm/slub.c`);
+//! only when the stash is empty (refill) or full (drain) do objects move
+//! between magazine and slabs one by one.
+//!
 //! Capacity and batch: [`MAG_CAPACITY`] = 64 pointers (512 bytes per CPU
 //! per cache) and [`MAG_BATCH`] = 32, half of it. Moving half a magazine
 //! leaves room on both sides, so an alloc/free pattern oscillating around a
@@ -237,6 +245,44 @@ impl Magazine {
     pub(crate) fn forget_slabs(&mut self) {
         self.last = NO_HINT;
         self.hints = [NO_HINT; SLAB_HINTS];
+    }
+
+    /// Moves the [`MAG_BATCH`] newest objects into `out` (a batch for the
+    /// depot's stash); false, and nothing moved, with fewer cached. The
+    /// newest, not the oldest: one copy and no shift of the rest (Bonwick
+    /// hands the whole full magazine over, hot objects included).
+    pub(crate) fn take_newest_batch(&mut self, out: &mut [NonNull<u8>; MAG_BATCH]) -> bool {
+        let Some(rest) = self.len.checked_sub(MAG_BATCH) else {
+            return false;
+        };
+        let Some(newest) = self
+            .objs
+            .get(rest..self.len)
+            .and_then(|r| <&[NonNull<u8>; MAG_BATCH]>::try_from(r).ok())
+        else {
+            return false;
+        };
+        *out = *newest;
+        // INVARIANT: `len >= MAG_BATCH` before, `MAG_BATCH` fewer now.
+        self.len = rest;
+        true
+    }
+
+    /// Pushes a whole batch (from the depot's stash) on top; false, and
+    /// nothing moved, without room for it.
+    pub(crate) fn put_batch(&mut self, batch: &[NonNull<u8>; MAG_BATCH]) -> bool {
+        let end = self.len.saturating_add(MAG_BATCH);
+        let Some(room) = self
+            .objs
+            .get_mut(self.len..end)
+            .and_then(|r| <&mut [NonNull<u8>; MAG_BATCH]>::try_from(r).ok())
+        else {
+            return false;
+        };
+        *room = *batch;
+        // INVARIANT: `end <= MAG_CAPACITY` (the slots exist).
+        self.len = end;
+        true
     }
 
     /// Removes up to `n` of the oldest objects, passing each to `f`.

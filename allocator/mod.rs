@@ -69,7 +69,11 @@ pub use cache::{
     DestroyError,
     FreeError, //
 };
-pub use depot::Depot;
+pub use depot::{
+    stash_capacity,
+    Depot,
+    STASH_BATCHES, //
+};
 pub use layout::{
     CacheConfig,
     CacheFlags,

@@ -34,8 +34,11 @@ pub struct CacheStats {
     pub slabs_full: usize,
     /// Slabs without a used object (what `shrink` returns).
     pub slabs_empty: usize,
-    /// Objects sitting in per-CPU magazines (part of `active_objs`).
+    /// Free objects cached out of their slabs: in per-CPU magazines and in
+    /// the depot's stash (part of `active_objs`).
     pub cached_objs: usize,
+    /// Of `cached_objs`, those in the depot's stash of whole batches.
+    pub stashed_objs: usize,
     /// Objects withdrawn after a detected corruption (not in
     /// `active_objs`).
     pub quarantined: usize,

@@ -284,11 +284,15 @@ impl OurCache {
     }
 
     /// What reclaim could take without visiting a CPU: the objects of
-    /// empty slabs (the depot's lock) and those in the magazines as each
+    /// empty slabs and of the stash (the depot's lock) and those in the
+    /// magazines as each
     /// CPU last published them ([`CpuSlot::published`]).
     pub(crate) fn reclaimable_objects(&self) -> usize {
         let s = self.depot.lock().stats(&self.layout);
-        let empty = s.slabs_empty.saturating_mul(s.objperslab);
+        let empty = s
+            .slabs_empty
+            .saturating_mul(s.objperslab)
+            .saturating_add(s.stashed_objs);
         let cached: usize = self.slots.iter().map(|s| s.published() as usize).sum();
         empty.saturating_add(cached)
     }
@@ -326,6 +330,7 @@ impl OurCache {
             name,
             active_objs: s.active_objs as u64,
             cached_objs: s.cached_objs as u64,
+            stashed_objs: s.stashed_objs as u64,
             num_objs: s.num_objs as u64,
             objsize: s.objsize as u64,
             stride: self.layout.stride() as u64,
@@ -544,7 +549,8 @@ pub(crate) fn write_slabinfo(f: &mut core::fmt::Formatter<'_>) -> core::fmt::Res
             i.pagesperslab,
             i.partial_slabs + i.full_slabs,
             slabs,
-            0,
+            // SLAB's shared per-node array; ours is the stash.
+            i.stashed_objs,
             i.cpu_alloc_hits,
             i.cpu_free_hits,
             i.refused_foreign + i.refused_misaligned + i.refused_double,

@@ -5,7 +5,10 @@
 //! benchmarks, and the lab's `kernel-mempool` backend, beside ours under
 //! real memory pressure (issue 16, claim 8). With `failing`, the pool's
 //! allocation callback fails while armed, so every allocation comes from the
-//! reserve (the benchmarks' reserve path).
+//! reserve (the benchmarks' reserve path). [`KernelPool::over_our_cache`]
+//! puts the kernel's pool over one of *our* caches instead (callbacks into
+//! it), so that the reserve benchmark compares the two pool layers over the
+//! same backing, emptied and failing for real (issue 15: like for like).
 //!
 //! The lab gets one pool per element size from a registry (reused like our
 //! caches': [`super::registry`]), with the module's `pool_min_nr` reserve.
@@ -35,6 +38,10 @@ use kernel::{
     }, //
 };
 
+use super::caches::{
+    self,
+    CacheRef, //
+};
 use super::gfp::{
     self,
     Gfp, //
@@ -46,13 +53,47 @@ use super::registry::{
     Quota,
     Ref, //
 };
+use crate::ratelimit::pr_err_ratelimited;
 use crate::uapi;
 
-/// What the pool's allocation callbacks get: the cache, and a switch that
-/// makes allocation fail so the reserve is used.
+/// What the pool's allocation callbacks get: the kernel cache and a switch
+/// that makes allocation fail so the reserve is used, or our cache.
 struct PoolData {
+    /// The kernel cache of the slab and failing callbacks (null over ours).
     cache: *mut bindings::kmem_cache,
     fail: AtomicBool,
+    /// The cache of [`our_cache_alloc`]/[`our_cache_free`].
+    ours: Option<CacheRef>,
+}
+
+/// `mempool_alloc_t` over our cache: `mempool_alloc()`'s first,
+/// non-reclaiming try and its later ones become our page requests.
+///
+/// # Safety
+///
+/// `data` points to a live [`PoolData`].
+unsafe extern "C" fn our_cache_alloc(gfp: Gfp, data: *mut c_void) -> *mut c_void {
+    // SAFETY: Per the function's contract.
+    let d = unsafe { &*data.cast::<PoolData>() };
+    d.ours
+        .as_ref()
+        .and_then(|c| c.alloc_req(gfp::to_request(gfp)))
+        .map_or(core::ptr::null_mut(), |p| p.as_ptr().cast())
+}
+
+/// `mempool_free_t` for [`our_cache_alloc`].
+///
+/// # Safety
+///
+/// `data` points to a live [`PoolData`]; `elem` came from its cache.
+unsafe extern "C" fn our_cache_free(elem: *mut c_void, data: *mut c_void) {
+    // SAFETY: Per the function's contract.
+    let d = unsafe { &*data.cast::<PoolData>() };
+    if let (Some(c), Some(p)) = (&d.ours, NonNull::new(elem.cast::<u8>())) {
+        if c.free(p).is_err() {
+            pr_err_ratelimited!("kernel mempool: our cache refused an element\n");
+        }
+    }
 }
 
 /// `mempool_alloc_slab()` that fails while `fail` is set.
@@ -82,6 +123,13 @@ unsafe extern "C" fn failing_free(elem: *mut c_void, data: *mut c_void) {
     unsafe { bindings::kmem_cache_free(d.cache, elem) };
 }
 
+/// A pool's allocation and free callbacks and their pool data.
+type Callbacks = (
+    bindings::mempool_alloc_t,
+    bindings::mempool_free_t,
+    *mut c_void,
+);
+
 /// The kernel's mempool over a cache of its own.
 ///
 /// # Invariants
@@ -92,7 +140,7 @@ unsafe extern "C" fn failing_free(elem: *mut c_void, data: *mut c_void) {
 pub(crate) struct KernelPool {
     pool: NonNull<bindings::mempool>,
     data: KBox<PoolData>,
-    _cache: KernelCache,
+    _cache: Option<KernelCache>,
     size: usize,
     min_nr: usize,
     /// Lab handles holding elements (the registry's count).
@@ -102,7 +150,8 @@ pub(crate) struct KernelPool {
 // SAFETY: A mempool may be used and destroyed from any CPU or thread.
 unsafe impl Send for KernelPool {}
 // SAFETY: `mempool_alloc`/`free` are safe to call concurrently; `data` is only
-// read through atomics and a constant pointer.
+// read through atomics, a constant pointer and a shared reference to our
+// cache (which is `Sync`).
 unsafe impl Sync for KernelPool {}
 
 /// Reserve of the kernel mempool: the module's `pool_min_nr` default.
@@ -124,25 +173,56 @@ impl KernelPool {
             PoolData {
                 cache: cache.as_raw(),
                 fail: AtomicBool::new(false),
+                ours: None,
             },
             GFP_KERNEL,
         )?;
-        let (alloc, free, pool_data): (bindings::mempool_alloc_t, bindings::mempool_free_t, _) =
-            if failing {
-                (
-                    Some(failing_alloc),
-                    Some(failing_free),
-                    core::ptr::from_ref::<PoolData>(&data).cast_mut().cast(),
-                )
-            } else {
-                (
-                    Some(bindings::mempool_alloc_slab),
-                    Some(bindings::mempool_free_slab),
-                    cache.as_raw().cast(),
-                )
-            };
-        // SAFETY: The callbacks match `pool_data`: the cache for the slab
-        // pair, our `PoolData` for ours; both live as long as the pool.
+        let (alloc, free, pool_data): Callbacks = if failing {
+            (
+                Some(failing_alloc),
+                Some(failing_free),
+                core::ptr::from_ref::<PoolData>(&data).cast_mut().cast(),
+            )
+        } else {
+            (
+                Some(bindings::mempool_alloc_slab),
+                Some(bindings::mempool_free_slab),
+                cache.as_raw().cast(),
+            )
+        };
+        let pool = Self::create(min_nr, (alloc, free, pool_data), data, Some(cache), size)?;
+        pool.data.fail.store(failing, Ordering::Relaxed);
+        Ok(pool)
+    }
+
+    /// The kernel's mempool of `size`-byte elements over a private cache of
+    /// ours (the like-for-like baseline of our pool's reserve path).
+    pub(crate) fn over_our_cache(size: usize) -> Result<Self> {
+        let data = KBox::new(
+            PoolData {
+                cache: core::ptr::null_mut(),
+                fail: AtomicBool::new(false),
+                ours: Some(caches::get_private(size)?),
+            },
+            GFP_KERNEL,
+        )?;
+        let pool_data = core::ptr::from_ref::<PoolData>(&data).cast_mut().cast();
+        let pair: Callbacks = (Some(our_cache_alloc), Some(our_cache_free), pool_data);
+        Self::create(MIN_NR, pair, data, None, size)
+    }
+
+    /// `mempool_create_node()` with the callbacks over their pool data,
+    /// which is `kcache` (the slab pair) or `data`.
+    fn create(
+        min_nr: c_int,
+        (alloc, free, pool_data): Callbacks,
+        data: KBox<PoolData>,
+        kcache: Option<KernelCache>,
+        size: usize,
+    ) -> Result<Self> {
+        // SAFETY: The callbacks match `pool_data` (the callers pair them):
+        // `kcache` for the slab pair, `data` for the others; both are kept
+        // in `Self`, so they live as long as the pool.
         let pool = unsafe {
             bindings::mempool_create_node_noprof(
                 min_nr,
@@ -154,16 +234,20 @@ impl KernelPool {
             )
         };
         let pool = NonNull::new(pool).ok_or(ENOMEM)?;
-        data.fail.store(failing, Ordering::Relaxed);
         // INVARIANT: Created over the cache or `data`, both kept in `Self`.
         Ok(Self {
             pool,
             data,
-            _cache: cache,
+            _cache: kcache,
             size,
-            min_nr: min_nr as usize,
+            min_nr: usize::try_from(min_nr).unwrap_or(0),
             users: AtomicUsize::new(0),
         })
+    }
+
+    /// Our cache behind a pool from [`Self::over_our_cache`].
+    pub(crate) fn our_cache(&self) -> Option<&CacheRef> {
+        self.data.ours.as_ref()
     }
 
     /// Element size.

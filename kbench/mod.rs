@@ -129,7 +129,10 @@ fn validate(run: &uapi::BenchRun) -> Result {
                 | ba::OUR_POOL
                 | ba::OUR_BULK
         ),
-        bo::RESERVE => matches!(run.alloc, ba::OUR_POOL | ba::KERNEL_POOL),
+        bo::RESERVE => matches!(
+            run.alloc,
+            ba::OUR_POOL | ba::KERNEL_POOL | ba::KERNEL_POOL_OURS
+        ),
         bo::REMOTE => matches!(run.alloc, ba::OUR_CACHE | ba::KMEM_CACHE | ba::KMALLOC),
         _ => false,
     };
@@ -208,9 +211,9 @@ fn execute(run: &mut uapi::BenchRun) -> Result {
             run.ops = rounds * n as u64;
             t
         }
-        bo::RESERVE if run.alloc == ba::OUR_POOL => {
+        bo::RESERVE if matches!(run.alloc, ba::OUR_POOL | ba::KERNEL_POOL_OURS) => {
             run.ops = iters;
-            reserve::time_our_reserve(&target, run.size, iters)?
+            reserve::time_reserve(&target, run.size, iters)?
         }
         bo::REMOTE => {
             run.ops = iters;

@@ -54,6 +54,7 @@ impl Target {
             ba::KMALLOC => Self::Kmalloc(size as usize),
             ba::OUR_POOL => Self::OurPool(pools::get(size as usize)?),
             ba::KERNEL_POOL => Self::KPool(KernelPool::new(size as usize, op == bo::RESERVE)?),
+            ba::KERNEL_POOL_OURS => Self::KPool(KernelPool::over_our_cache(size as usize)?),
             ba::ALLOC_PAGES => Self::Pages(size),
             ba::GET_FREE_PAGES => Self::FreePages(size),
             ba::VMALLOC => Self::Vmalloc(PAGE_SIZE << size),

@@ -954,7 +954,7 @@ fn slabinfo(cli: &Cli, watch: Option<u64>) -> Result<(), String> {
         if cli.json {
             let v: Vec<_> = caches
                 .iter()
-                .map(|c| json!({"name": cache_name(c), "active_objs": c.active_objs, "cached_objs": c.cached_objs,
+                .map(|c| json!({"name": cache_name(c), "active_objs": c.active_objs, "cached_objs": c.cached_objs, "stashed_objs": c.stashed_objs,
                     "num_objs": c.num_objs, "objsize": c.objsize, "stride": c.stride, "objperslab": c.objperslab,
                     "pagesperslab": c.pagesperslab, "slabs": {"partial": c.partial_slabs, "full": c.full_slabs, "empty": c.empty_slabs},
                     "allocs": c.allocs, "frees": c.frees, "cpu_alloc_hits": c.cpu_alloc_hits, "cpu_free_hits": c.cpu_free_hits,

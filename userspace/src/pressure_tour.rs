@@ -362,6 +362,8 @@ pub fn contiguity() -> ClaimResult {
     // by kcompactd, no watermark boost after fragmentation events.
     let _p = Sysctl::set("/proc/sys/vm/compaction_proactiveness", "0")?;
     let _b = Sysctl::set("/proc/sys/vm/watermark_boost_factor", "0")?;
+    // Compaction first, while no earlier failure has deferred it.
+    let comp = compaction()?;
     let _swap = ZramSwap::on(SWAP_MIB)?;
     let dev = open()?;
     let z = main_zone()?;
@@ -408,18 +410,222 @@ pub fn contiguity() -> ClaimResult {
     let _ = dev.free_all();
     drop(hog);
     Ok(claim(
-        "Physically contiguous memory is hard to find, virtual contiguity is easy (Love): with free memory in one-page holes, an order-4 allocation that may neither reclaim nor compact fails though free pages are above the watermark, where vmalloc of the same 64 KiB succeeds; GFP_KERNEL, which may reclaim and compact (CONFIG_COMPACTION), gets its order-4 run",
+        "Physically contiguous memory is hard to find, virtual contiguity is easy (Love): with free memory in one-page holes, an order-4 allocation that may neither reclaim nor compact fails though free pages are above the watermark, where vmalloc of the same 64 KiB succeeds; GFP_KERNEL, which may reclaim and compact (CONFIG_COMPACTION), gets its order-4 run; and where the holes lie among movable (user) pages and reclaim can free nothing, it is compaction that makes the run: pages migrate (compact_stall and compact_success rise)",
         format!(
-            "buddyinfo {zone} with the hog in place {before:?}; after {holes} one-page holes among {} pages of the lab and {held} pages in runs of 16+ held: {frag:?}, {}; order 4 __GFP_NORETRY without reclaim: {}; vmalloc(64 KiB): {}; order 4 GFP_KERNEL: {}, vmstat: {}",
+            "buddyinfo {zone} with the hog in place {before:?}; after {holes} one-page holes among {} pages of the lab and {held} pages in runs of 16+ held: {frag:?}, {}; order 4 __GFP_NORETRY without reclaim: {}; vmalloc(64 KiB): {}; order 4 GFP_KERNEL: {}, vmstat: {}. Compaction: {}",
             a.made,
             show_zone(&zf),
             nowait.show(1),
             vm.show(1),
             k.show(1),
-            dk.show()
+            dk.show(),
+            comp.0
         ),
-        nowait.made == 0 && zf.free > zf.min + 16 && vm.made == 1 && k.made == 1,
+        nowait.made == 0 && zf.free > zf.min + 16 && vm.made == 1 && k.made == 1 && comp.1,
     ))
+}
+
+/// Free pages of the main zone [`compaction`] leaves above its high
+/// watermark before punching holes.
+const COMPACTION_MARGIN: u64 = 2048;
+
+/// The physical frame of each page of `region` (`/proc/self/pagemap`, as
+/// root; 0 for a page not present).
+fn frames(region: *const u8, pages: usize) -> Result<Vec<u64>, String> {
+    let f = std::fs::File::open("/proc/self/pagemap").map_err(|e| format!("pagemap: {e}"))?;
+    let mut raw = vec![0u8; pages * 8];
+    let first = region as u64 / 4096;
+    f.read_exact_at(&mut raw, first * 8)
+        .map_err(|e| format!("pagemap: {e}"))?;
+    Ok(raw
+        .chunks_exact(8)
+        .map(|c| {
+            let e = u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]));
+            // Bit 63: present; bits 0-54: the frame number.
+            if e >> 63 == 1 {
+                e & ((1 << 55) - 1)
+            } else {
+                0
+            }
+        })
+        .collect())
+}
+
+/// Claim 4's compaction half. Movable memory in one-page holes: this
+/// process maps a memfd (tmpfs: movable pages, not reclaimable
+/// without swap) until the main zone is down to [`COMPACTION_MARGIN`]
+/// pages above its high watermark, then punches out every page of odd
+/// frame number, so each hole's buddy is a page still in use and no hole
+/// merges: half of the mapping is free again, in one-page holes. Every
+/// other free run of 16 pages is held by the lab, the CMA area too (an
+/// unmovable request cannot use it); there is no swap and no page cache
+/// to drop, so reclaim has nothing to free. An order-4 allocation that
+/// may not reclaim then fails; one that may (direct reclaim and
+/// compaction, no kswapd, so the work is the allocation's own) must
+/// migrate pages to succeed. Returns what was seen and whether it held.
+fn compaction() -> Result<(String, bool), String> {
+    protect_from_oom()?;
+    let dev = open()?;
+    let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
+    // The CMA area, while memory is plentiful (cma_alloc migrates whatever
+    // movable pages sit in it).
+    let mut cma = 0u64;
+    let mut cma_err = None;
+    while let Some(free) = crate::tour::cma_free() {
+        let size = (free & !((1 << 20) - 1)).min(4 << 20);
+        if size == 0 {
+            break;
+        }
+        let b = burst_of(
+            &dev,
+            lb::CMA,
+            gfp::KERNEL | gfp::NOWARN,
+            0,
+            size,
+            1,
+            context::PROCESS,
+            0,
+        );
+        if b.made == 0 {
+            cma_err = b.failed;
+            break;
+        }
+        cma += size;
+    }
+    let z = main_zone()?;
+    let zone = z.name.clone();
+    let pages = z.free.saturating_sub(z.high + COMPACTION_MARGIN) as usize;
+    if pages < 4096 {
+        return Err(format!(
+            "compaction: only {pages} pages to map ({})",
+            show_zone(&z)
+        ));
+    }
+    // A tmpfs file, mapped shared: its pages are movable like
+    // anonymous ones, and a hole is punched with fallocate() (this kernel
+    // has no madvise(2): CONFIG_ADVISE_SYSCALLS is off) without splitting
+    // the mapping into one VMA per page.
+    // memfd: the kernel's internal tmpfs mount, without the size limit of
+    // a mounted /tmp (half of RAM).
+    // SAFETY: A C string; the result is checked.
+    let fd = unsafe { libc::memfd_create(c"ldd-alloc-compaction".as_ptr(), 0) };
+    if fd < 0 {
+        return Err(format!("memfd_create: {}", Errno::last()));
+    }
+    // SAFETY: `fd` was just opened and is owned here alone.
+    let file = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    file.set_len((pages * 4096) as u64)
+        .map_err(|e| format!("ftruncate: {e}"))?;
+    // SAFETY: A fresh shared mapping of our own file; no other reference.
+    let region = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            pages * 4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        )
+    };
+    if region == libc::MAP_FAILED {
+        return Err(format!("mmap: {}", Errno::last()));
+    }
+    let region = region.cast::<u8>();
+    let unmap = Unmap(region, pages);
+    // Touch in steps, watching the zone: free memory stops at the margin
+    // whatever other zones and per-CPU lists hold.
+    let mut touched = 0;
+    while touched < pages {
+        let end = (touched + 512).min(pages);
+        for i in touched..end {
+            // SAFETY: Page `i` lies inside the mapping; distinct contents,
+            // so nothing (KSM, zero pages) merges them.
+            unsafe {
+                region
+                    .add(i * 4096)
+                    .cast::<u64>()
+                    .write_volatile(i as u64 + 1)
+            };
+        }
+        touched = end;
+        if main_zone()?.free <= z.high + COMPACTION_MARGIN {
+            break;
+        }
+    }
+    let pages = touched;
+    let pfns = frames(region, pages)?;
+    let present = pfns.iter().filter(|p| **p != 0).count();
+    let odd = pfns.iter().filter(|p| **p & 1 == 1).count();
+    let mut holes = 0;
+    let mut refused = None;
+    for (i, pfn) in pfns.iter().enumerate() {
+        if pfn & 1 == 1 {
+            // SAFETY: A plain syscall on our file; page `i`'s contents are
+            // not needed (the mapping faults in a fresh page if touched).
+            let r = unsafe {
+                libc::fallocate(
+                    fd,
+                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                    (i * 4096) as libc::off_t,
+                    4096,
+                )
+            };
+            if r == 0 {
+                holes += 1;
+            } else {
+                refused = Some(Errno::last());
+            }
+        }
+    }
+    if holes * 4 < pages {
+        return Err(format!(
+            "compaction: {holes} holes among {pages} pages ({present} present, {odd} odd, first frames {:x?}){}",
+            &pfns[..pfns.len().min(8)],
+            refused.map_or(String::new(), |e| format!(", madvise: {e}"))
+        ));
+    }
+    let mut held = 0;
+    for order in (4..=10).rev() {
+        held += burst(&dev, gfp::NOWAIT, order, 64, context::PROCESS, 0).made << order;
+        burst(&dev, gfp::DMA | gfp::NOWAIT, order, 16, context::PROCESS, 0);
+    }
+    let frag = buddyinfo(&zone)?;
+    let zf = main_zone()?;
+    let nowait = burst(&dev, gfp::NORETRY | gfp::NOWARN, 4, 1, context::PROCESS, 0);
+    let v0 = VmStat::now()?;
+    // GFP_KERNEL without __GFP_KSWAPD_RECLAIM: no kswapd, no kcompactd.
+    let direct = gfp::DIRECT_RECLAIM | gfp::IO | gfp::FS;
+    let k = burst(&dev, direct, 4, 1, context::PROCESS, 0);
+    let dk = VmStat::now()?.delta(&v0);
+    drop(unmap);
+    drop(file);
+    let _ = dev.free_all();
+    let stalls = dk.get("compact_stall");
+    let won = dk.get("compact_success");
+    let migrated = dk.get("pgmigrate_success");
+    Ok((
+        format!(
+            "{} MiB of CMA held{}; {holes} one-page holes among {pages} pages of this process ({present} present, {odd} of odd frame{}, first frames {:x?}), {held} pages in runs of 16+ held: buddyinfo {zone} {frag:?}, {}; order 4 without reclaim: {}; order 4 GFP_KERNEL (direct reclaim and compaction, no kswapd): {}, compact_stall +{stalls}, compact_success +{won}, pgmigrate_success +{migrated}",
+            cma >> 20,
+            cma_err.map_or(String::new(), |e| format!(" (then {e})")),
+            refused.map_or(String::new(), |e| format!(", madvise: {e}")),
+            &pfns[..pfns.len().min(4)],
+            show_zone(&zf),
+            nowait.show(1),
+            k.show(1)
+        ),
+        holes * 4 > pages && nowait.made == 0 && k.made == 1 && stalls >= 1 && won >= 1 && migrated >= 1,
+    ))
+}
+
+/// Unmaps [`compaction`]'s region (its address and pages) when dropped.
+struct Unmap(*mut u8, usize);
+
+impl Drop for Unmap {
+    fn drop(&mut self) {
+        // SAFETY: The mapping made in `compaction`, unmapped once.
+        unsafe { libc::munmap(self.0.cast(), self.1 * 4096) };
+    }
 }
 
 /// Claim 5: the retry modifiers under real exhaustion (no swap): NORETRY

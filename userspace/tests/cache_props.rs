@@ -13,8 +13,9 @@ use std::sync::{Arc, Mutex};
 use ldd_alloc::allocator::debug::{POISON_END, POISON_FREE, RED_ACTIVE};
 use ldd_alloc::allocator::{
     self, AllocError, CacheConfig, CacheEnv, CacheFlags, CacheName, DestroyError, FreeError,
-    PageRequest, Zone, MAG_CAPACITY,
+    PageRequest, Zone, MAG_BATCH, MAG_CAPACITY,
 };
+use ldd_alloc::allocator::{stash_capacity, STASH_BATCHES};
 use ldd_alloc::host_pages::{set_cpu, HostCache, HostPages};
 use proptest::prelude::*;
 
@@ -227,8 +228,10 @@ impl Model {
         assert!(s.active_objs + s.quarantined <= s.num_objs);
         assert_eq!(
             s.cached_objs,
-            self.env.magazine_lens().iter().sum::<usize>()
+            self.env.magazine_lens().iter().sum::<usize>() + s.stashed_objs
         );
+        assert!(s.stashed_objs.is_multiple_of(MAG_BATCH), "whole batches");
+        assert!(s.stashed_objs <= stash_capacity(l.stride()) * MAG_BATCH);
         assert!(self.env.magazine_lens().iter().all(|n| *n <= MAG_CAPACITY));
         if l.debug() {
             assert_eq!(s.cached_objs, 0, "debug caches bypass magazines");
@@ -726,6 +729,84 @@ fn magazines_absorb_steady_state() {
     assert!(allocator::shrink(&env) > 0);
     assert_eq!(pages.pages_out(), 0);
     allocator::destroy(&env).unwrap();
+}
+
+/// A burst beyond the magazine drains whole batches to the depot's stash
+/// and refills from it: no object goes back to its slab while the stash
+/// has room, the stash never exceeds its capacity, the batches are
+/// handed out again (alloc and alloc_bulk), and double frees of stashed
+/// objects are still refused. Shrink empties the stash.
+#[test]
+fn bursts_go_through_the_stash() {
+    let pages = Arc::new(HostPages::new());
+    let env = new_cache(&pages, 256, CacheFlags::default(), false);
+    set_cpu(0);
+    let cap = stash_capacity(env.layout().stride());
+    assert!((1..=STASH_BATCHES).contains(&cap));
+    let burst = MAG_CAPACITY + cap * MAG_BATCH;
+    let objs: Vec<_> = (0..burst)
+        .map(|_| allocator::alloc(&env, PageRequest::KERNEL).unwrap())
+        .collect();
+    let slabs_before = allocator::stats(&env).slabs();
+    for p in &objs {
+        allocator::free(&env, *p).unwrap();
+    }
+    let s = allocator::stats(&env);
+    assert_eq!(s.stashed_objs, cap * MAG_BATCH, "{s:?}");
+    assert!(s.cached_objs > s.stashed_objs);
+    assert_eq!(
+        s.active_objs, s.cached_objs,
+        "stashed objects stay out of their slabs"
+    );
+    // A stashed object is free: freeing it again is refused.
+    assert_eq!(allocator::free(&env, objs[0]), Err(FreeError::DoubleFree));
+    // One more batch: the stash is full, so this one goes to the slabs.
+    let more: Vec<_> = (0..MAG_BATCH)
+        .map(|_| allocator::alloc(&env, PageRequest::KERNEL).unwrap())
+        .collect();
+    for p in &more {
+        allocator::free(&env, *p).unwrap();
+    }
+    let s = allocator::stats(&env);
+    assert!(s.stashed_objs <= cap * MAG_BATCH);
+    // As many again come from magazine and stash: no new slab.
+    let cached = s.cached_objs;
+    let again: Vec<_> = (0..cached)
+        .map(|_| allocator::alloc(&env, PageRequest::KERNEL).unwrap())
+        .collect();
+    let set: HashSet<_> = again.iter().collect();
+    assert_eq!(set.len(), cached, "distinct objects");
+    let s = allocator::stats(&env);
+    assert_eq!(s.stashed_objs, 0);
+    assert_eq!(s.slabs(), slabs_before, "{s:?}");
+    for p in &again {
+        allocator::free(&env, *p).unwrap();
+    }
+    // alloc_bulk takes whole stashed batches.
+    let stashed = allocator::stats(&env).stashed_objs;
+    assert!(stashed >= MAG_BATCH);
+    let mut out = vec![std::ptr::null_mut(); stashed + MAG_CAPACITY];
+    allocator::alloc_bulk(&env, PageRequest::KERNEL, &mut out).unwrap();
+    let s = allocator::stats(&env);
+    assert_eq!(s.stashed_objs, 0);
+    assert_eq!(s.active_objs - s.cached_objs, out.len());
+    assert_eq!(allocator::free_bulk(&env, &out), 0);
+    assert_eq!(allocator::check(&env), Ok(()));
+    assert!(allocator::shrink(&env) > 0);
+    let s = allocator::stats(&env);
+    assert_eq!((s.stashed_objs, s.cached_objs, s.active_objs), (0, 0, 0));
+    assert_eq!(pages.pages_out(), 0);
+    allocator::destroy(&env).unwrap();
+}
+
+/// Large objects stash fewer batches (a bound on the memory the stash
+/// keeps from being given back).
+#[test]
+fn stash_capacity_shrinks_with_object_size() {
+    assert_eq!(stash_capacity(32), STASH_BATCHES);
+    assert_eq!(stash_capacity(4096), 1);
+    assert_eq!(stash_capacity(1 << 20), 1);
+    assert!(stash_capacity(1024) * MAG_BATCH * 1024 <= allocator::depot::STASH_BYTES);
 }
 
 #[test]

@@ -3577,7 +3577,10 @@ fn bench_rules(run: &uapi::BenchRun, ncpus: u32) -> Vec<Errno> {
                 | ba::OUR_POOL
                 | ba::OUR_BULK
         ),
-        bo::RESERVE => matches!(run.alloc, ba::OUR_POOL | ba::KERNEL_POOL),
+        bo::RESERVE => matches!(
+            run.alloc,
+            ba::OUR_POOL | ba::KERNEL_POOL | ba::KERNEL_POOL_OURS
+        ),
         bo::REMOTE => matches!(run.alloc, ba::OUR_CACHE | ba::KMEM_CACHE | ba::KMALLOC),
         _ => false,
     };
