@@ -362,8 +362,9 @@ fn free_to_magazine_slow<E: CacheEnv + ?Sized>(
 /// Allocates `out.len()` objects into `out` (`kmem_cache_alloc_bulk()`):
 /// all of them, or none (everything taken is freed again and the error
 /// returned). One magazine section per [`BULK_CHUNK`] objects serves the
-/// magazine's objects, the rest come straight from the depot in whole slab
-/// runs under one lock hold (not through the magazine); a new slab is
+/// magazine's objects, the rest come straight from the depot (whole
+/// stashed batches, then slab runs) under one lock hold (not through the
+/// magazine); a new slab is
 /// added when the depot runs dry. Unmarked caches allocate one by one.
 pub fn alloc_bulk<E: CacheEnv + ?Sized>(
     env: &E,

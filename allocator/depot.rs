@@ -104,13 +104,13 @@ impl SlabList {
 pub const STASH_BATCHES: usize = 8;
 
 /// Bytes of objects the stash holds at most: large objects get fewer
-/// batches, so that free objects parked in the depot (each keeps its slab
-/// from being empty, hence from being given back) stay a small amount of
-/// memory per cache.
+/// batches (none past 4 KiB objects), so that free objects parked in the
+/// depot (each keeps its slab from being empty, hence from being given
+/// back) stay a small amount of memory per cache.
 pub const STASH_BYTES: usize = 128 * 1024;
 
 /// The batches of [`STASH_BATCHES`] a cache of `stride`-byte objects
-/// stashes at most: at least one.
+/// stashes at most (0: none, one batch would exceed [`STASH_BYTES`]).
 pub const fn stash_capacity(stride: usize) -> usize {
     let per_batch = if stride == 0 {
         1
@@ -118,9 +118,7 @@ pub const fn stash_capacity(stride: usize) -> usize {
         stride.saturating_mul(MAG_BATCH)
     };
     let n = STASH_BYTES / per_batch;
-    if n == 0 {
-        1
-    } else if n > STASH_BATCHES {
+    if n > STASH_BATCHES {
         STASH_BATCHES
     } else {
         n
@@ -375,9 +373,23 @@ impl Depot {
     pub(crate) fn take_into(&mut self, layout: &CacheLayout, out: &mut [*mut u8]) -> usize {
         let from_stash = self.take_stashed_into(layout, out);
         let out = out.get_mut(from_stash..).unwrap_or(&mut []);
+        let mut n = self.take_runs_into(layout, out);
+        if n < out.len() && self.stash.len > 0 {
+            // Less than a batch was wanted and the slabs ran dry: the
+            // stash's objects back to their slabs, rather than a new slab.
+            self.flush_stash(layout);
+            n += self.take_runs_into(layout, out.get_mut(n..).unwrap_or(&mut []));
+        }
+        let n = n.saturating_add(from_stash);
+        self.direct.allocs = self.direct.allocs.wrapping_add(n as u64);
+        n
+    }
+
+    /// Slab runs straight into `out`, free marks cleared; how many.
+    fn take_runs_into(&mut self, layout: &CacheLayout, out: &mut [*mut u8]) -> usize {
         let max = out.len();
         let mut slots = out.iter_mut();
-        let n = self.take_runs(layout, max, |p| match slots.next() {
+        self.take_runs(layout, max, |p| match slots.next() {
             Some(slot) => {
                 // SAFETY: `p` was just taken off a free list of a live
                 // slab of this marked cache; it is ours.
@@ -386,10 +398,7 @@ impl Depot {
                 true
             }
             None => false,
-        });
-        let n = n.saturating_add(from_stash);
-        self.direct.allocs = self.direct.allocs.wrapping_add(n as u64);
-        n
+        })
     }
 
     /// The start of [`Depot::take_into`]: whole stashed batches while `out`
@@ -506,7 +515,17 @@ impl Depot {
         if self.dead {
             return Take::Dead;
         }
-        let Some((s, index)) = self.take_one(layout) else {
+        let taken = match self.take_one(layout) {
+            // The slabs are dry but the stash may not be: its objects go
+            // back to their slabs rather than a new slab being grown (or,
+            // under memory pressure, the allocation failing).
+            None if self.stash.len > 0 => {
+                self.flush_stash(layout);
+                self.take_one(layout)
+            }
+            t => t,
+        };
+        let Some((s, index)) = taken else {
             return Take::NeedSlab;
         };
         match s.object(layout, index) {
@@ -749,6 +768,12 @@ impl Depot {
         }
         if quarantined != self.quarantined {
             return Err("quarantine total disagrees with slabs");
+        }
+        if self.stash.len > stash_capacity(layout.stride()) {
+            return Err("stash beyond its capacity");
+        }
+        if self.stashed() > self.inuse {
+            return Err("more stashed objects than objects out of slabs");
         }
         Ok(())
     }

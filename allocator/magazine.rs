@@ -10,9 +10,10 @@
 //!
 //! * alloc pops it (a *hit*); an empty magazine is refilled with
 //!   [`MAG_BATCH`] objects from the depot under the depot lock (a *refill*);
-//! * free pushes to it (a *hit*); a full magazine first gives its
-//!   [`MAG_BATCH`] oldest objects back to the depot (a *drain*), keeping the
-//!   cache-hot ones.
+//! * free pushes to it (a *hit*); a full magazine first gives
+//!   [`MAG_BATCH`] objects back to the depot (a *drain*): its newest as a
+//!   whole batch to the stash (below), else its oldest to their slabs,
+//!   keeping the cache-hot ones.
 //!
 //! A drain hands a batch (its newest [`MAG_BATCH`] objects: one copy, no
 //! shift) to the depot's *stash* of whole batches when it has room, and a refill takes a stashed batch first: a copy of

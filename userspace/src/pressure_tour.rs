@@ -362,9 +362,7 @@ pub fn contiguity() -> ClaimResult {
     // by kcompactd, no watermark boost after fragmentation events.
     let _p = Sysctl::set("/proc/sys/vm/compaction_proactiveness", "0")?;
     let _b = Sysctl::set("/proc/sys/vm/watermark_boost_factor", "0")?;
-    // Compaction first, while no earlier failure has deferred it.
-    let comp = compaction()?;
-    let _swap = ZramSwap::on(SWAP_MIB)?;
+    let swap = ZramSwap::on(SWAP_MIB)?;
     let dev = open()?;
     let z = main_zone()?;
     let zone = z.name.clone();
@@ -409,19 +407,33 @@ pub fn contiguity() -> ClaimResult {
     let dk = VmStat::now()?.delta(&v0);
     let _ = dev.free_all();
     drop(hog);
+    drop(swap);
     Ok(claim(
-        "Physically contiguous memory is hard to find, virtual contiguity is easy (Love): with free memory in one-page holes, an order-4 allocation that may neither reclaim nor compact fails though free pages are above the watermark, where vmalloc of the same 64 KiB succeeds; GFP_KERNEL, which may reclaim and compact (CONFIG_COMPACTION), gets its order-4 run; and where the holes lie among movable (user) pages and reclaim can free nothing, it is compaction that makes the run: pages migrate (compact_stall and compact_success rise)",
+        "Physically contiguous memory is hard to find, virtual contiguity is easy (Love): with free memory in one-page holes, an order-4 allocation that may neither reclaim nor compact fails though free pages are above the watermark, where vmalloc of the same 64 KiB succeeds; GFP_KERNEL, which may reclaim and compact (CONFIG_COMPACTION), gets its order-4 run",
         format!(
-            "buddyinfo {zone} with the hog in place {before:?}; after {holes} one-page holes among {} pages of the lab and {held} pages in runs of 16+ held: {frag:?}, {}; order 4 __GFP_NORETRY without reclaim: {}; vmalloc(64 KiB): {}; order 4 GFP_KERNEL: {}, vmstat: {}. Compaction: {}",
+            "buddyinfo {zone} with the hog in place {before:?}; after {holes} one-page holes among {} pages of the lab and {held} pages in runs of 16+ held: {frag:?}, {}; order 4 __GFP_NORETRY without reclaim: {}; vmalloc(64 KiB): {}; order 4 GFP_KERNEL: {}, vmstat: {}",
             a.made,
             show_zone(&zf),
             nowait.show(1),
             vm.show(1),
             k.show(1),
-            dk.show(),
-            comp.0
+            dk.show()
         ),
-        nowait.made == 0 && zf.free > zf.min + 16 && vm.made == 1 && k.made == 1 && comp.1,
+        nowait.made == 0 && zf.free > zf.min + 16 && vm.made == 1 && k.made == 1,
+    ))
+}
+
+/// Claim 4b: compaction makes contiguity again ([`compaction`]). Run
+/// early, on a guest whose zone no failed compaction has deferred yet.
+pub fn compaction_claim() -> ClaimResult {
+    let _p = Sysctl::set("/proc/sys/vm/compaction_proactiveness", "0")?;
+    let _b = Sysctl::set("/proc/sys/vm/watermark_boost_factor", "0")?;
+    pressure::swap_off_all()?;
+    let (observed, holds) = compaction()?;
+    Ok(claim(
+        "Compaction makes contiguity again (CONFIG_COMPACTION): with a quarter of a GiB free in one-page holes among movable pages and nothing reclaim could free, an order-3 allocation without reclaim fails, and one that may reclaim and compact gets its run by migrating pages (compact_stall and compact_success rise)",
+        observed,
+        holds,
     ))
 }
 
@@ -457,10 +469,10 @@ fn frames(region: *const u8, pages: usize) -> Result<Vec<u64>, String> {
 /// pages above its high watermark, then punches out every page of odd
 /// frame number, so each hole's buddy is a page still in use and no hole
 /// merges: half of the mapping is free again, in one-page holes. Every
-/// other free run of 16 pages is held by the lab, the CMA area too (an
-/// unmovable request cannot use it); there is no swap and no page cache
-/// to drop, so reclaim has nothing to free. An order-4 allocation that
-/// may not reclaim then fails; one that may (direct reclaim and
+/// other free run of 2 pages or more is held by the lab, the CMA area too
+/// (an unmovable request cannot use it); there is no swap and no page
+/// cache to drop, so reclaim has nothing to free. An order-3 allocation
+/// that may not reclaim then fails; one that may (direct reclaim and
 /// compaction, no kswapd, so the work is the allocation's own) must
 /// migrate pages to succeed. Returns what was seen and whether it held.
 fn compaction() -> Result<(String, bool), String> {
@@ -585,17 +597,23 @@ fn compaction() -> Result<(String, bool), String> {
         ));
     }
     let mut held = 0;
-    for order in (4..=10).rev() {
+    for order in (1..=10).rev() {
         held += burst(&dev, gfp::NOWAIT, order, 64, context::PROCESS, 0).made << order;
         burst(&dev, gfp::DMA | gfp::NOWAIT, order, 16, context::PROCESS, 0);
     }
     let frag = buddyinfo(&zone)?;
     let zf = main_zone()?;
-    let nowait = burst(&dev, gfp::NORETRY | gfp::NOWARN, 4, 1, context::PROCESS, 0);
+    let nowait = burst(&dev, gfp::NORETRY | gfp::NOWARN, 3, 1, context::PROCESS, 0);
     let v0 = VmStat::now()?;
     // GFP_KERNEL without __GFP_KSWAPD_RECLAIM: no kswapd, no kcompactd.
-    let direct = gfp::DIRECT_RECLAIM | gfp::IO | gfp::FS;
-    let k = burst(&dev, direct, 4, 1, context::PROCESS, 0);
+    // Order 3, the largest the allocator does not count as costly: its
+    // retries raise the compaction priority up to the one that ignores the
+    // deferral an earlier failure (claim 4's first half, claims 1-3) left
+    // on the zone, where a costly order stops short of it
+    // (MIN_COMPACT_COSTLY_PRIORITY, mm/page_alloc.c). __GFP_RETRY_MAYFAIL:
+    // fail rather than call the OOM killer.
+    let direct = gfp::DIRECT_RECLAIM | gfp::IO | gfp::FS | gfp::RETRY_MAYFAIL;
+    let k = burst(&dev, direct, 3, 1, context::PROCESS, 0);
     let dk = VmStat::now()?.delta(&v0);
     drop(unmap);
     drop(file);
@@ -605,7 +623,7 @@ fn compaction() -> Result<(String, bool), String> {
     let migrated = dk.get("pgmigrate_success");
     Ok((
         format!(
-            "{} MiB of CMA held{}; {holes} one-page holes among {pages} pages of this process ({present} present, {odd} of odd frame{}, first frames {:x?}), {held} pages in runs of 16+ held: buddyinfo {zone} {frag:?}, {}; order 4 without reclaim: {}; order 4 GFP_KERNEL (direct reclaim and compaction, no kswapd): {}, compact_stall +{stalls}, compact_success +{won}, pgmigrate_success +{migrated}",
+            "{} MiB of CMA held{}; {holes} one-page holes among {pages} pages of this process ({present} present, {odd} of odd frame{}, first frames {:x?}), {held} pages in runs of 2+ held: buddyinfo {zone} {frag:?}, {}; order 3 without reclaim: {}; order 3 GFP_KERNEL|__GFP_RETRY_MAYFAIL (direct reclaim and compaction, no kswapd): {}, compact_stall +{stalls}, compact_success +{won}, pgmigrate_success +{migrated}",
             cma >> 20,
             cma_err.map_or(String::new(), |e| format!(" (then {e})")),
             refused.map_or(String::new(), |e| format!(", madvise: {e}")),
@@ -1186,6 +1204,8 @@ pub fn run_all(tries: u32) -> Vec<Claim> {
     let single = |f: fn() -> ClaimResult| move || f().map(|c| vec![c]);
     // First: the page allocator prints one failure report per 10 s.
     push(retry(tries, single(nowarn)), "__GFP_NOWARN");
+    // Next: before any failed compaction defers the next one.
+    push(retry(tries, single(compaction_claim)), "compaction");
     push(
         retry(tries, kernel_vs_atomic),
         "GFP_KERNEL and GFP_ATOMIC under pressure",

@@ -130,6 +130,8 @@ pub fn tests() -> Vec<Test> {
         // First: the page allocator prints one failure report per 10 s,
         // and the later claims' OOM fences may use that allowance.
         Test::new("pressure/6-nowarn", || one(pt::nowarn)),
+        // Next: before any failed compaction defers the next one.
+        Test::new("pressure/4b-compaction", || one(pt::compaction_claim)),
         Test::new("pressure/1-2-kernel-sleeps-atomic-fails", || {
             claims(pt::kernel_vs_atomic)
         }),
