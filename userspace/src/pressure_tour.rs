@@ -355,6 +355,18 @@ impl Drop for Sysctl {
     }
 }
 
+/// Holds whatever free run of `2^lowest` pages or more is left, largest
+/// first, also in ZONE_DMA (where GFP_KERNEL falls back); returns the main
+/// zone's pages held.
+fn hold_runs(dev: &Device, lowest: u32) -> usize {
+    let mut held = 0;
+    for order in (lowest..=10).rev() {
+        held += burst(dev, gfp::NOWAIT, order, 64, context::PROCESS, 0).made << order;
+        burst(dev, gfp::DMA | gfp::NOWAIT, order, 16, context::PROCESS, 0);
+    }
+    held
+}
+
 /// Claim 4: contiguous memory is hard to find, virtual contiguity is easy,
 /// and compaction makes contiguity again.
 pub fn contiguity() -> ClaimResult {
@@ -381,13 +393,7 @@ pub fn contiguity() -> ClaimResult {
             holes += 1;
         }
     }
-    // Hold whatever free run of 16 pages or more is left (also in ZONE_DMA,
-    // where GFP_KERNEL falls back).
-    let mut held = 0;
-    for order in (4..=10).rev() {
-        held += burst(&dev, gfp::NOWAIT, order, 64, context::PROCESS, 0).made << order;
-        burst(&dev, gfp::DMA | gfp::NOWAIT, order, 16, context::PROCESS, 0);
-    }
+    let held = hold_runs(&dev, 4);
     let frag = buddyinfo(&zone)?;
     let zf = main_zone()?;
     // Neither reclaim nor compaction, and no kswapd wake-up.
@@ -593,14 +599,10 @@ fn compaction() -> Result<(String, bool), String> {
         return Err(format!(
             "compaction: {holes} holes among {pages} pages ({present} present, {odd} odd, first frames {:x?}){}",
             &pfns[..pfns.len().min(8)],
-            refused.map_or(String::new(), |e| format!(", madvise: {e}"))
+            refused.map_or(String::new(), |e| format!(", fallocate: {e}"))
         ));
     }
-    let mut held = 0;
-    for order in (1..=10).rev() {
-        held += burst(&dev, gfp::NOWAIT, order, 64, context::PROCESS, 0).made << order;
-        burst(&dev, gfp::DMA | gfp::NOWAIT, order, 16, context::PROCESS, 0);
-    }
+    let held = hold_runs(&dev, 1);
     let frag = buddyinfo(&zone)?;
     let zf = main_zone()?;
     let nowait = burst(&dev, gfp::NORETRY | gfp::NOWARN, 3, 1, context::PROCESS, 0);
@@ -626,7 +628,7 @@ fn compaction() -> Result<(String, bool), String> {
             "{} MiB of CMA held{}; {holes} one-page holes among {pages} pages of this process ({present} present, {odd} of odd frame{}, first frames {:x?}), {held} pages in runs of 2+ held: buddyinfo {zone} {frag:?}, {}; order 3 without reclaim: {}; order 3 GFP_KERNEL|__GFP_RETRY_MAYFAIL (direct reclaim and compaction, no kswapd): {}, compact_stall +{stalls}, compact_success +{won}, pgmigrate_success +{migrated}",
             cma >> 20,
             cma_err.map_or(String::new(), |e| format!(" (then {e})")),
-            refused.map_or(String::new(), |e| format!(", madvise: {e}")),
+            refused.map_or(String::new(), |e| format!(", fallocate: {e}")),
             &pfns[..pfns.len().min(4)],
             show_zone(&zf),
             nowait.show(1),
