@@ -69,25 +69,13 @@ base) total=1091 ;;
 debug) total=1132 ;;
 *) total=1100 ;;
 esac
-log "building the $profile kernel (about 4 minutes on 2 cores; progress every 10 s)"
+log "building the $profile kernel (11 to 18 minutes on 2 cores; progress every 10 s)"
 start=$(date +%s)
-# Progress: the objects built so far (.o files in the tree) against the total.
-(
-	while sleep 10; do
-		n=$(find "$out" -name '*.o' 2>/dev/null | wc -l)
-		pct=$((n * 100 / total))
-		[ $pct -le 99 ] || pct=99
-		log "building the $profile kernel: $n of ~$total objects ($pct%), $(($(date +%s) - start)) s"
-	done
-) &
-progress=$!
-trap 'kill $progress 2>/dev/null' EXIT
-"${KMAKE[@]}" -j"$(nproc)" >"$out/build.log" 2>&1 || {
-	kill $progress 2>/dev/null
+run_with_progress "building the $profile kernel" "$total" "$out" "$out/build.log" \
+	"${KMAKE[@]}" -j"$(nproc)" || {
 	tail -40 "$out/build.log" >&2
 	die "kernel build failed; full log in $out/build.log"
 }
-kill $progress 2>/dev/null
 find "$out" -name '*.o' | wc -l >"$out/.ldd-alloc-objects"
 log "kernel built in $(($(date +%s) - start)) s ($(cat "$out/.ldd-alloc-objects") objects)"
 touch "$out/.ldd-alloc-built"

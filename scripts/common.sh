@@ -37,3 +37,29 @@ build_key() {
 		"clang$LLVM_SUFFIX" --version | head -1
 	} | sha256sum | cut -c1-12
 }
+
+# run_with_progress LABEL TOTAL DIR LOG CMD...: runs CMD, its output to LOG,
+# logging (to stderr) every
+# LDD_PROGRESS_SECS (10) seconds how many .o files DIR holds against TOTAL.
+# Returns CMD's status. The monitor is killed and reaped here, not from an
+# EXIT trap: a trap's failing `kill` of an already reaped monitor became the
+# exit status of a build that had succeeded (CI, stop 21: "kernel built",
+# then "FAILED: kernel-build").
+run_with_progress() {
+	local label=$1 total=$2 dir=$3 out_log=$4 start rc=0 monitor
+	shift 4
+	start=$(date +%s)
+	(
+		while sleep "${LDD_PROGRESS_SECS:-10}"; do
+			n=$(find "$dir" -name '*.o' 2>/dev/null | wc -l || true)
+			pct=$((n * 100 / total))
+			[ $pct -le 99 ] || pct=99
+			log "$label: $n of ~$total objects ($pct%), $(($(date +%s) - start)) s"
+		done
+	) &
+	monitor=$!
+	"$@" >"$out_log" 2>&1 || rc=$?
+	kill "$monitor" 2>/dev/null || true
+	wait "$monitor" 2>/dev/null || true
+	return "$rc"
+}

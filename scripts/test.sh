@@ -125,8 +125,9 @@ add_tap "$kd_log" $? kdir-diagnostics
 
 # --- self-tests of the harness ----------------------------------------------
 # The counting (crashed binaries, cut-short KUnit), the kernel log scan
-# (each pattern catches its report) and make vm's CMD passing.
-for t in summing check-kernel-log vm-cmd; do
+# (each pattern catches its report), make vm's CMD passing and the kernel
+# build's progress monitor (its exit status is the build's).
+for t in summing check-kernel-log vm-cmd progress; do
 	t_log="$LDD_TOP/.vm/selftest-$t.log"
 	"$LDD_TOP/scripts/tests/$t.sh" >"$t_log" 2>&1
 	add_tap "$t_log" $? "$t.sh"
