@@ -96,5 +96,5 @@ vm: $(if $(VM_DRY_RUN),,modules userspace)
 
 clean:
 	rm -f $(TOP)/*.o $(TOP)/*.ko $(TOP)/*.mod $(TOP)/*.mod.c $(TOP)/.*.cmd $(TOP)/*.rmeta \
-		$(TOP)/*.d $(TOP)/Module.symvers $(TOP)/modules.order $(TOP)/rust-project.json
+		$(TOP)/*.d $(TOP)/*.bc $(TOP)/Module.symvers $(TOP)/modules.order $(TOP)/rust-project.json
 	rm -rf $(TOP)/userspace/target $(TOP)/.vm

@@ -444,13 +444,13 @@ fn bulk_from_magazine<E: CacheEnv + ?Sized>(
     mag: &mut Magazine,
     out: &mut [*mut u8],
 ) -> Option<usize> {
-    let mut k = 0usize;
-    for slot in out.iter_mut() {
-        let Some(p) = mag.pop() else { break };
+    let taken = mag.pop_newest(out.len());
+    let k = taken.len();
+    // Newest first, as `alloc` would hand them out.
+    for (slot, &p) in out.iter_mut().zip(taken.iter().rev()) {
         // SAFETY: As in `alloc`.
         unsafe { slab::clear_free_mark(layout, p) };
         *slot = p.as_ptr();
-        k += 1;
     }
     mag.stats.alloc_hits = mag.stats.alloc_hits.wrapping_add(k as u64);
     let rest = out.get_mut(k..).unwrap_or(&mut []);
@@ -481,25 +481,58 @@ const BULK_CHUNK: usize = 256;
 /// [`free_bulk`] of at most [`BULK_CHUNK`] objects: one magazine section.
 fn free_bulk_chunk<E: CacheEnv + ?Sized>(env: &E, ptrs: &[*mut u8]) -> usize {
     let layout = env.layout();
-    let mut refused = 0usize;
-    let mut done = 0usize;
     if layout.marked() {
-        let _ = env.try_with_magazine(|mag| {
-            for &p in ptrs {
-                if let Some(p) = NonNull::new(p) {
-                    let r = match free_to_magazine(layout, mag, p) {
-                        Some(r) => r,
-                        None => free_to_magazine_slow(env, layout, mag, p),
-                    };
-                    refused += usize::from(r.is_err());
-                }
-                done += 1;
-            }
-        });
+        if let Some(refused) =
+            env.try_with_magazine(|mag| free_bulk_to_magazine(env, layout, mag, ptrs))
+        {
+            return refused;
+        }
     }
-    for &p in ptrs.get(done..).unwrap_or(&[]) {
+    let mut refused = 0usize;
+    for &p in ptrs {
         if let Some(p) = NonNull::new(p) {
             refused += usize::from(free(env, p).is_err());
+        }
+    }
+    refused
+}
+
+/// [`free_bulk_chunk`] holding this CPU's magazine: runs of objects of
+/// slabs the magazine knows go straight in ([`Magazine::push_known_run`],
+/// each object checked and marked as by [`free_to_magazine`]); an object
+/// of a slab it does not know, or one meeting a full magazine, goes
+/// through [`free_to_magazine_slow`] (which validates the header, notes
+/// the slab, drains a batch). Returns how many were refused.
+fn free_bulk_to_magazine<E: CacheEnv + ?Sized>(
+    env: &E,
+    layout: &CacheLayout,
+    mag: &mut Magazine,
+    ptrs: &[*mut u8],
+) -> usize {
+    let mut refused = 0usize;
+    let mut rest = ptrs;
+    while !rest.is_empty() {
+        let (consumed, r) =
+            mag.push_known_run(rest, layout.slab_mask(), layout.slab_shift(), |p| {
+                slab::check_object(layout, p)?;
+                // SAFETY: `p` starts an object (just checked) of a slab this
+                // magazine knows, which stays live while we hold the magazine
+                // (hints are cleared before a slab's pages go back); the
+                // cache is marked (the caller checked).
+                if unsafe { slab::swap_free_mark(layout, p) } {
+                    return Err(FreeError::DoubleFree);
+                }
+                Ok(())
+            });
+        refused += r;
+        rest = rest.get(consumed..).unwrap_or(&[]);
+        // The run stopped before `rest[0]` (never null: the run consumes
+        // nulls): an unknown slab or a full magazine.
+        if let Some((&p, tail)) = rest.split_first() {
+            if let Some(p) = NonNull::new(p) {
+                refused += usize::from(free_to_magazine_slow(env, layout, mag, p).is_err());
+            }
+            rest = tail;
         }
     }
     refused

@@ -52,10 +52,19 @@ use super::page_source::{
     PAGE_SIZE, //
 };
 
-/// The shift of [`CacheLayout::index_of_offset`]'s reciprocal: offsets are
-/// below `2^22` (order 10 slabs), strides at most that, so `off * recip`
-/// fits 64 bits and the quotient is exact (`off * stride < 2^44`).
-const RECIP_SHIFT: u32 = 44;
+/// The inverse of odd `d` modulo `2^64` (`d * inv == 1`): Newton's
+/// iteration `x = x * (2 - d * x)` doubles the correct low bits each step,
+/// and `x = d` is right to 3 bits (`d * d == 1 mod 8` for odd `d`), so five
+/// steps give 96 >= 64.
+const fn inverse_mod_2_64(d: u64) -> u64 {
+    let mut x = d;
+    let mut i = 0;
+    while i < 5 {
+        x = x.wrapping_mul(2u64.wrapping_sub(d.wrapping_mul(x)));
+        i += 1;
+    }
+    x
+}
 
 const _: () = assert!(PAGE_SIZE << MAX_ORDER <= 1 << 22);
 
@@ -171,11 +180,11 @@ pub struct CacheLayout {
     red_left: usize,
     red_right_end: usize,
     fp_offset: usize,
-    /// `ceil(2^RECIP_SHIFT / stride)`: object indices by multiplication.
-    recip: u64,
-    /// `objects * stride`: the bytes from the first object on that hold
-    /// objects.
-    span: usize,
+    /// The inverse modulo `2^64` of the stride's odd part, and the
+    /// stride's trailing zero bits: object indices by one multiplication
+    /// (see [`CacheLayout::index_of_offset`]).
+    stride_inv: u64,
+    stride_tz: u32,
     /// `first_slot + red_left`.
     first_object: usize,
     marked: bool,
@@ -250,9 +259,8 @@ impl CacheLayout {
             red_left,
             red_right_end,
             fp_offset,
-            recip: (1u64 << RECIP_SHIFT).div_ceil(stride as u64),
-            // At most `slab_bytes` (invariant of `choose`).
-            span: geo.objects as usize * stride,
+            stride_inv: inverse_mod_2_64((stride >> stride.trailing_zeros()) as u64),
+            stride_tz: stride.trailing_zeros(),
             first_object: geo.first_slot + red_left,
             marked,
             poison,
@@ -381,22 +389,29 @@ impl CacheLayout {
     }
 
     /// The object index for offset `off` from the slab base, `None` if it is
-    /// not the start of an object. No division: a multiplication by the
-    /// stride's reciprocal and one to check it (SLUB's `obj_to_index()`
-    /// uses `reciprocal_divide()` for the same reason).
+    /// not the start of an object. No division, one multiplication: with
+    /// `stride = d << k` (`d` odd), `rel = off - first_object` and
+    /// `q = rotr(rel * d^-1 mod 2^64, k)`, `q` is `rel / stride` when
+    /// `stride` divides `rel`, and otherwise at least `2^(64-k) / d`, past
+    /// every index: the low `k` bits of a `rel` that `2^k` does not divide
+    /// rotate to the top, and multiplication by `d^-1` maps the multiples of
+    /// `d` below `2^(64-k)` onto `0..2^(64-k)/d`, so everything else lands
+    /// above (the divisibility test of Granlund and Montgomery, "Division by
+    /// invariant integers using multiplication", 1994, which compilers use
+    /// for `n % d == 0`; SLUB's `obj_to_index()` divides by a reciprocal).
+    /// So `q < objects` says both "an object start" and "in range", and a
+    /// wrapped `rel` (`off < first_object`) is refused by the same compare.
     #[inline(always)]
     pub fn index_of_offset(&self, off: usize) -> Option<u32> {
-        let rel = off.wrapping_sub(self.first_object());
-        // Also catches `off < first_object` (the subtraction wrapped).
-        if rel >= self.span {
-            return None;
+        let rel = off.wrapping_sub(self.first_object) as u64;
+        let q = rel
+            .wrapping_mul(self.stride_inv)
+            .rotate_right(self.stride_tz);
+        if q < u64::from(self.objects) {
+            // `q < objects <= u32::MAX`: the cast is exact.
+            Some(q as u32)
+        } else {
+            None
         }
-        // `rel < 2^22`, `recip <= 2^41`: no overflow; exact (see
-        // `RECIP_SHIFT`).
-        let index = ((rel as u64).wrapping_mul(self.recip) >> RECIP_SHIFT) as usize;
-        if index.wrapping_mul(self.stride) != rel {
-            return None;
-        }
-        Some(index as u32)
     }
 }

@@ -225,6 +225,78 @@ impl Magazine {
         Some(p)
     }
 
+    /// Removes the `n` newest objects (all of them, if fewer are cached)
+    /// for a bulk allocation; the newest is last in the returned slice.
+    #[inline(always)]
+    pub(crate) fn pop_newest(&mut self, n: usize) -> &[NonNull<u8>] {
+        let top = self.len;
+        let keep = top.saturating_sub(n);
+        // INVARIANT: `keep <= len`; the objects above it are the caller's.
+        self.len = keep;
+        self.objs.get(keep..top).unwrap_or(&[])
+    }
+
+    /// Pushes freed objects from the front of `ptrs` for a bulk free,
+    /// skipping null entries: each object in a slab this magazine knows
+    /// ([`Self::knows_slab`]) goes through `admit` (its checks and free
+    /// mark) and, if admitted, into the magazine; refusals are counted.
+    /// Stops before the first object of a slab it does not know, or when
+    /// the magazine is full. Returns the entries consumed and how many of
+    /// them were refused. The length, the last slab and the hit counter
+    /// stay in registers and are written once (`slab_mask` is the slab
+    /// size minus one, `shift` its log2).
+    #[inline(always)]
+    pub(crate) fn push_known_run(
+        &mut self,
+        ptrs: &[*mut u8],
+        slab_mask: usize,
+        shift: u32,
+        mut admit: impl FnMut(NonNull<u8>) -> Result<(), FreeError>,
+    ) -> (usize, usize) {
+        let start = self.len;
+        let mut len = start;
+        let mut known = self.last;
+        let mut refused = 0usize;
+        let mut rest = ptrs.iter();
+        // `rest` stays at the entry that stopped the run (a clone peeks).
+        while let Some(&raw) = rest.clone().next() {
+            let base = (raw as usize) & !slab_mask;
+            if let Some(p) = NonNull::new(raw) {
+                if base != known && self.hints.get((base >> shift) % SLAB_HINTS) != Some(&base) {
+                    break;
+                }
+                known = base;
+                let Some(slot) = self.objs.get_mut(len) else {
+                    break;
+                };
+                match admit(p) {
+                    Ok(()) => {
+                        *slot = p;
+                        // Bounded by `MAG_CAPACITY` (the slot exists).
+                        len = len.wrapping_add(1);
+                    }
+                    Err(e) => {
+                        self.stats.note_refusal(e);
+                        // Bounded by `ptrs.len()`.
+                        refused = refused.wrapping_add(1);
+                    }
+                }
+            }
+            rest.next();
+        }
+        let consumed = ptrs.len().wrapping_sub(rest.len());
+        // INVARIANT: `len <= MAG_CAPACITY` (each push had a slot); the new
+        // objects were admitted (validated and marked free) by the caller.
+        self.len = len;
+        // `known` is the last slab or a hinted one: alive, as hints are.
+        self.last = known;
+        self.stats.free_hits = self
+            .stats
+            .free_hits
+            .wrapping_add(len.wrapping_sub(start) as u64);
+        (consumed, refused)
+    }
+
     /// Whether `base` is a slab this magazine validated and still knows
     /// to be alive; `shift` is the cache's slab size's log2.
     #[inline(always)]

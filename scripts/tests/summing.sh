@@ -203,5 +203,21 @@ else
 	echo "#   got: ${out:-nothing}"
 fi
 
+# --- .ci/run's list of what failed --------------------------------------------
+n=$((n + 1))
+fl=$(sed -n '/^failures() {/,/^}/p' "$here/../../.ci/run")
+flog=$(mktemp)
+printf '%s\n' 'ok 1 a' '# the claim' '# does not hold: X' '# observed: Y' 'not ok 2 b' \
+	'# unrelated' 'ok 3 c' 'not ok 4 d' '[ldd-alloc] FAILED: vm-suite: 2 failure(s)' >"$flog"
+want=$(printf '%s\n' '## r: not ok 2 b' '##   # the claim' '##   # does not hold: X' '##   # observed: Y' \
+	'## r: not ok 4 d' '## r: [ldd-alloc] FAILED: vm-suite: 2 failure(s)')
+if [ -n "$fl" ] && eval "$fl" && out=$(failures r "$flog") && [ "$out" = "$want" ]; then
+	passed=$((passed + 1)) && echo "ok $n - .ci/run names each failure with its diagnostics"
+else
+	failed=$((failed + 1)) && echo "not ok $n - .ci/run names each failure with its diagnostics"
+	echo "#   got: ${out:-nothing}"
+fi
+rm -f "$flog"
+
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -235,6 +235,18 @@ pub fn meminfo_kib(key: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("no {key} in /proc/meminfo"))
 }
 
+/// A `VmLck`/`VmRSS`-style line of `/proc/self/status`, in KiB.
+pub fn status_kib(key: &str) -> Result<u64, String> {
+    let text =
+        fs::read_to_string("/proc/self/status").map_err(|e| format!("/proc/self/status: {e}"))?;
+    text.lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix(key)?.strip_prefix(':')?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .ok_or_else(|| format!("no {key} in /proc/self/status"))
+}
+
 /// Marks the calling process and init as never to be chosen by the OOM
 /// killer (`oom_score_adj` -1000): under real exhaustion it must kill a hog
 /// (1000), never the test or the machine's init.

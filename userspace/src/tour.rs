@@ -599,9 +599,20 @@ fn percpu_claims(dev: &Device, t: &mut Tour) {
     );
 }
 
+/// Folds every CPU's pending vmstat differences into the global counters
+/// (`/proc/sys/vm/stat_refresh`, root only; Documentation/admin-guide/
+/// sysctl/vm.rst). Without it a zone's free count lags by up to its
+/// `stat_threshold` per CPU (tens to a hundred and more pages each), which
+/// is the size of what the large-buffer claims measure. As another user
+/// the counters are read as they are.
+pub fn refresh_vm_stats() {
+    let _ = std::fs::write("/proc/sys/vm/stat_refresh", "1");
+}
+
 /// Pages free in every zone (the buddy lists plus the per-CPU page lists),
-/// from /proc/zoneinfo.
+/// from /proc/zoneinfo, the per-CPU differences folded in first.
 pub fn free_pages() -> Option<u64> {
+    refresh_vm_stats();
     let text = std::fs::read_to_string("/proc/zoneinfo").ok()?;
     let mut n = 0u64;
     for line in text.lines() {
@@ -621,9 +632,33 @@ pub fn cma_free() -> Option<u64> {
     Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
 }
 
+/// Samples [`pages_taken`] takes; it reports their median.
+const TAKEN_SAMPLES: usize = 5;
+
 /// `count` kept allocations by `backend`, and the drop in free pages they
-/// caused; freed again before returning.
+/// caused; freed again before returning. The free count is the whole
+/// machine's: a deferred free of the kernel's own (RCU callbacks, the KASAN
+/// quarantine of the debug kernel) landing in the window moves it by
+/// itself. So the window is short, and taken [`TAKEN_SAMPLES`] times: the
+/// median is what the allocations took (CI, debug kernel: one window of
+/// five saw 344 pages for 512 taken).
 pub fn pages_taken(
+    dev: &Device,
+    backend: u32,
+    size: u64,
+    order: u32,
+    count: u32,
+) -> Result<i64, Errno> {
+    let mut samples = [0i64; TAKEN_SAMPLES];
+    for sample in &mut samples {
+        *sample = pages_taken_once(dev, backend, size, order, count)?;
+    }
+    samples.sort_unstable();
+    Ok(samples[TAKEN_SAMPLES / 2])
+}
+
+/// One window of [`pages_taken`].
+fn pages_taken_once(
     dev: &Device,
     backend: u32,
     size: u64,

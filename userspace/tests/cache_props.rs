@@ -1226,3 +1226,162 @@ fn bulk_alloc_and_free() {
         assert_eq!(pages.pages_out(), 0);
     }
 }
+
+/// `index_of_offset` (one multiplication by the stride's inverse, see
+/// `layout.rs`) against division, at every offset of a slab (every offset
+/// up to 64 KiB of larger slabs, and every object start and its
+/// neighbours past that), for every object size up to 4 KiB and larger
+/// ones, with and without alignment, red zones and poison.
+#[test]
+fn index_of_offset_matches_division() {
+    use ldd_alloc::allocator::CacheLayout;
+    let mut sizes: Vec<usize> = (1..=4096).collect();
+    sizes.extend([
+        4097,
+        5000,
+        8191,
+        8192,
+        12_345,
+        65_536,
+        100_000,
+        1 << 20,
+        3 << 20,
+    ]);
+    let mut layouts = 0usize;
+    for &size in &sizes {
+        for (align, red_zone, poison) in [
+            (0, false, false),
+            (64, false, false),
+            (0, true, false),
+            (0, false, true),
+        ] {
+            if size > 8192 && (red_zone || poison) {
+                continue;
+            }
+            let flags = CacheFlags {
+                hwcache_align: align == 64,
+                red_zone,
+                poison,
+            };
+            let Ok(l) = CacheLayout::new(&config(size, 0, flags, false)) else {
+                continue;
+            };
+            layouts += 1;
+            let (first, stride, objects) = (l.first_object(), l.stride(), l.objects() as usize);
+            let want = |off: usize| -> Option<u32> {
+                let rel = off.checked_sub(first)?;
+                (rel % stride == 0 && rel / stride < objects).then(|| (rel / stride) as u32)
+            };
+            let slab = l.slab_mask() + 1;
+            for off in 0..slab.min(1 << 16) {
+                assert_eq!(
+                    l.index_of_offset(off),
+                    want(off),
+                    "size {size} {flags:?} off {off}"
+                );
+            }
+            for i in 0..=objects {
+                let start = first + i * stride;
+                for off in [
+                    start.wrapping_sub(1),
+                    start,
+                    start + 1,
+                    start + 8,
+                    slab - 1,
+                    usize::MAX,
+                ] {
+                    assert_eq!(
+                        l.index_of_offset(off),
+                        want(off),
+                        "size {size} {flags:?} off {off}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(layouts > 12_000, "only {layouts} layouts checked");
+}
+
+/// A bulk free with everything a caller can get wrong, interleaved with
+/// valid objects of several slabs: nulls skipped, each bad entry refused
+/// and counted by kind, every valid one freed exactly once (a second bulk
+/// free of the same array refuses them all), on a magazine that starts
+/// empty, half full and full, and across slabs the CPU has not validated.
+#[test]
+fn bulk_free_refuses_each_bad_entry() {
+    for prefill in [0usize, MAG_CAPACITY / 2, MAG_CAPACITY] {
+        let pages = Arc::new(HostPages::new());
+        let env = new_cache(&pages, 256, CacheFlags::default(), false);
+        let other = new_cache(&pages, 256, CacheFlags::default(), false);
+        set_cpu(1);
+        let foreign = allocator::alloc(&other, PageRequest::KERNEL)
+            .unwrap()
+            .as_ptr();
+        // Objects from several slabs, allocated on CPU 0, freed on CPU 1
+        // (its magazine knows none of their slabs yet).
+        set_cpu(0);
+        let mut objs = vec![std::ptr::null_mut(); 300];
+        allocator::alloc_bulk(&env, PageRequest::KERNEL, &mut objs).unwrap();
+        set_cpu(1);
+        let mut fill = vec![std::ptr::null_mut(); prefill];
+        allocator::alloc_bulk(&env, PageRequest::KERNEL, &mut fill).unwrap();
+        assert_eq!(allocator::free_bulk(&env, &fill), 0);
+        let mut ptrs = Vec::new();
+        let (mut interior, mut misaligned, mut foreigns, mut doubles) = (0, 0, 0, 0);
+        for (i, &p) in objs.iter().enumerate() {
+            ptrs.push(p);
+            match i % 7 {
+                0 => ptrs.push(std::ptr::null_mut()),
+                1 => {
+                    ptrs.push(p.wrapping_add(8));
+                    interior += 1;
+                }
+                2 => {
+                    ptrs.push(p.wrapping_add(3));
+                    misaligned += 1;
+                }
+                3 => {
+                    ptrs.push(foreign);
+                    foreigns += 1;
+                }
+                4 => {
+                    ptrs.push(p);
+                    doubles += 1;
+                }
+                _ => {}
+            }
+        }
+        let before = allocator::stats(&env);
+        let refused = allocator::free_bulk(&env, &ptrs);
+        let s = allocator::stats(&env);
+        assert_eq!(
+            refused,
+            interior + misaligned + foreigns + doubles,
+            "prefill {prefill}"
+        );
+        assert_eq!(s.refused_double - before.refused_double, doubles as u64);
+        assert_eq!(
+            (s.refused_misaligned - before.refused_misaligned)
+                + (s.refused_foreign - before.refused_foreign),
+            (interior + misaligned + foreigns) as u64,
+            "{s:?}"
+        );
+        assert_eq!(
+            s.active_objs, s.cached_objs,
+            "an object was not freed: {s:?}"
+        );
+        assert_eq!(allocator::check(&env), Ok(()));
+        // Each was freed once: all refused now, as double frees.
+        assert_eq!(allocator::free_bulk(&env, &objs), objs.len());
+        assert_eq!(allocator::check(&env), Ok(()));
+        assert_eq!(
+            allocator::free(&other, NonNull::new(foreign).unwrap()),
+            Ok(())
+        );
+        allocator::shrink(&env);
+        allocator::shrink(&other);
+        assert_eq!(allocator::destroy(&env), Ok(()));
+        assert_eq!(allocator::destroy(&other), Ok(()));
+        assert_eq!(pages.pages_out(), 0);
+    }
+}

@@ -297,7 +297,12 @@ fn demo_and_tour() -> TestResult {
         demo.starts_with("== ldd_alloc demo") && demo.contains("every device trimmed"),
         "demo: {demo}"
     );
-    let tour = json(&["tour"])?;
+    // Not json(): a claim that does not hold makes the CLI exit non-zero,
+    // and the failure must name the claim and what was observed (CI stop 21
+    // said only "1 claim(s) do not hold").
+    let (good, out, err) = run(&["--json", "tour"], None)?;
+    let tour: Value = serde_json::from_str(out.trim())
+        .map_err(|e| format!("ldd-alloc --json tour: not JSON ({e}): {out}; stderr: {err}"))?;
     let claims = tour.as_array().ok_or("tour: not an array")?;
     ensure!(claims.len() >= 20, "tour has {} claims", claims.len());
     let failed: Vec<&Value> = claims
@@ -305,7 +310,19 @@ fn demo_and_tour() -> TestResult {
         .filter(|c| c.get("holds") != Some(&Value::Bool(true)))
         .collect();
     ensure!(failed.is_empty(), "claims that do not hold: {failed:?}");
-    let text = ok(&["tour"])?;
+    ensure!(
+        good,
+        "ldd-alloc --json tour: every claim holds, yet it failed: {err}"
+    );
+    let (good, text, err) = run(&["tour"], None)?;
+    let fails: Vec<&str> = text
+        .lines()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[0].starts_with("  FAIL "))
+        .flat_map(|w| [w[0], w[1]])
+        .collect();
+    ensure!(good && fails.is_empty(), "ldd-alloc tour: {err}: {fails:?}");
     ensure_eq!(
         text.matches("\n  ok   ").count(),
         claims.len(),

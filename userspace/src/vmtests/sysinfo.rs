@@ -35,6 +35,9 @@ pub fn vmstat(key: &str) -> Result<i64, String> {
 /// 10^4 pages low after memory is given back; the sum comes back within a
 /// few hundred pages (measured: within 100 after 32 MiB on each backend).
 pub fn free_pages() -> Result<i64, String> {
+    // The per-CPU vmstat differences folded in first (up to the zone's
+    // stat_threshold per CPU otherwise).
+    crate::tour::refresh_vm_stats();
     let zoneinfo = std::fs::read_to_string("/proc/zoneinfo").ctx("/proc/zoneinfo")?;
     let pcp: i64 = zoneinfo
         .lines()
