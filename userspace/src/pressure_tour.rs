@@ -835,7 +835,7 @@ impl Drop for MemLock {
 
 /// Windows of claim 7 tried per variant before it gives up on a quiet
 /// kswapd.
-const NOIO_ATTEMPTS: usize = 4;
+const NOIO_ATTEMPTS: usize = 6;
 
 /// Claim 7: GFP_NOIO reclaim does not swap; memalloc_noio_save() makes a
 /// GFP_KERNEL allocation behave the same.
