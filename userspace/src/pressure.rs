@@ -224,27 +224,25 @@ pub fn buddyinfo(zone: &str) -> Result<Vec<u64>, String> {
     Err(format!("no zone {zone} in /proc/buddyinfo"))
 }
 
-/// A `MemTotal`/`SwapFree`-style line of `/proc/meminfo`, in KiB.
-pub fn meminfo_kib(key: &str) -> Result<u64, String> {
-    let text = fs::read_to_string("/proc/meminfo").map_err(|e| format!("/proc/meminfo: {e}"))?;
+/// The KiB of a `Key:   N kB` line of the proc file at `path`.
+fn kib_line(path: &str, key: &str) -> Result<u64, String> {
+    let text = fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
     text.lines()
         .find_map(|l| {
             let rest = l.strip_prefix(key)?.strip_prefix(':')?;
             rest.split_whitespace().next()?.parse().ok()
         })
-        .ok_or_else(|| format!("no {key} in /proc/meminfo"))
+        .ok_or_else(|| format!("no {key} in {path}"))
+}
+
+/// A `MemTotal`/`SwapFree`-style line of `/proc/meminfo`, in KiB.
+pub fn meminfo_kib(key: &str) -> Result<u64, String> {
+    kib_line("/proc/meminfo", key)
 }
 
 /// A `VmLck`/`VmRSS`-style line of `/proc/self/status`, in KiB.
 pub fn status_kib(key: &str) -> Result<u64, String> {
-    let text =
-        fs::read_to_string("/proc/self/status").map_err(|e| format!("/proc/self/status: {e}"))?;
-    text.lines()
-        .find_map(|l| {
-            let rest = l.strip_prefix(key)?.strip_prefix(':')?;
-            rest.split_whitespace().next()?.parse().ok()
-        })
-        .ok_or_else(|| format!("no {key} in /proc/self/status"))
+    kib_line("/proc/self/status", key)
 }
 
 /// Marks the calling process and init as never to be chosen by the OOM
