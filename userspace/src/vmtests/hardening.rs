@@ -364,13 +364,11 @@ fn mempool_wait_killable() -> TestResult {
     result
 }
 
-/// A /proc/vmstat counter; None where the kernel does not count it
+/// The OOM killer's kill count; None where the kernel does not count it
 /// (`oom_kill` needs CONFIG_VM_EVENT_COUNTERS; the OOM killer's report in the
 /// kernel log fails the run anyway).
-fn vmstat(key: &str) -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/vmstat").ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
+fn oom_kills() -> Option<i64> {
+    super::sysinfo::vmstat("oom_kill").ok()
 }
 
 /// 24 open files each asking for `lab_max_mib` (256 MiB) of vmalloc memory
@@ -381,7 +379,7 @@ fn global_budget() -> TestResult {
     if unsafe { libc::geteuid() } != 0 {
         return Ok(Outcome::Skip("needs root (BIG allocations)".into()));
     }
-    let kills = vmstat("oom_kill ");
+    let kills = oom_kills();
     let mut files = Vec::new();
     let mut total = 0u64;
     let mut refused = 0;
@@ -400,7 +398,7 @@ fn global_budget() -> TestResult {
     ensure!(total <= 256 << 20, "{} MiB held by the lab", total >> 20);
     ensure!(total >= 128 << 20, "only {} MiB held", total >> 20);
     ensure!(refused >= 20, "only {refused} files were refused");
-    ensure_eq!(vmstat("oom_kill "), kills, "no OOM kill");
+    ensure_eq!(oom_kills(), kills, "no OOM kill");
     drop(files);
     // The budget is back: one more file gets its share again.
     let dev = Device::open_index(0).ctx("open")?;

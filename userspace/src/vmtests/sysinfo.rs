@@ -27,23 +27,19 @@ pub fn vmstat(key: &str) -> Result<i64, String> {
         .ok_or_else(|| format!("no {key} in /proc/vmstat"))
 }
 
-/// Free pages as the page allocator holds them: the buddy lists
-/// (`nr_free_pages` of /proc/vmstat) plus every per-CPU page list (the
-/// `count:` of each pageset in /proc/zoneinfo). Freed order-0 pages go to
+/// Free pages as the page allocator holds them: the buddy lists (each
+/// zone's `pages free`, which sum to `nr_free_pages`) plus every per-CPU
+/// page list (the `count:` of each pageset), from /proc/zoneinfo with the
+/// per-CPU vmstat differences folded in first ([`crate::tour::free_pages`],
+/// which the tour and the mmap tests read too). Freed order-0 pages go to
 /// the per-CPU lists first, which may hold tens of thousands of pages
 /// (high_max 47684 measured in the VM), so nr_free_pages alone can stay
 /// 10^4 pages low after memory is given back; the sum comes back within a
 /// few hundred pages (measured: within 100 after 32 MiB on each backend).
 pub fn free_pages() -> Result<i64, String> {
-    // The per-CPU vmstat differences folded in first (up to the zone's
-    // stat_threshold per CPU otherwise).
-    crate::tour::refresh_vm_stats();
-    let zoneinfo = std::fs::read_to_string("/proc/zoneinfo").ctx("/proc/zoneinfo")?;
-    let pcp: i64 = zoneinfo
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("count:")?.trim().parse::<i64>().ok())
-        .sum();
-    Ok(vmstat("nr_free_pages")? + pcp)
+    crate::tour::free_pages()
+        .map(|n| n as i64)
+        .ok_or_else(|| "/proc/zoneinfo: no free page counts".to_string())
 }
 
 /// [`free_pages`] once it has settled: two readings 100 ms apart within 32
