@@ -527,7 +527,17 @@ fn free_bulk_to_magazine<E: CacheEnv + ?Sized>(
         refused += r;
         rest = rest.get(consumed..).unwrap_or(&[]);
         // The run stopped before `rest[0]` (never null: the run consumes
-        // nulls): an unknown slab or a full magazine.
+        // nulls): a full magazine or an unknown slab. A full one is
+        // drained here, without the per-object slow path, and by two
+        // batches under one lock hold while more than a batch is left
+        // (all of it goes to the stash while it has room); the run then
+        // goes on with `rest[0]`.
+        if !rest.is_empty() && mag.is_full() {
+            env.with_depot(|d| d.drain(layout, mag, MAG_BATCH));
+            if !mag.is_full() {
+                continue;
+            }
+        }
         if let Some((&p, tail)) = rest.split_first() {
             if let Some(p) = NonNull::new(p) {
                 refused += usize::from(free_to_magazine_slow(env, layout, mag, p).is_err());

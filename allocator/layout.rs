@@ -378,7 +378,9 @@ impl CacheLayout {
     }
 
     /// The offset of object `index` from its slab base, `None` if
-    /// `index >= objects`.
+    /// `index >= objects`. Inlined: every slab run and refill calls it
+    /// once per object.
+    #[inline(always)]
     pub fn object_offset(&self, index: u32) -> Option<usize> {
         if index >= self.objects {
             return None;

@@ -23,8 +23,9 @@
 //!
 //! While memory is plentiful neither path takes the pool lock, as in
 //! mempool.c (which reads `curr_nr` with `READ_ONCE()` before locking): an
-//! allocation served by the backing and a free going back to it only touch
-//! the atomics of [`PoolFast`], so a pool costs little more than its
+//! allocation served by the backing and a free going back to it each do
+//! one `lock inc` and one branch on [`PoolFast`] (a counter whose top bit
+//! is the flag that path tests), so a pool costs little more than its
 //! backing until the reserve is needed.
 //! * `resize(new_min)` shrinks by freeing the surplus, or grows by
 //!   allocating (outside the lock). As in `mempool_resize()`, the new
@@ -44,7 +45,6 @@
 use core::ops::DerefMut;
 use core::ptr::NonNull;
 use core::sync::atomic::{
-    AtomicBool,
     AtomicU64,
     Ordering, //
 };
@@ -151,51 +151,100 @@ pub struct PoolStats {
     pub outstanding: usize,
 }
 
-/// The part of a pool its fast paths use without the lock.
+/// The part of a pool its fast paths use without the lock: two counters,
+/// each carrying in its top bit ([`FLAG`]) the flag its path tests, so
+/// that one `lock inc` both counts and tests (the flags of the increment
+/// give the new value's sign, which is the flag: a count never reaches
+/// 2^63).
 ///
-/// `live` and `short` mirror the locked state (written only under the
-/// lock, by [`publish`]); the two counters are the fast paths' own.
-#[derive(Debug, Default)]
+/// * `allocs`: allocations served by the backing; the flag is *dead*
+///   (not created, or destroyed). Counting and testing in one atomic
+///   operation orders a fast allocation against `destroy`'s `fetch_or` of
+///   the flag, which also reads the count: either `destroy` counts the
+///   allocation, or the allocation sees the flag (see [`alloc`]).
+/// * `frees`: frees handed to the backing; the flag is *short*
+///   (`curr_nr < min_nr`: frees must refill the reserve). A free that
+///   finds it set takes its count back if the element goes to the
+///   reserve after all (see [`free`]).
+///
+/// The flags mirror the locked state and change only under the lock, in
+/// [`publish`] and `destroy`.
+#[derive(Debug)]
 pub struct PoolFast {
-    live: AtomicBool,
-    /// `curr_nr < min_nr`: frees must refill the reserve.
-    short: AtomicBool,
-    allocs_backing: AtomicU64,
-    frees_to_backing: AtomicU64,
+    allocs: AtomicU64,
+    frees: AtomicU64,
 }
 
+impl Default for PoolFast {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The flag bit of each [`PoolFast`] counter.
+const FLAG: u64 = 1 << 63;
+
 impl PoolFast {
-    /// A pool not yet created.
+    /// A pool not yet created (dead).
     pub const fn new() -> Self {
         Self {
-            live: AtomicBool::new(false),
-            short: AtomicBool::new(false),
-            allocs_backing: AtomicU64::new(0),
-            frees_to_backing: AtomicU64::new(0),
+            allocs: AtomicU64::new(FLAG),
+            frees: AtomicU64::new(0),
         }
+    }
+
+    /// Counts an allocation served by the backing; whether the pool looked
+    /// alive (`false`: the locked state must decide).
+    #[inline(always)]
+    fn count_alloc(&self) -> bool {
+        // `fetch_add(1) + 1 >= 0` compiles to `lock inc` and a sign test.
+        (self.allocs.fetch_add(1, Ordering::SeqCst).wrapping_add(1) as i64) >= 0
+    }
+
+    /// Takes back a count of [`Self::count_alloc`] (the element was given
+    /// back unused).
+    fn uncount_alloc(&self) {
+        self.allocs.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Counts a free handed to the backing; whether the reserve looked full
+    /// (`false`: it may need the element, and the lock decides).
+    #[inline(always)]
+    fn count_free(&self) -> bool {
+        (self.frees.fetch_add(1, Ordering::SeqCst).wrapping_add(1) as i64) >= 0
+    }
+
+    /// Allocations and frees counted, without their flags.
+    fn counts(&self) -> (u64, u64) {
+        (
+            self.allocs.load(Ordering::SeqCst) & !FLAG,
+            self.frees.load(Ordering::SeqCst) & !FLAG,
+        )
+    }
+}
+
+/// Sets or clears the flag of one [`PoolFast`] counter, keeping its count.
+fn set_flag(counter: &AtomicU64, on: bool) {
+    if on {
+        counter.fetch_or(FLAG, Ordering::SeqCst);
+    } else {
+        counter.fetch_and(!FLAG, Ordering::SeqCst);
     }
 }
 
 /// Mirrors the locked state into [`PoolFast`]; called under the lock after
 /// every change of `live`, `curr_nr` or `min_nr`.
 fn publish(fast: &PoolFast, g: &PoolState) {
-    fast.live.store(g.live, Ordering::SeqCst);
-    fast.short
-        .store(g.stats.curr_nr < g.stats.min_nr, Ordering::Release);
+    set_flag(&fast.allocs, !g.live);
+    set_flag(&fast.frees, g.stats.curr_nr < g.stats.min_nr);
 }
 
-/// Elements handed out: every allocation minus every free. SeqCst loads,
-/// so that `destroy` and a racing fast allocation cannot both miss each
-/// other (see [`alloc`]).
-fn outstanding(fast: &PoolFast, g: &PoolState) -> usize {
-    let allocs = fast
-        .allocs_backing
-        .load(Ordering::SeqCst)
-        .wrapping_add(g.stats.allocs_reserve);
-    let frees = fast
-        .frees_to_backing
-        .load(Ordering::SeqCst)
-        .wrapping_add(g.stats.frees_to_reserve);
+/// Elements handed out: every allocation minus every free, from counts
+/// read under the lock (`allocs` as given, so that `destroy` can pass the
+/// count its `fetch_or` returned).
+fn outstanding(allocs: u64, fast: &PoolFast, g: &PoolState) -> usize {
+    let allocs = allocs.wrapping_add(g.stats.allocs_reserve);
+    let frees = fast.counts().1.wrapping_add(g.stats.frees_to_reserve);
     allocs.wrapping_sub(frees) as usize
 }
 
@@ -357,11 +406,9 @@ pub fn create<P: PoolEnv + ?Sized>(
 /// rest is [`alloc_slow`].
 #[inline(always)]
 pub fn alloc<P: PoolEnv + ?Sized>(env: &P, req: PageRequest) -> Result<NonNull<u8>, PoolError> {
-    let fast = env.fast();
     if let Some(p) = env.backing().alloc_hit() {
-        // As in `alloc_slow`: count, then check `live`.
-        fast.allocs_backing.fetch_add(1, Ordering::SeqCst);
-        if fast.live.load(Ordering::SeqCst) {
+        // As in `alloc_slow`: count and test the dead flag at once.
+        if env.fast().count_alloc() {
             return Ok(p);
         }
         return keep_if_live(env, p);
@@ -369,16 +416,16 @@ pub fn alloc<P: PoolEnv + ?Sized>(env: &P, req: PageRequest) -> Result<NonNull<u
     alloc_slow(env, req)
 }
 
-/// A fast allocation found `live` false in [`PoolFast`]: the locked state
-/// decides (a racing `destroy` may have refused); gives the element back if
-/// the pool is dead.
+/// A fast allocation found the dead flag set in [`PoolFast`]: the locked
+/// state decides (a racing `destroy` may have refused); gives the element
+/// back if the pool is dead.
 #[cold]
 #[inline(never)]
 fn keep_if_live<P: PoolEnv + ?Sized>(env: &P, p: NonNull<u8>) -> Result<NonNull<u8>, PoolError> {
     if env.lock().live {
         return Ok(p);
     }
-    env.fast().allocs_backing.fetch_sub(1, Ordering::SeqCst);
+    env.fast().uncount_alloc();
     // SAFETY: Just allocated, never handed out.
     unsafe { env.backing().free(p) };
     Err(PoolError::Destroyed)
@@ -394,14 +441,14 @@ pub fn alloc_slow<P: PoolEnv + ?Sized>(
     loop {
         // Opportunistic attempt first: leave the reserve for emergencies.
         if let Some(p) = env.backing().alloc(req.opportunistic()) {
-            // Count first, then check `live`: `destroy` stores `live` first,
-            // then counts (all SeqCst), so either it sees this allocation
-            // and refuses, or we see it and give the element back.
-            fast.allocs_backing.fetch_add(1, Ordering::SeqCst);
-            if fast.live.load(Ordering::SeqCst) || env.lock().live {
+            // Count and test the dead flag in one atomic operation, which
+            // `destroy`'s `fetch_or` of the flag is ordered against: either
+            // it counts this allocation and refuses, or we see the flag and
+            // ask the locked state, giving the element back if it is dead.
+            if fast.count_alloc() || env.lock().live {
                 return Ok(p);
             }
-            fast.allocs_backing.fetch_sub(1, Ordering::SeqCst);
+            fast.uncount_alloc();
             // SAFETY: Just allocated, never handed out.
             unsafe { env.backing().free(p) };
             return Err(PoolError::Destroyed);
@@ -443,20 +490,25 @@ pub fn alloc_slow<P: PoolEnv + ?Sized>(
 /// the caller must not use it afterwards.
 #[inline(always)]
 pub unsafe fn free<P: PoolEnv + ?Sized>(env: &P, p: NonNull<u8>) {
-    let fast = env.fast();
     // A full reserve stays full without us: skip the lock (mempool.c's
-    // unlocked `curr_nr < min_nr` test). Acquire pairs with `publish`.
-    if fast.short.load(Ordering::Acquire) {
+    // unlocked `curr_nr < min_nr` test), counting and testing the short
+    // flag in one atomic operation.
+    if !env.fast().count_free() {
         // SAFETY: Forwarded contract.
         return unsafe { free_short(env, p) };
     }
-    fast.frees_to_backing.fetch_add(1, Ordering::SeqCst);
     // SAFETY: `p` came from the backing (contract) and is ours now.
     unsafe { env.backing().free(p) };
 }
 
-/// [`free`] while the reserve looked short: refill it under the lock if it
-/// still is, else back to the backing.
+/// [`free`] while the reserve looked short, the free already counted as
+/// one to the backing: refill the reserve under the lock if it still is
+/// short (and take the count back), else back to the backing.
+///
+/// Counted early, the element may look freed to a `destroy` that runs
+/// before we take the lock; it then finds the pool dead and goes to the
+/// backing, as counted (the freeing caller still holds the pool, hence
+/// its backing).
 ///
 /// # Safety
 ///
@@ -470,6 +522,8 @@ unsafe fn free_short<P: PoolEnv + ?Sized>(env: &P, p: NonNull<u8>) {
             // SAFETY: The caller gives the element up (contract).
             unsafe { g.push(p) };
             g.stats.frees_to_reserve = g.stats.frees_to_reserve.wrapping_add(1);
+            // Under the lock, so `outstanding` never sees both counts.
+            fast.frees.fetch_sub(1, Ordering::SeqCst);
             publish(fast, &g);
             if g.waiters > 0 {
                 g.stats.wakeups = g.stats.wakeups.wrapping_add(1);
@@ -478,7 +532,6 @@ unsafe fn free_short<P: PoolEnv + ?Sized>(env: &P, p: NonNull<u8>) {
             return;
         }
     }
-    fast.frees_to_backing.fetch_add(1, Ordering::SeqCst);
     // SAFETY: `p` came from the backing (contract) and is ours now.
     unsafe { env.backing().free(p) };
 }
@@ -544,9 +597,10 @@ pub fn destroy<P: PoolEnv + ?Sized>(env: &P) -> Result<(), PoolError> {
         if !g.live {
             return Err(PoolError::Destroyed);
         }
-        // `live` goes false before counting (see `alloc`).
-        env.fast().live.store(false, Ordering::SeqCst);
-        let out = outstanding(env.fast(), &g);
+        // The dead flag goes up and the allocations are counted in one
+        // atomic operation (see `alloc`).
+        let allocs = env.fast().allocs.fetch_or(FLAG, Ordering::SeqCst) & !FLAG;
+        let out = outstanding(allocs, env.fast(), &g);
         if out > 0 {
             publish(env.fast(), &g);
             return Err(PoolError::Busy { outstanding: out });
@@ -568,8 +622,7 @@ pub fn stats<P: PoolEnv + ?Sized>(env: &P) -> PoolStats {
     let fast = env.fast();
     let g = env.lock();
     let mut s = g.stats;
-    s.allocs_backing = fast.allocs_backing.load(Ordering::SeqCst);
-    s.frees_to_backing = fast.frees_to_backing.load(Ordering::SeqCst);
-    s.outstanding = outstanding(fast, &g);
+    (s.allocs_backing, s.frees_to_backing) = fast.counts();
+    s.outstanding = outstanding(s.allocs_backing, fast, &g);
     s
 }

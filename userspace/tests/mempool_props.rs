@@ -407,3 +407,162 @@ fn destroy_races_lock_free_allocations() {
     assert_eq!(pages.pages_out(), 0);
     eprintln!("{served} allocations, destroy refused {refused} times");
 }
+
+/// A cache backing that can be told to fail (hit path and slow path
+/// alike), so that a test drives a pool with a fast path onto its reserve.
+struct FlakyBacking<'a> {
+    cache: SlabBacking<'a, HostCache>,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+impl mempool::Backing for FlakyBacking<'_> {
+    fn element_size(&self) -> usize {
+        self.cache.element_size()
+    }
+
+    fn alloc(&self, req: PageRequest) -> Option<NonNull<u8>> {
+        if self.fail.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
+        self.cache.alloc(req)
+    }
+
+    fn alloc_hit(&self) -> Option<NonNull<u8>> {
+        if self.fail.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
+        self.cache.alloc_hit()
+    }
+
+    unsafe fn free(&self, p: NonNull<u8>) {
+        // SAFETY: Forwarded contract.
+        unsafe { self.cache.free(p) }
+    }
+}
+
+/// `destroy` against every path that counts in the pool's flagged
+/// counters at once: fast allocations (the backing's hit path: count and
+/// dead-flag test in one `lock inc`), slow ones, reserve allocations while
+/// the backing fails, and frees that find the short flag set (counted
+/// first, taken back under the lock when they refill the reserve). When
+/// `destroy` succeeds every count must add up: nothing out, nothing in the
+/// reserve, every element served counted once as an allocation and once
+/// as a free, and the backing cache empty (it destroys, its pages all
+/// back).
+#[test]
+fn destroy_races_fast_paths_and_reserve_refills() {
+    use mempool::PoolEnv as _;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+    const THREADS: usize = 3;
+    let pages = Arc::new(HostPages::new());
+    let cache = HostCache::new(
+        &CacheConfig {
+            name: CacheName::new(b"flaky"),
+            size: 64,
+            align: 0,
+            flags: CacheFlags::default(),
+            ctor: None,
+        },
+        pages.clone(),
+        THREADS,
+    )
+    .unwrap();
+    let pool = HostPool::new(FlakyBacking {
+        cache: SlabBacking(&cache),
+        fail: AtomicBool::new(false),
+    });
+    mempool::create(&pool, 8, PageRequest::KERNEL).unwrap();
+    let (stop, total) = (AtomicBool::new(false), AtomicU64::new(0));
+    let (served, refused) = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (pool, stop, total) = (&pool, &stop, &total);
+                sc.spawn(move || {
+                    ldd_alloc::host_pages::set_cpu(t);
+                    let (mut served, mut held) = (0u64, Vec::new());
+                    let mut round = t;
+                    'run: while !stop.load(Relaxed) {
+                        round = round.wrapping_mul(7).wrapping_add(3) % 11;
+                        for _ in 0..=round % 6 {
+                            match mempool::alloc(pool, PageRequest::ATOMIC) {
+                                Ok(p) => {
+                                    // SAFETY: 64 bytes of ours.
+                                    unsafe { p.as_ptr().write_bytes(0x5a, 64) };
+                                    held.push(p);
+                                    served += 1;
+                                    total.fetch_add(1, Relaxed);
+                                }
+                                Err(PoolError::NoMemory) => break,
+                                Err(PoolError::Destroyed) => break 'run,
+                                Err(e) => panic!("unexpected {e:?}"),
+                            }
+                        }
+                        for p in held.drain(..) {
+                            // SAFETY: From this pool, freed once.
+                            unsafe { mempool::free(pool, p) };
+                        }
+                    }
+                    for p in held.drain(..) {
+                        // SAFETY: As above.
+                        unsafe { mempool::free(pool, p) };
+                    }
+                    served
+                })
+            })
+            .collect();
+        // The backing fails half of the time: the reserve drains and
+        // refills, and the short flag goes up and down under the threads.
+        let mut flips = 0u64;
+        // Until the reserve has served and been refilled a few times.
+        while total.load(Relaxed) < 30_000
+            || (mempool::stats(&pool).frees_to_reserve < 100 && flips < 100_000)
+        {
+            flips += 1;
+            pool.backing().fail.store(flips % 2 == 1, Relaxed);
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let (mut refused, mut tries) = (0u64, 0u64);
+        // A failure here stops the threads before it is reported (a panic
+        // inside the scope would wait for them forever).
+        let outcome = loop {
+            tries += 1;
+            pool.backing().fail.store(tries % 2 == 1, Relaxed);
+            match mempool::destroy(&pool) {
+                Ok(()) => break Ok(()),
+                Err(PoolError::Busy { outstanding }) if outstanding <= THREADS * 6 => {
+                    refused += 1;
+                }
+                Err(e) => break Err(format!("{e:?}")),
+            }
+            if tries > 200_000 {
+                stop.store(true, Relaxed);
+            }
+            // With the threads stopping, nothing stays out for long.
+            if tries > 400_000 {
+                break Err("destroy never succeeds".into());
+            }
+            std::thread::yield_now();
+        };
+        stop.store(true, Relaxed);
+        let served: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        if let Err(e) = outcome {
+            panic!("destroy: {e}, {:?}", mempool::stats(&pool));
+        }
+        (served, refused)
+    });
+    assert_eq!(
+        mempool::alloc(&pool, PageRequest::ATOMIC),
+        Err(PoolError::Destroyed)
+    );
+    let s = mempool::stats(&pool);
+    assert_eq!((s.outstanding, s.curr_nr), (0, 0), "{s:?}");
+    assert_eq!(s.allocs_backing + s.allocs_reserve, served, "{s:?}");
+    assert_eq!(s.frees_to_backing + s.frees_to_reserve, served, "{s:?}");
+    assert!(
+        s.allocs_reserve >= 100 && s.frees_to_reserve >= 100,
+        "the reserve was hardly used: {s:?}"
+    );
+    allocator::destroy(&cache).unwrap();
+    assert_eq!(pages.pages_out(), 0);
+    eprintln!("{served} allocations, destroy refused {refused} times, {s:?}");
+}
