@@ -499,10 +499,11 @@ fn free_bulk_chunk<E: CacheEnv + ?Sized>(env: &E, ptrs: &[*mut u8]) -> usize {
 
 /// [`free_bulk_chunk`] holding this CPU's magazine: runs of objects of
 /// slabs the magazine knows go straight in ([`Magazine::push_known_run`],
-/// each object checked and marked as by [`free_to_magazine`]); an object
-/// of a slab it does not know, or one meeting a full magazine, goes
-/// through [`free_to_magazine_slow`] (which validates the header, notes
-/// the slab, drains a batch). Returns how many were refused.
+/// each object checked and marked as by [`free_to_magazine`]); a full
+/// magazine drains a batch to the depot and the run goes on; an object of
+/// a slab it does not know goes through [`free_to_magazine_slow`] (which
+/// validates the header and notes the slab). Returns how many were
+/// refused.
 fn free_bulk_to_magazine<E: CacheEnv + ?Sized>(
     env: &E,
     layout: &CacheLayout,
@@ -527,11 +528,9 @@ fn free_bulk_to_magazine<E: CacheEnv + ?Sized>(
         refused += r;
         rest = rest.get(consumed..).unwrap_or(&[]);
         // The run stopped before `rest[0]` (never null: the run consumes
-        // nulls): a full magazine or an unknown slab. A full one is
-        // drained here, without the per-object slow path, and by two
-        // batches under one lock hold while more than a batch is left
-        // (all of it goes to the stash while it has room); the run then
-        // goes on with `rest[0]`.
+        // nulls): a full magazine or an unknown slab. A full one drains a
+        // batch here (to the stash while it has room), without the
+        // per-object slow path, and the run goes on with `rest[0]`.
         if !rest.is_empty() && mag.is_full() {
             env.with_depot(|d| d.drain(layout, mag, MAG_BATCH));
             if !mag.is_full() {

@@ -69,7 +69,7 @@ const _: () = assert!(MAG_BATCH > 0 && MAG_BATCH <= MAG_CAPACITY);
 /// it the way a small LRU list would. 32: a burst of 256 objects of
 /// 256 bytes spans 18 order-0 slabs (15 objects each), which a table of 16
 /// could not hold; each miss pays a `read_nofault` of the slab header.
-/// 256 bytes per magazine.
+/// The table is 256 bytes of the magazine's 840.
 pub const SLAB_HINTS: usize = 32;
 
 /// Per-CPU counters, written only by the owning CPU.
@@ -380,9 +380,10 @@ impl Magazine {
 /// `memcpy`, which on a CPU without FSRM (QEMU's emulated ones among them)
 /// is `memcpy_orig`: about 100 instructions of 32-byte steps and size
 /// tests. On x86-64 this is one `rep movsq` of [`MAG_BATCH`] quadwords
-/// (what the kernel's own `memcpy` is on FSRM CPUs, and what
-/// `copy_page` does): no call, and emulation counts one instruction per
-/// quadword. Elsewhere, the assignment.
+/// (the kernel's own `memcpy` is a `rep movsb` on FSRM CPUs, and
+/// `copy_page` a `rep movsq`): no call, and emulation counts one
+/// instruction per quadword. Elsewhere, the assignment. (KASAN does not
+/// see this copy; both arrays are the allocator's own metadata.)
 #[inline(always)]
 fn copy_batch(dst: &mut [NonNull<u8>; MAG_BATCH], src: &[NonNull<u8>; MAG_BATCH]) {
     #[cfg(target_arch = "x86_64")]

@@ -139,7 +139,10 @@ pub struct PoolStats {
     pub allocs_reserve: u64,
     /// Frees that refilled the reserve.
     pub frees_to_reserve: u64,
-    /// Frees handed to the backing allocator.
+    /// Frees handed to the backing allocator (a free that finds the
+    /// reserve short is counted here until, under the lock, it refills the
+    /// reserve instead: two snapshots may see this go down by the frees in
+    /// flight).
     pub frees_to_backing: u64,
     /// Times a caller went to sleep waiting for an element.
     pub waits: u64,
@@ -214,17 +217,25 @@ impl PoolFast {
         (self.frees.fetch_add(1, Ordering::SeqCst).wrapping_add(1) as i64) >= 0
     }
 
-    /// Allocations and frees counted, without their flags.
+    /// Allocations and frees counted, without their flags. Frees are read
+    /// first: every free read has its allocation counted before it, so
+    /// the allocations read after cannot be fewer (a snapshot never shows
+    /// more frees than allocations).
     fn counts(&self) -> (u64, u64) {
-        (
-            self.allocs.load(Ordering::SeqCst) & !FLAG,
-            self.frees.load(Ordering::SeqCst) & !FLAG,
-        )
+        let frees = self.frees.load(Ordering::SeqCst) & !FLAG;
+        let allocs = self.allocs.load(Ordering::SeqCst) & !FLAG;
+        (allocs, frees)
     }
 }
 
 /// Sets or clears the flag of one [`PoolFast`] counter, keeping its count.
+/// Flags change only under the pool lock, which the caller holds, so the
+/// load says exactly whether a locked write (on the fast paths' line) is
+/// needed.
 fn set_flag(counter: &AtomicU64, on: bool) {
+    if (counter.load(Ordering::SeqCst) & FLAG != 0) == on {
+        return;
+    }
     if on {
         counter.fetch_or(FLAG, Ordering::SeqCst);
     } else {
@@ -239,12 +250,12 @@ fn publish(fast: &PoolFast, g: &PoolState) {
     set_flag(&fast.frees, g.stats.curr_nr < g.stats.min_nr);
 }
 
-/// Elements handed out: every allocation minus every free, from counts
-/// read under the lock (`allocs` as given, so that `destroy` can pass the
-/// count its `fetch_or` returned).
-fn outstanding(allocs: u64, fast: &PoolFast, g: &PoolState) -> usize {
+/// Elements handed out: every allocation minus every free, from the fast
+/// counts `allocs` and `frees` (frees read no earlier than allocs, see
+/// [`PoolFast::counts`]) and the locked ones.
+fn outstanding(allocs: u64, frees: u64, g: &PoolState) -> usize {
     let allocs = allocs.wrapping_add(g.stats.allocs_reserve);
-    let frees = fast.counts().1.wrapping_add(g.stats.frees_to_reserve);
+    let frees = frees.wrapping_add(g.stats.frees_to_reserve);
     allocs.wrapping_sub(frees) as usize
 }
 
@@ -402,7 +413,8 @@ pub fn create<P: PoolEnv + ?Sized>(
 /// Allocates an element (`mempool_alloc()`); see the module documentation.
 ///
 /// The fast path, inlined into the caller, is the backing's own hit path
-/// ([`Backing::alloc_hit`]) plus the count and one test of `live`; the
+/// ([`Backing::alloc_hit`]) plus one `lock inc` that counts and tests the
+/// dead flag; the
 /// rest is [`alloc_slow`].
 #[inline(always)]
 pub fn alloc<P: PoolEnv + ?Sized>(env: &P, req: PageRequest) -> Result<NonNull<u8>, PoolError> {
@@ -600,7 +612,10 @@ pub fn destroy<P: PoolEnv + ?Sized>(env: &P) -> Result<(), PoolError> {
         // The dead flag goes up and the allocations are counted in one
         // atomic operation (see `alloc`).
         let allocs = env.fast().allocs.fetch_or(FLAG, Ordering::SeqCst) & !FLAG;
-        let out = outstanding(allocs, env.fast(), &g);
+        // Read after: a free counted here is of an element allocated before
+        // the `fetch_or` (later allocations wait for our lock).
+        let frees = env.fast().counts().1;
+        let out = outstanding(allocs, frees, &g);
         if out > 0 {
             publish(env.fast(), &g);
             return Err(PoolError::Busy { outstanding: out });
@@ -623,6 +638,6 @@ pub fn stats<P: PoolEnv + ?Sized>(env: &P) -> PoolStats {
     let g = env.lock();
     let mut s = g.stats;
     (s.allocs_backing, s.frees_to_backing) = fast.counts();
-    s.outstanding = outstanding(s.allocs_backing, fast, &g);
+    s.outstanding = outstanding(s.allocs_backing, s.frees_to_backing, &g);
     s
 }

@@ -1396,8 +1396,9 @@ fn bulk_free_refuses_each_bad_entry() {
 }
 
 /// A bulk free longer than the magazine: each time the magazine is full
-/// it drains by whole batches under one lock hold (two while more than a
-/// batch is left) and the run goes on, so the stash fills; a double free
+/// it drains a whole batch under the depot lock and the run goes on (no
+/// object takes the slow path, which counts a free that met a full
+/// magazine as a free but not a hit), so the stash fills; a double free
 /// placed exactly where the magazine is full is refused after the drain
 /// and counted once; every other object is freed once and comes back
 /// from the next bulk allocation, the depot consistent throughout.
@@ -1419,6 +1420,11 @@ fn bulk_free_drains_whole_batches() {
     assert_eq!(s.active_objs, s.cached_objs, "an object still out: {s:?}");
     assert!(s.stashed_objs > 0, "nothing stashed: {s:?}");
     assert!(s.drains >= before.drains + 4, "{before:?} -> {s:?}");
+    assert_eq!(
+        s.frees - s.cpu_free_hits,
+        before.frees - before.cpu_free_hits,
+        "a free took the slow path: {s:?}"
+    );
     assert_eq!(allocator::check(&env), Ok(()));
     let mut again = vec![std::ptr::null_mut(); 300];
     allocator::alloc_bulk(&env, PageRequest::KERNEL, &mut again).unwrap();

@@ -444,8 +444,10 @@ impl mempool::Backing for FlakyBacking<'_> {
 /// counters at once: fast allocations (the backing's hit path: count and
 /// dead-flag test in one `lock inc`), slow ones, reserve allocations while
 /// the backing fails, and frees that find the short flag set (counted
-/// first, taken back under the lock when they refill the reserve). When
-/// `destroy` succeeds every count must add up: nothing out, nothing in the
+/// first, taken back under the lock when they refill the reserve). Once
+/// `destroy` has succeeded no thread may still hold an element (each
+/// checks before every free) nor get one (each checks before every
+/// allocation); and every count must add up: nothing out, nothing in the
 /// reserve, every element served counted once as an allocation and once
 /// as a free, and the backing cache empty (it destroys, its pages all
 /// back).
@@ -473,10 +475,23 @@ fn destroy_races_fast_paths_and_reserve_refills() {
     });
     mempool::create(&pool, 8, PageRequest::KERNEL).unwrap();
     let (stop, total) = (AtomicBool::new(false), AtomicU64::new(0));
+    // Set once `destroy` has returned Ok; what a thread sees of it before
+    // an allocation or a free must not contradict that.
+    let (destroyed, violations) = (AtomicBool::new(false), AtomicU64::new(0));
     let (served, refused) = std::thread::scope(|sc| {
         let handles: Vec<_> = (0..THREADS)
             .map(|t| {
                 let (pool, stop, total) = (&pool, &stop, &total);
+                let (destroyed, violations) = (&destroyed, &violations);
+                // An element freed after `destroy` succeeded was out when
+                // it did.
+                let free = |p: NonNull<u8>| {
+                    if destroyed.load(std::sync::atomic::Ordering::SeqCst) {
+                        violations.fetch_add(1, Relaxed);
+                    }
+                    // SAFETY: From this pool, freed once.
+                    unsafe { mempool::free(pool, p) };
+                };
                 sc.spawn(move || {
                     ldd_alloc::host_pages::set_cpu(t);
                     let (mut served, mut held) = (0u64, Vec::new());
@@ -484,7 +499,13 @@ fn destroy_races_fast_paths_and_reserve_refills() {
                     'run: while !stop.load(Relaxed) {
                         round = round.wrapping_mul(7).wrapping_add(3) % 11;
                         for _ in 0..=round % 6 {
+                            let after = destroyed.load(std::sync::atomic::Ordering::SeqCst);
                             match mempool::alloc(pool, PageRequest::ATOMIC) {
+                                // Served by a pool already destroyed.
+                                Ok(_) if after => {
+                                    violations.fetch_add(1, Relaxed);
+                                    break 'run;
+                                }
                                 Ok(p) => {
                                     // SAFETY: 64 bytes of ours.
                                     unsafe { p.as_ptr().write_bytes(0x5a, 64) };
@@ -497,15 +518,9 @@ fn destroy_races_fast_paths_and_reserve_refills() {
                                 Err(e) => panic!("unexpected {e:?}"),
                             }
                         }
-                        for p in held.drain(..) {
-                            // SAFETY: From this pool, freed once.
-                            unsafe { mempool::free(pool, p) };
-                        }
+                        held.drain(..).for_each(free);
                     }
-                    for p in held.drain(..) {
-                        // SAFETY: As above.
-                        unsafe { mempool::free(pool, p) };
-                    }
+                    held.drain(..).for_each(free);
                     served
                 })
             })
@@ -513,9 +528,10 @@ fn destroy_races_fast_paths_and_reserve_refills() {
         // The backing fails half of the time: the reserve drains and
         // refills, and the short flag goes up and down under the threads.
         let mut flips = 0u64;
-        // Until the reserve has served and been refilled a few times.
-        while total.load(Relaxed) < 30_000
-            || (mempool::stats(&pool).frees_to_reserve < 100 && flips < 100_000)
+        // Until the reserve has served and been refilled a few times (or,
+        // should the threads have died, a bound: the checks below fail).
+        while (total.load(Relaxed) < 30_000 || mempool::stats(&pool).frees_to_reserve < 100)
+            && flips < 20_000
         {
             flips += 1;
             pool.backing().fail.store(flips % 2 == 1, Relaxed);
@@ -528,7 +544,10 @@ fn destroy_races_fast_paths_and_reserve_refills() {
             tries += 1;
             pool.backing().fail.store(tries % 2 == 1, Relaxed);
             match mempool::destroy(&pool) {
-                Ok(()) => break Ok(()),
+                Ok(()) => {
+                    destroyed.store(true, std::sync::atomic::Ordering::SeqCst);
+                    break Ok(());
+                }
                 Err(PoolError::Busy { outstanding }) if outstanding <= THREADS * 6 => {
                     refused += 1;
                 }
@@ -555,6 +574,11 @@ fn destroy_races_fast_paths_and_reserve_refills() {
         Err(PoolError::Destroyed)
     );
     let s = mempool::stats(&pool);
+    assert_eq!(
+        violations.load(Relaxed),
+        0,
+        "an element out across a successful destroy, or served after it: {s:?}"
+    );
     assert_eq!((s.outstanding, s.curr_nr), (0, 0), "{s:?}");
     assert_eq!(s.allocs_backing + s.allocs_reserve, served, "{s:?}");
     assert_eq!(s.frees_to_backing + s.frees_to_reserve, served, "{s:?}");
