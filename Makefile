@@ -72,7 +72,7 @@ test-debug:
 
 # Benchmarks in the VM: tables, JSON and an SVG plot in bench/ (see README).
 bench: modules userspace
-	@$(TOP)/scripts/bench.sh --kdir $(KDIR)
+	@$(TOP)/scripts/bench.sh --kdir $(KDIR) --icount
 
 # A long fuzz run of the module's file operations and ioctls in the VM; it
 # prints its seed first and ops/s at the end.

@@ -414,8 +414,7 @@ pub fn create<P: PoolEnv + ?Sized>(
 ///
 /// The fast path, inlined into the caller, is the backing's own hit path
 /// ([`Backing::alloc_hit`]) plus one `lock inc` that counts and tests the
-/// dead flag; the
-/// rest is [`alloc_slow`].
+/// dead flag; the rest is [`alloc_slow`].
 #[inline(always)]
 pub fn alloc<P: PoolEnv + ?Sized>(env: &P, req: PageRequest) -> Result<NonNull<u8>, PoolError> {
     if let Some(p) = env.backing().alloc_hit() {

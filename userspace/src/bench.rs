@@ -739,7 +739,7 @@ a callback that fails at once (its first try costs only an indirect call).\n",
             ));
             rows.insert(name.into(), json!(median(&s.ns)));
         }
-        t.push_str("Our pair today = alloc (preempt-count inc/dec and the CPU id by gs-relative inline asm, a plain per-CPU flag, a magazine pop, one store clearing the free mark) + free (the same, a slab hint, the reciprocal index check, one xchg of the free mark; read_nofault of the slab header only for a slab the CPU has not validated): none of the primitives above is on it any more. They are what earlier designs paid: irq_guard and spinlock_irq the first (interrupts off, a per-CPU SpinLockIrq), cpu_id (through a C helper), slot_trylock and bitmap_rmw the second (a cmpxchg flag and a lock RMW on the slab bitmap per operation).\n");
+        t.push_str("Our pair today = alloc (preempt-count inc/dec and the CPU id by gs-relative inline asm, a plain per-CPU flag, a magazine pop, one store clearing the free mark) + free (the same, a slab hint, the index check by one multiplication with the stride's inverse, one xchg of the free mark; read_nofault of the slab header only for a slab the CPU has not validated): none of the primitives above is on it any more. They are what earlier designs paid: irq_guard and spinlock_irq the first (interrupts off, a per-CPU SpinLockIrq), cpu_id (through a C helper), slot_trylock and bitmap_rmw the second (a cmpxchg flag and a lock RMW on the slab bitmap per operation).\n");
         Ok((t, Value::Object(rows)))
     }
 
