@@ -454,7 +454,10 @@ impl mempool::Backing for FlakyBacking<'_> {
 #[test]
 fn destroy_races_fast_paths_and_reserve_refills() {
     use mempool::PoolEnv as _;
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+    use std::sync::atomic::{
+        AtomicBool, AtomicU64,
+        Ordering::{Relaxed, SeqCst},
+    };
     const THREADS: usize = 3;
     let pages = Arc::new(HostPages::new());
     let cache = HostCache::new(
@@ -486,7 +489,7 @@ fn destroy_races_fast_paths_and_reserve_refills() {
                 // An element freed after `destroy` succeeded was out when
                 // it did.
                 let free = |p: NonNull<u8>| {
-                    if destroyed.load(std::sync::atomic::Ordering::SeqCst) {
+                    if destroyed.load(SeqCst) {
                         violations.fetch_add(1, Relaxed);
                     }
                     // SAFETY: From this pool, freed once.
@@ -499,7 +502,7 @@ fn destroy_races_fast_paths_and_reserve_refills() {
                     'run: while !stop.load(Relaxed) {
                         round = round.wrapping_mul(7).wrapping_add(3) % 11;
                         for _ in 0..=round % 6 {
-                            let after = destroyed.load(std::sync::atomic::Ordering::SeqCst);
+                            let after = destroyed.load(SeqCst);
                             match mempool::alloc(pool, PageRequest::ATOMIC) {
                                 // Served by a pool already destroyed.
                                 Ok(_) if after => {
@@ -545,7 +548,7 @@ fn destroy_races_fast_paths_and_reserve_refills() {
             pool.backing().fail.store(tries % 2 == 1, Relaxed);
             match mempool::destroy(&pool) {
                 Ok(()) => {
-                    destroyed.store(true, std::sync::atomic::Ordering::SeqCst);
+                    destroyed.store(true, SeqCst);
                     break Ok(());
                 }
                 Err(PoolError::Busy { outstanding }) if outstanding <= THREADS * 6 => {
