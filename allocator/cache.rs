@@ -161,9 +161,13 @@ pub fn alloc_slow<E: CacheEnv + ?Sized>(
 
 /// Holding this CPU's magazine: pops it, refilling it first if empty.
 fn refill_and_pop<E: CacheEnv + ?Sized>(env: &E, layout: &CacheLayout, mag: &mut Magazine) -> Take {
+    if mag.is_frozen() {
+        // Empty, and to stay so (the depot refuses too: see `freeze`).
+        return Take::Dead;
+    }
     if mag.is_empty() {
         let dead = env.with_depot(|d| {
-            if d.is_dead() {
+            if d.refuses_allocs() {
                 return true;
             }
             d.refill(layout, mag, MAG_BATCH);
@@ -316,6 +320,10 @@ fn free_to_magazine_slow<E: CacheEnv + ?Sized>(
     mag: &mut Magazine,
     ptr: NonNull<u8>,
 ) -> Result<(), FreeError> {
+    if mag.is_frozen() {
+        // A frozen magazine takes nothing (see `freeze`).
+        return free_direct(env, ptr);
+    }
     let base = slab::slab_base(layout, ptr);
     let located = if mag.knows_slab(base, layout.slab_shift()) {
         // SAFETY: As in `free_to_magazine`.
@@ -400,7 +408,7 @@ pub fn alloc_bulk<E: CacheEnv + ?Sized>(
                 .try_with_magazine(|mag| bulk_from_magazine(env, layout, mag, rest))
                 .unwrap_or_else(|| {
                     env.with_depot(|d| {
-                        if d.is_dead() {
+                        if d.refuses_allocs() {
                             None
                         } else {
                             Some(d.take_into(layout, rest))
@@ -458,7 +466,7 @@ fn bulk_from_magazine<E: CacheEnv + ?Sized>(
         return Some(k);
     }
     env.with_depot(|d| {
-        if d.is_dead() {
+        if d.refuses_allocs() {
             return None;
         }
         Some(k + d.take_into(layout, rest))
@@ -557,6 +565,41 @@ pub fn flush<E: CacheEnv + ?Sized>(env: &E) {
         }
     });
     env.with_depot(|d| d.flush_stash(layout));
+}
+
+/// Closes the cache to allocations (for a mempool's `destroy`, which must
+/// count its elements exactly while its fast paths run on other CPUs):
+/// the depot refuses allocations first, then every magazine is emptied
+/// into the depot, forgets its slab hints and is marked frozen, waiting
+/// for its holder like any visit. That wait is the grace period: when
+/// this returns, no allocation is half-way on any CPU, none can succeed
+/// until [`thaw`] (an empty magazine has nothing to pop, its slow path
+/// asks the depot, which refuses), and [`stats`] counts exactly the
+/// objects allocated and not freed. Frees keep working, all through the
+/// depot (without hints, a free misses the magazine's fast path; its slow
+/// path sees the mark). Process context only, like
+/// [`CacheEnv::for_each_magazine`].
+///
+/// Nothing on the fast paths tests for it: they cost the same frozen or
+/// not, and every check it needs is on a slow path. A magazine is frozen
+/// only while its depot is (freeze the depot first, thaw it last).
+pub fn freeze<E: CacheEnv + ?Sized>(env: &E) {
+    let layout = env.layout();
+    env.with_depot(|d| d.set_frozen(true));
+    env.for_each_magazine(|mag| {
+        if !mag.is_empty() {
+            env.with_depot(|d| d.drain(layout, mag, mag.len()));
+        }
+        mag.forget_slabs();
+        mag.set_frozen(true);
+    });
+    env.with_depot(|d| d.flush_stash(layout));
+}
+
+/// Reopens a cache closed by [`freeze`]: the magazines, then the depot.
+pub fn thaw<E: CacheEnv + ?Sized>(env: &E) {
+    env.for_each_magazine(|mag| mag.set_frozen(false));
+    env.with_depot(|d| d.set_frozen(false));
 }
 
 /// Frees a detached list of slabs once nobody can still be looking at them;

@@ -169,6 +169,8 @@ pub struct Depot {
     inuse: usize,
     quarantined: usize,
     dead: bool,
+    /// Allocations refused until thawed (see `cache::freeze`).
+    frozen: bool,
     c: DepotCounters,
     stash: Stash,
     /// Operations served without a magazine (its CPU's was busy: an
@@ -188,7 +190,7 @@ pub(crate) enum Take {
     Got(NonNull<u8>),
     /// No free object: a new slab is needed.
     NeedSlab,
-    /// The cache was destroyed.
+    /// The cache was destroyed, or is frozen.
     Dead,
 }
 
@@ -202,6 +204,7 @@ impl Depot {
             inuse: 0,
             quarantined: 0,
             dead: false,
+            frozen: false,
             c: DepotCounters {
                 allocs: 0,
                 frees: 0,
@@ -225,6 +228,17 @@ impl Depot {
     /// Whether the cache has been destroyed.
     pub fn is_dead(&self) -> bool {
         self.dead
+    }
+
+    /// Whether allocations are refused: the cache is destroyed, or frozen
+    /// (`cache::freeze`). Frees are still taken.
+    pub fn refuses_allocs(&self) -> bool {
+        self.dead || self.frozen
+    }
+
+    /// Freezes or thaws the depot (see `cache::freeze`).
+    pub(crate) fn set_frozen(&mut self, frozen: bool) {
+        self.frozen = frozen;
     }
 
     /// Objects handed out of slabs (to users or magazines).
@@ -512,7 +526,7 @@ impl Depot {
     /// Allocates one object of a marked cache without a magazine (its
     /// CPU's is busy).
     pub(crate) fn alloc_direct(&mut self, layout: &CacheLayout) -> Take {
-        if self.dead {
+        if self.refuses_allocs() {
             return Take::Dead;
         }
         let taken = match self.take_one(layout) {
@@ -572,7 +586,7 @@ impl Depot {
     /// Allocates one object of a debug cache: pops, checks poison and red
     /// zones, quarantines damaged objects (see `debug.rs`).
     pub(crate) fn debug_alloc(&mut self, layout: &CacheLayout) -> Take {
-        if self.dead {
+        if self.refuses_allocs() {
             return Take::Dead;
         }
         loop {

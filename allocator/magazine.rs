@@ -141,6 +141,12 @@ pub struct Magazine {
     /// Bases of live slabs validated on this CPU (`usize::MAX`: none),
     /// slab number `n` at `n % SLAB_HINTS`.
     hints: [usize; SLAB_HINTS],
+    /// Closed by [`super::cache::freeze`]: empty, no hints, and every slow
+    /// path sends its operation to the depot (which refuses allocations)
+    /// until [`super::cache::thaw`]. The fast paths never test it: an
+    /// empty magazine has nothing to pop, and one without hints takes no
+    /// free.
+    frozen: bool,
     /// This CPU's counters.
     pub stats: CpuStats,
 }
@@ -167,8 +173,20 @@ impl Magazine {
             objs: [NonNull::dangling(); MAG_CAPACITY],
             last: NO_HINT,
             hints: [NO_HINT; SLAB_HINTS],
+            frozen: false,
             stats: CpuStats::new(),
         }
+    }
+
+    /// Whether the magazine is closed (see [`super::cache::freeze`]).
+    pub fn is_frozen(&self) -> bool {
+        self.frozen
+    }
+
+    /// Closes or reopens the magazine; the caller empties it and forgets
+    /// its hints before closing it.
+    pub(crate) fn set_frozen(&mut self, frozen: bool) {
+        self.frozen = frozen;
     }
 
     /// Objects currently cached.

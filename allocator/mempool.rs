@@ -23,16 +23,21 @@
 //!
 //! While memory is plentiful neither path takes the pool lock, as in
 //! mempool.c (which reads `curr_nr` with `READ_ONCE()` before locking): an
-//! allocation served by the backing and a free going back to it each do
-//! one `lock inc` and one branch on [`PoolFast`] (a counter whose top bit
-//! is the flag that path tests), so a pool costs little more than its
-//! backing until the reserve is needed.
+//! allocation served by the backing is the backing's own fast path and
+//! nothing else, and a free going back to it adds one load and one branch
+//! ([`PoolFast`]: is the reserve short?). The pool counts nothing on
+//! these paths; its backing does (a cache counts per CPU anyway), and
+//! `destroy` closes the backing to allocations ([`Backing::freeze`]: for
+//! a cache, a visit of every CPU's magazine, the grace period) before it
+//! counts what is still out, so no fast allocation can slip past it.
 //! * `resize(new_min)` shrinks by freeing the surplus, or grows by
 //!   allocating (outside the lock). As in `mempool_resize()`, the new
 //!   minimum stands even if growing fails part way: later frees top the
 //!   reserve up.
 //! * `destroy()` refuses while elements are outstanding (the kernel's
-//!   `mempool_destroy()` would BUG; we return the count).
+//!   `mempool_destroy()` would BUG; we return the count). A destroyed
+//!   pool's backing stays frozen: an allocation fails, and finds the pool
+//!   dead under the lock.
 //!
 //! The reserve is an intrusive singly linked list through the free elements
 //! themselves (their first word holds the next pointer), so the pool needs
@@ -45,7 +50,7 @@
 use core::ops::DerefMut;
 use core::ptr::NonNull;
 use core::sync::atomic::{
-    AtomicU64,
+    AtomicBool,
     Ordering, //
 };
 
@@ -58,29 +63,55 @@ use super::page_source::PageRequest;
 /// The smallest element a pool accepts: the reserve link lives in it.
 pub const MIN_ELEMENT: usize = 8;
 
+/// What a backing has allocated, as it counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BackingUsage {
+    /// Allocations that succeeded.
+    pub allocs: u64,
+    /// Frees.
+    pub frees: u64,
+    /// Elements allocated and not freed. Exact while the backing is frozen
+    /// (nothing can be allocated, and nothing is half-way); otherwise a
+    /// snapshot that operations on other CPUs may change as it is taken.
+    pub live: usize,
+}
+
 /// The allocator behind a pool (`mempool_alloc_t`/`mempool_free_t`).
 pub trait Backing: Sync {
     /// The size of every element, at least [`MIN_ELEMENT`].
     fn element_size(&self) -> usize;
 
-    /// Allocates one element.
+    /// Allocates one element; `None` while frozen.
     fn alloc(&self, req: PageRequest) -> Option<NonNull<u8>>;
 
     /// Allocates one element if that is cheap and certain to succeed at
     /// once (a cache's magazine hit), else `None` with nothing done: the
-    /// part of [`alloc`] worth inlining into the pool's callers.
+    /// part of [`alloc`] worth inlining into the pool's callers. `None`
+    /// while frozen.
     #[inline(always)]
     fn alloc_hit(&self) -> Option<NonNull<u8>> {
         None
     }
 
-    /// Frees one element.
+    /// Frees one element (also while frozen).
     ///
     /// # Safety
     ///
     /// `p` must come from [`Backing::alloc`] on this backing and not have
     /// been freed since; nothing may use it afterwards.
     unsafe fn free(&self, p: NonNull<u8>);
+
+    /// Closes the backing to allocations: when this returns, every
+    /// allocation fails until [`Backing::thaw`], and every one that
+    /// succeeded before is counted in [`Backing::usage`]. Frees go on.
+    /// Idempotent; may sleep (process context).
+    fn freeze(&self);
+
+    /// Reopens the backing after [`Backing::freeze`].
+    fn thaw(&self);
+
+    /// What the backing has allocated (may sleep).
+    fn usage(&self) -> BackingUsage;
 }
 
 /// A cache used as a pool's backing (`mempool_create_slab_pool()`).
@@ -105,6 +136,29 @@ impl<E: CacheEnv + Sync + ?Sized> Backing for SlabBacking<'_, E> {
         // itself consistent and counts it, there is nothing more to do.
         let _ = cache::free(self.0, p);
     }
+
+    fn freeze(&self) {
+        cache::freeze(self.0);
+    }
+
+    fn thaw(&self) {
+        cache::thaw(self.0);
+    }
+
+    fn usage(&self) -> BackingUsage {
+        cache_usage(&cache::stats(self.0))
+    }
+}
+
+/// A cache's [`BackingUsage`] from its statistics: the objects out of the
+/// slabs (`active_objs`) that are not cached (in a magazine or the
+/// depot's stash).
+pub fn cache_usage(s: &super::stats::CacheStats) -> BackingUsage {
+    BackingUsage {
+        allocs: s.allocs,
+        frees: s.frees,
+        live: s.active_objs.saturating_sub(s.cached_objs),
+    }
 }
 
 /// Why a pool operation failed.
@@ -124,6 +178,8 @@ pub enum PoolError {
         /// Elements handed out and not freed.
         outstanding: usize,
     },
+    /// `destroy` while another `destroy` of the pool is in progress.
+    Closing,
 }
 
 /// Pool counters and sizes.
@@ -133,16 +189,15 @@ pub struct PoolStats {
     pub curr_nr: usize,
     /// The reserve's target size.
     pub min_nr: usize,
-    /// Allocations served by the backing allocator.
+    /// Allocations served by the backing allocator (its count, less the
+    /// pool's own reserve fills).
     pub allocs_backing: u64,
     /// Allocations served by the reserve.
     pub allocs_reserve: u64,
     /// Frees that refilled the reserve.
     pub frees_to_reserve: u64,
-    /// Frees handed to the backing allocator (a free that finds the
-    /// reserve short is counted here until, under the lock, it refills the
-    /// reserve instead: two snapshots may see this go down by the frees in
-    /// flight).
+    /// Frees handed to the backing allocator (its count, less the pool's
+    /// own releases of reserve elements).
     pub frees_to_backing: u64,
     /// Times a caller went to sleep waiting for an element.
     pub waits: u64,
@@ -150,32 +205,19 @@ pub struct PoolStats {
     pub wakeups: u64,
     /// Allocations that failed.
     pub failures: u64,
-    /// Elements currently handed out (computed from the counters above).
+    /// Elements currently handed out: the backing's live elements less the
+    /// reserve (exact when nothing runs meanwhile).
     pub outstanding: usize,
 }
 
-/// The part of a pool its fast paths use without the lock: two counters,
-/// each carrying in its top bit ([`FLAG`]) the flag its path tests, so
-/// that one `lock inc` both counts and tests (the flags of the increment
-/// give the new value's sign, which is the flag: a count never reaches
-/// 2^63).
-///
-/// * `allocs`: allocations served by the backing; the flag is *dead*
-///   (not created, or destroyed). Counting and testing in one atomic
-///   operation orders a fast allocation against `destroy`'s `fetch_or` of
-///   the flag, which also reads the count: either `destroy` counts the
-///   allocation, or the allocation sees the flag (see [`alloc`]).
-/// * `frees`: frees handed to the backing; the flag is *short*
-///   (`curr_nr < min_nr`: frees must refill the reserve). A free that
-///   finds it set takes its count back if the element goes to the
-///   reserve after all (see [`free`]).
-///
-/// The flags mirror the locked state and change only under the lock, in
-/// [`publish`] and `destroy`.
+/// The part of a pool its free path reads without the lock: whether the
+/// reserve is short (`curr_nr < min_nr` on a live pool), mirrored from the
+/// locked state by [`publish`]. A free that finds it clear goes to the
+/// backing; one that finds it set asks the locked state (see [`free`]).
+/// A stale value only moves a free to the other path: the lock decides.
 #[derive(Debug)]
 pub struct PoolFast {
-    allocs: AtomicU64,
-    frees: AtomicU64,
+    short: AtomicBool,
 }
 
 impl Default for PoolFast {
@@ -184,79 +226,23 @@ impl Default for PoolFast {
     }
 }
 
-/// The flag bit of each [`PoolFast`] counter.
-const FLAG: u64 = 1 << 63;
-
 impl PoolFast {
-    /// A pool not yet created (dead).
+    /// A pool not yet created.
     pub const fn new() -> Self {
         Self {
-            allocs: AtomicU64::new(FLAG),
-            frees: AtomicU64::new(0),
+            short: AtomicBool::new(false),
         }
-    }
-
-    /// Counts an allocation served by the backing; whether the pool looked
-    /// alive (`false`: the locked state must decide).
-    #[inline(always)]
-    fn count_alloc(&self) -> bool {
-        // `fetch_add(1) + 1 >= 0` compiles to `lock inc` and a sign test.
-        (self.allocs.fetch_add(1, Ordering::SeqCst).wrapping_add(1) as i64) >= 0
-    }
-
-    /// Takes back a count of [`Self::count_alloc`] (the element was given
-    /// back unused).
-    fn uncount_alloc(&self) {
-        self.allocs.fetch_sub(1, Ordering::SeqCst);
-    }
-
-    /// Counts a free handed to the backing; whether the reserve looked full
-    /// (`false`: it may need the element, and the lock decides).
-    #[inline(always)]
-    fn count_free(&self) -> bool {
-        (self.frees.fetch_add(1, Ordering::SeqCst).wrapping_add(1) as i64) >= 0
-    }
-
-    /// Allocations and frees counted, without their flags. Frees are read
-    /// first: every free read has its allocation counted before it, so
-    /// the allocations read after cannot be fewer (a snapshot never shows
-    /// more frees than allocations).
-    fn counts(&self) -> (u64, u64) {
-        let frees = self.frees.load(Ordering::SeqCst) & !FLAG;
-        let allocs = self.allocs.load(Ordering::SeqCst) & !FLAG;
-        (allocs, frees)
-    }
-}
-
-/// Sets or clears the flag of one [`PoolFast`] counter, keeping its count.
-/// Flags change only under the pool lock, which the caller holds, so the
-/// load says exactly whether a locked write (on the fast paths' line) is
-/// needed.
-fn set_flag(counter: &AtomicU64, on: bool) {
-    if (counter.load(Ordering::SeqCst) & FLAG != 0) == on {
-        return;
-    }
-    if on {
-        counter.fetch_or(FLAG, Ordering::SeqCst);
-    } else {
-        counter.fetch_and(!FLAG, Ordering::SeqCst);
     }
 }
 
 /// Mirrors the locked state into [`PoolFast`]; called under the lock after
-/// every change of `live`, `curr_nr` or `min_nr`.
+/// every change of `live`, `curr_nr` or `min_nr`. Written only when it
+/// changes: the free path reads that line on every free.
 fn publish(fast: &PoolFast, g: &PoolState) {
-    set_flag(&fast.allocs, !g.live);
-    set_flag(&fast.frees, g.stats.curr_nr < g.stats.min_nr);
-}
-
-/// Elements handed out: every allocation minus every free, from the fast
-/// counts `allocs` and `frees` (frees read no earlier than allocs, see
-/// [`PoolFast::counts`]) and the locked ones.
-fn outstanding(allocs: u64, frees: u64, g: &PoolState) -> usize {
-    let allocs = allocs.wrapping_add(g.stats.allocs_reserve);
-    let frees = frees.wrapping_add(g.stats.frees_to_reserve);
-    allocs.wrapping_sub(frees) as usize
+    let short = g.live && g.stats.curr_nr < g.stats.min_nr;
+    if fast.short.load(Ordering::Relaxed) != short {
+        fast.short.store(short, Ordering::Relaxed);
+    }
 }
 
 /// The lock-protected state of a pool.
@@ -270,7 +256,13 @@ fn outstanding(allocs: u64, frees: u64, g: &PoolState) -> usize {
 pub struct PoolState {
     reserve: Option<NonNull<u8>>,
     live: bool,
+    /// A `destroy` has frozen the backing and not decided yet.
+    closing: bool,
     waiters: usize,
+    /// Backing allocations and frees the pool made for its reserve
+    /// (`create`, `resize`, `destroy`), which the backing counts too.
+    own_allocs: u64,
+    own_frees: u64,
     stats: PoolStats,
 }
 
@@ -295,7 +287,10 @@ impl PoolState {
         Self {
             reserve: None,
             live: false,
+            closing: false,
             waiters: 0,
+            own_allocs: 0,
+            own_frees: 0,
             stats: PoolStats {
                 curr_nr: 0,
                 min_nr: 0,
@@ -338,6 +333,18 @@ impl PoolState {
         self.stats.curr_nr = self.stats.curr_nr.saturating_sub(1);
         Some(p)
     }
+
+    /// Moves every reserve element to a private chain, counted as released
+    /// to the backing (the caller frees the chain there).
+    fn take_reserve(&mut self) -> PoolState {
+        let mut chain = PoolState::new();
+        while let Some(p) = self.pop() {
+            // SAFETY: Moved from the reserve to a private chain.
+            unsafe { chain.push(p) };
+            self.own_frees = self.own_frees.wrapping_add(1);
+        }
+        chain
+    }
 }
 
 /// Everything a pool needs from its surroundings.
@@ -357,13 +364,17 @@ pub trait PoolEnv {
     /// backing allocator runs).
     fn lock(&self) -> Self::Guard<'_>;
 
-    /// Releases the lock, sleeps until [`PoolEnv::notify_one`] (or a signal,
-    /// or spuriously), and retakes it (kernel: `CondVar::wait_interruptible`).
-    /// Returns whether a signal is pending: the allocation then gives up.
+    /// Releases the lock, sleeps until [`PoolEnv::notify_one`] or
+    /// [`PoolEnv::notify_all`] (or a signal, or spuriously), and retakes it
+    /// (kernel: `CondVar::wait_interruptible`). Returns whether a signal is
+    /// pending: the allocation then gives up.
     fn wait(&self, guard: &mut Self::Guard<'_>) -> bool;
 
     /// Wakes one sleeper in [`PoolEnv::wait`].
     fn notify_one(&self);
+
+    /// Wakes every sleeper in [`PoolEnv::wait`].
+    fn notify_all(&self);
 
     /// The lock-free part of the pool.
     fn fast(&self) -> &PoolFast;
@@ -378,8 +389,11 @@ fn free_chain<P: PoolEnv + ?Sized>(env: &P, mut chain: PoolState) {
     }
 }
 
-/// Creates the pool (`mempool_init()`): preallocates `min_nr` elements with
-/// `req`, outside the lock. On failure everything obtained is freed.
+/// Creates the pool (`mempool_init()`): opens the backing, preallocates
+/// `min_nr` elements with `req`, outside the lock. On failure everything
+/// obtained is freed and the backing closed again (allocations then fail
+/// with [`PoolError::Destroyed`]). Nothing may use the pool before this
+/// returns.
 pub fn create<P: PoolEnv + ?Sized>(
     env: &P,
     min_nr: usize,
@@ -388,13 +402,21 @@ pub fn create<P: PoolEnv + ?Sized>(
     if env.backing().element_size() < MIN_ELEMENT {
         return Err(PoolError::ElementTooSmall);
     }
+    env.backing().thaw();
     let mut got = PoolState::new();
     for _ in 0..min_nr {
         match env.backing().alloc(req) {
             // SAFETY: A fresh element of at least MIN_ELEMENT bytes.
             Some(p) => unsafe { got.push(p) },
             None => {
+                let n = got.stats.curr_nr as u64;
                 free_chain(env, got);
+                {
+                    let mut g = env.lock();
+                    g.own_allocs = g.own_allocs.wrapping_add(n);
+                    g.own_frees = g.own_frees.wrapping_add(n);
+                }
+                env.backing().freeze();
                 return Err(PoolError::NoMemory);
             }
         }
@@ -403,6 +425,7 @@ pub fn create<P: PoolEnv + ?Sized>(
     while let Some(p) = got.pop() {
         // SAFETY: Moved from one chain to the other; ours alone.
         unsafe { g.push(p) };
+        g.own_allocs = g.own_allocs.wrapping_add(1);
     }
     g.stats.min_nr = min_nr;
     g.live = true;
@@ -413,33 +436,14 @@ pub fn create<P: PoolEnv + ?Sized>(
 /// Allocates an element (`mempool_alloc()`); see the module documentation.
 ///
 /// The fast path, inlined into the caller, is the backing's own hit path
-/// ([`Backing::alloc_hit`]) plus one `lock inc` that counts and tests the
-/// dead flag; the rest is [`alloc_slow`].
+/// ([`Backing::alloc_hit`]) and nothing else: a dead pool's backing is
+/// frozen, so its hit path fails; the rest is [`alloc_slow`].
 #[inline(always)]
 pub fn alloc<P: PoolEnv + ?Sized>(env: &P, req: PageRequest) -> Result<NonNull<u8>, PoolError> {
     if let Some(p) = env.backing().alloc_hit() {
-        // As in `alloc_slow`: count and test the dead flag at once.
-        if env.fast().count_alloc() {
-            return Ok(p);
-        }
-        return keep_if_live(env, p);
-    }
-    alloc_slow(env, req)
-}
-
-/// A fast allocation found the dead flag set in [`PoolFast`]: the locked
-/// state decides (a racing `destroy` may have refused); gives the element
-/// back if the pool is dead.
-#[cold]
-#[inline(never)]
-fn keep_if_live<P: PoolEnv + ?Sized>(env: &P, p: NonNull<u8>) -> Result<NonNull<u8>, PoolError> {
-    if env.lock().live {
         return Ok(p);
     }
-    env.fast().uncount_alloc();
-    // SAFETY: Just allocated, never handed out.
-    unsafe { env.backing().free(p) };
-    Err(PoolError::Destroyed)
+    alloc_slow(env, req)
 }
 
 /// [`alloc`] past the backing's hit path: the whole `mempool_alloc()`.
@@ -451,18 +455,11 @@ pub fn alloc_slow<P: PoolEnv + ?Sized>(
     let fast = env.fast();
     loop {
         // Opportunistic attempt first: leave the reserve for emergencies.
+        // It succeeds only on an open backing: a live pool's (a `destroy`
+        // in progress, which froze it, counts this element or never sees
+        // it served).
         if let Some(p) = env.backing().alloc(req.opportunistic()) {
-            // Count and test the dead flag in one atomic operation, which
-            // `destroy`'s `fetch_or` of the flag is ordered against: either
-            // it counts this allocation and refuses, or we see the flag and
-            // ask the locked state, giving the element back if it is dead.
-            if fast.count_alloc() || env.lock().live {
-                return Ok(p);
-            }
-            fast.uncount_alloc();
-            // SAFETY: Just allocated, never handed out.
-            unsafe { env.backing().free(p) };
-            return Err(PoolError::Destroyed);
+            return Ok(p);
         }
         let mut g = env.lock();
         if !g.live {
@@ -480,7 +477,8 @@ pub fn alloc_slow<P: PoolEnv + ?Sized>(
         g.stats.waits = g.stats.waits.wrapping_add(1);
         g.waiters = g.waiters.wrapping_add(1);
         // Checking the reserve and sleeping happen under one lock, and
-        // `free` refills under it, so a wakeup cannot be lost.
+        // `free` refills under it (`destroy` wakes everyone when it
+        // decides), so a wakeup cannot be lost.
         let interrupted = env.wait(&mut g);
         g.waiters = g.waiters.saturating_sub(1);
         if interrupted {
@@ -502,9 +500,8 @@ pub fn alloc_slow<P: PoolEnv + ?Sized>(
 #[inline(always)]
 pub unsafe fn free<P: PoolEnv + ?Sized>(env: &P, p: NonNull<u8>) {
     // A full reserve stays full without us: skip the lock (mempool.c's
-    // unlocked `curr_nr < min_nr` test), counting and testing the short
-    // flag in one atomic operation.
-    if !env.fast().count_free() {
+    // unlocked `curr_nr < min_nr` test).
+    if env.fast().short.load(Ordering::Relaxed) {
         // SAFETY: Forwarded contract.
         return unsafe { free_short(env, p) };
     }
@@ -512,30 +509,21 @@ pub unsafe fn free<P: PoolEnv + ?Sized>(env: &P, p: NonNull<u8>) {
     unsafe { env.backing().free(p) };
 }
 
-/// [`free`] while the reserve looked short, the free already counted as
-/// one to the backing: refill the reserve under the lock if it still is
-/// short (and take the count back), else back to the backing.
-///
-/// Counted early, the element may look freed to a `destroy` that runs
-/// before we take the lock; it then finds the pool dead and goes to the
-/// backing, as counted (the freeing caller still holds the pool, hence
-/// its backing).
+/// [`free`] while the reserve looked short: refill the reserve under the
+/// lock if it still is short, else back to the backing.
 ///
 /// # Safety
 ///
 /// As for [`free`].
 #[inline(never)]
 unsafe fn free_short<P: PoolEnv + ?Sized>(env: &P, p: NonNull<u8>) {
-    let fast = env.fast();
     {
         let mut g = env.lock();
         if g.live && g.stats.curr_nr < g.stats.min_nr {
             // SAFETY: The caller gives the element up (contract).
             unsafe { g.push(p) };
             g.stats.frees_to_reserve = g.stats.frees_to_reserve.wrapping_add(1);
-            // Under the lock, so `outstanding` never sees both counts.
-            fast.frees.fetch_sub(1, Ordering::SeqCst);
-            publish(fast, &g);
+            publish(env.fast(), &g);
             if g.waiters > 0 {
                 g.stats.wakeups = g.stats.wakeups.wrapping_add(1);
                 env.notify_one();
@@ -567,6 +555,7 @@ pub fn resize<P: PoolEnv + ?Sized>(
                 Some(p) => unsafe { surplus.push(p) },
                 None => break,
             }
+            g.own_frees = g.own_frees.wrapping_add(1);
         }
         publish(env.fast(), &g);
     }
@@ -581,8 +570,10 @@ pub fn resize<P: PoolEnv + ?Sized>(
                 return Ok(());
             }
         }
+        // Fails while a `destroy` has the backing frozen.
         let p = env.backing().alloc(req).ok_or(PoolError::NoMemory)?;
         let mut g = env.lock();
+        g.own_allocs = g.own_allocs.wrapping_add(1);
         if g.live && g.stats.curr_nr < g.stats.min_nr {
             // SAFETY: A fresh element.
             unsafe { g.push(p) };
@@ -592,6 +583,7 @@ pub fn resize<P: PoolEnv + ?Sized>(
                 env.notify_one();
             }
         } else {
+            g.own_frees = g.own_frees.wrapping_add(1);
             drop(g);
             // SAFETY: A fresh element nobody saw.
             unsafe { env.backing().free(p) };
@@ -601,42 +593,67 @@ pub fn resize<P: PoolEnv + ?Sized>(
 
 /// Destroys the pool (`mempool_destroy()`): refuses while elements are
 /// outstanding, otherwise frees the reserve.
+///
+/// The count is exact although the fast paths count nothing: the backing
+/// is frozen first ([`Backing::freeze`], which waits until no allocation
+/// is half-way), so its live elements can only go down, by frees, while we
+/// look; the reserve's part of them is read under the lock, which every
+/// reserve allocation and refill takes. Nothing is out: the pool dies,
+/// its backing stays frozen. Something is out: the backing is thawed and
+/// the pool goes on. Sleeping allocators are woken either way (to find
+/// the pool dead, or the backing open again). Process context only.
 pub fn destroy<P: PoolEnv + ?Sized>(env: &P) -> Result<(), PoolError> {
-    let mut chain = PoolState::new();
     {
         let mut g = env.lock();
         if !g.live {
             return Err(PoolError::Destroyed);
         }
-        // The dead flag goes up and the allocations are counted in one
-        // atomic operation (see `alloc`).
-        let allocs = env.fast().allocs.fetch_or(FLAG, Ordering::SeqCst) & !FLAG;
-        // Read after: a free counted here is of an element allocated before
-        // the `fetch_or` (later allocations wait for our lock).
-        let frees = env.fast().counts().1;
-        let out = outstanding(allocs, frees, &g);
+        if g.closing {
+            return Err(PoolError::Closing);
+        }
+        g.closing = true;
+    }
+    env.backing().freeze();
+    // Read outside the lock (the backing may sleep to count): it can only
+    // fall meanwhile, by frees, or move between the reserve and the users
+    // under the lock, which only makes the count below err towards "out".
+    let live = env.backing().usage().live;
+    let chain = {
+        let mut g = env.lock();
+        let out = live.saturating_sub(g.stats.curr_nr);
         if out > 0 {
-            publish(env.fast(), &g);
+            drop(g);
+            // Reopened before `closing` drops, so that no second `destroy`
+            // counts while this one thaws.
+            env.backing().thaw();
+            let mut g = env.lock();
+            g.closing = false;
+            if g.waiters > 0 {
+                env.notify_all();
+            }
             return Err(PoolError::Busy { outstanding: out });
         }
+        g.closing = false;
         g.live = false;
         g.stats.min_nr = 0;
-        while let Some(p) = g.pop() {
-            // SAFETY: Moved from the reserve to a private chain.
-            unsafe { chain.push(p) };
-        }
+        let chain = g.take_reserve();
         publish(env.fast(), &g);
-    }
+        if g.waiters > 0 {
+            env.notify_all();
+        }
+        chain
+    };
     free_chain(env, chain);
     Ok(())
 }
 
-/// A statistics snapshot.
+/// A statistics snapshot (may sleep: the backing counts).
 pub fn stats<P: PoolEnv + ?Sized>(env: &P) -> PoolStats {
-    let fast = env.fast();
+    let u = env.backing().usage();
     let g = env.lock();
     let mut s = g.stats;
-    (s.allocs_backing, s.frees_to_backing) = fast.counts();
-    s.outstanding = outstanding(s.allocs_backing, s.frees_to_backing, &g);
+    s.allocs_backing = u.allocs.saturating_sub(g.own_allocs);
+    s.frees_to_backing = u.frees.saturating_sub(g.own_frees);
+    s.outstanding = u.live.saturating_sub(s.curr_nr);
     s
 }

@@ -58,6 +58,7 @@ use super::registry::{
 use crate::allocator::mempool::{
     self,
     Backing,
+    BackingUsage,
     PoolEnv,
     PoolError,
     PoolFast,
@@ -92,6 +93,18 @@ impl Backing for CacheBacking {
         if self.0.free(p).is_err() {
             refused();
         }
+    }
+
+    fn freeze(&self) {
+        crate::allocator::freeze(&*self.0);
+    }
+
+    fn thaw(&self) {
+        crate::allocator::thaw(&*self.0);
+    }
+
+    fn usage(&self) -> BackingUsage {
+        mempool::cache_usage(&self.0.stats())
     }
 }
 
@@ -146,6 +159,10 @@ impl PoolEnv for OurPool {
 
     fn notify_one(&self) {
         self.freed.notify_one();
+    }
+
+    fn notify_all(&self) {
+        self.freed.notify_all();
     }
 
     fn fast(&self) -> &PoolFast {
@@ -246,6 +263,8 @@ impl OurPool {
                 );
                 Err(EBUSY)
             }
+            // Another destroy of this pool is counting.
+            Err(PoolError::Closing) => Err(EBUSY),
             Err(_) => Err(EINVAL),
         }
     }

@@ -16,11 +16,11 @@
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
-use crate::allocator::mempool::{Backing, PoolEnv, PoolFast, PoolState};
+use crate::allocator::mempool::{Backing, BackingUsage, PoolEnv, PoolFast, PoolState};
 use crate::allocator::{
     CacheConfig, CacheEnv, CacheLayout, CreateError, Depot, Magazine, PageRequest, PageSource,
     Zone, MAX_ORDER, PAGE_SIZE,
@@ -322,9 +322,33 @@ impl CacheEnv for HostCache {
 }
 
 /// A pool backing of single pages from a [`HostPages`] (what
-/// `mempool_alloc_pages` does in the kernel).
+/// `mempool_alloc_pages` does in the kernel), counting what it serves.
+/// Frozen, it refuses allocations; `freeze` takes the gate that every
+/// allocation holds while it allocates and counts, so none is half-way
+/// when it returns.
 #[derive(Debug)]
-pub struct PageBacking(pub Arc<HostPages>);
+pub struct PageBacking {
+    pages: Arc<HostPages>,
+    gate: RwLock<bool>,
+    allocs: AtomicU64,
+    frees: AtomicU64,
+}
+
+impl PageBacking {
+    /// A backing over `pages`, open.
+    pub fn new(pages: Arc<HostPages>) -> Self {
+        Self {
+            pages,
+            gate: RwLock::new(false),
+            allocs: AtomicU64::new(0),
+            frees: AtomicU64::new(0),
+        }
+    }
+
+    fn set_frozen(&self, frozen: bool) {
+        *self.gate.write().unwrap_or_else(|e| e.into_inner()) = frozen;
+    }
+}
 
 impl Backing for PageBacking {
     fn element_size(&self) -> usize {
@@ -332,12 +356,39 @@ impl Backing for PageBacking {
     }
 
     fn alloc(&self, req: PageRequest) -> Option<NonNull<u8>> {
-        self.0.alloc_pages(0, req)
+        let frozen = self.gate.read().unwrap_or_else(|e| e.into_inner());
+        if *frozen {
+            return None;
+        }
+        let p = self.pages.alloc_pages(0, req)?;
+        self.allocs.fetch_add(1, Ordering::SeqCst);
+        Some(p)
     }
 
     unsafe fn free(&self, p: NonNull<u8>) {
+        // Counted first: `usage` never sees more frees than allocations.
+        self.frees.fetch_add(1, Ordering::SeqCst);
         // SAFETY: forwarded contract: `p` is an order-0 run of this source.
-        unsafe { self.0.free_pages(p, 0) }
+        unsafe { self.pages.free_pages(p, 0) }
+    }
+
+    fn freeze(&self) {
+        self.set_frozen(true);
+    }
+
+    fn thaw(&self) {
+        self.set_frozen(false);
+    }
+
+    fn usage(&self) -> BackingUsage {
+        // Frees first: each counted free's allocation is counted already.
+        let frees = self.frees.load(Ordering::SeqCst);
+        let allocs = self.allocs.load(Ordering::SeqCst);
+        BackingUsage {
+            allocs,
+            frees,
+            live: allocs.saturating_sub(frees) as usize,
+        }
     }
 }
 
@@ -411,6 +462,10 @@ impl<B: Backing> PoolEnv for HostPool<B> {
 
     fn notify_one(&self) {
         self.cond.notify_one();
+    }
+
+    fn notify_all(&self) {
+        self.cond.notify_all();
     }
 
     fn fast(&self) -> &PoolFast {

@@ -1437,3 +1437,175 @@ fn bulk_free_drains_whole_batches() {
     assert_eq!(allocator::destroy(&env), Ok(()));
     assert_eq!(pages.pages_out(), 0);
 }
+
+/// Objects allocated and not freed, as a pool's `destroy` counts them.
+fn live(env: &HostCache) -> usize {
+    let s = allocator::stats(env);
+    s.active_objs - s.cached_objs
+}
+
+/// `freeze` closes every allocation path of a cache whose magazines are
+/// full of objects and hints, keeps every free path open (and every
+/// refusal), never lets a free refill a magazine, and counts exactly;
+/// `thaw` reopens it.
+#[test]
+fn freeze_closes_every_allocation_path() {
+    let pages = Arc::new(HostPages::new());
+    let env = new_cache(&pages, 64, CacheFlags::default(), false);
+    let mut held = Vec::new();
+    for cpu in 0..NCPUS {
+        set_cpu(cpu);
+        let v: Vec<_> = (0..150)
+            .map(|_| allocator::alloc(&env, PageRequest::KERNEL).unwrap())
+            .collect();
+        // Half go back: the magazines hold objects and know their slabs.
+        for (i, p) in v.into_iter().enumerate() {
+            if i % 2 == 0 {
+                allocator::free(&env, p).unwrap();
+            } else {
+                held.push((cpu, p));
+            }
+        }
+    }
+    assert!(env.magazine_lens().iter().all(|&n| n > 0));
+    allocator::freeze(&env);
+    assert_eq!(env.magazine_lens(), vec![0; NCPUS]);
+    assert_eq!(live(&env), held.len());
+    for cpu in 0..NCPUS {
+        set_cpu(cpu);
+        assert_eq!(allocator::alloc_hit(&env), None);
+        assert_eq!(
+            allocator::alloc(&env, PageRequest::KERNEL),
+            Err(AllocError::Destroyed)
+        );
+        let mut out = [std::ptr::null_mut(); 3];
+        assert_eq!(
+            allocator::alloc_bulk(&env, PageRequest::KERNEL, &mut out),
+            Err(AllocError::Destroyed)
+        );
+    }
+    // Frees on the CPU that allocated (whose magazine knew the slab).
+    let (cpu, first) = held.pop().unwrap();
+    set_cpu(cpu);
+    allocator::free(&env, first).unwrap();
+    assert_eq!(allocator::free(&env, first), Err(FreeError::DoubleFree));
+    assert_eq!(
+        allocator::alloc_hit(&env),
+        None,
+        "a free refilled a magazine"
+    );
+    let bulk: Vec<*mut u8> = held
+        .drain(..40)
+        .map(|(_, p)| p.as_ptr())
+        .chain([first.as_ptr()])
+        .collect();
+    assert_eq!(allocator::free_bulk(&env, &bulk), 1, "the double free");
+    assert_eq!(env.magazine_lens(), vec![0; NCPUS]);
+    assert_eq!(live(&env), held.len());
+    assert_eq!(allocator::check(&env), Ok(()));
+    // A shrink and a second freeze keep it closed and consistent.
+    allocator::shrink(&env);
+    allocator::freeze(&env);
+    assert_eq!(
+        allocator::alloc(&env, PageRequest::KERNEL),
+        Err(AllocError::Destroyed)
+    );
+    allocator::thaw(&env);
+    for cpu in 0..NCPUS {
+        set_cpu(cpu);
+        let p = allocator::alloc(&env, PageRequest::KERNEL).unwrap();
+        allocator::free(&env, p).unwrap();
+        // Freed into the magazine again (its slab noted anew) and popped.
+        let q = allocator::alloc_hit(&env).expect("the fast path reopened");
+        assert_eq!(p, q);
+        allocator::free(&env, q).unwrap();
+    }
+    for (cpu, p) in held {
+        set_cpu(cpu);
+        allocator::free(&env, p).unwrap();
+    }
+    assert_eq!(live(&env), 0);
+    assert_eq!(allocator::destroy(&env), Ok(()));
+    assert_eq!(pages.pages_out(), 0);
+}
+
+/// `freeze` is a grace period for the fast paths: threads on their own
+/// CPUs allocate and free as fast as they can while the main thread
+/// freezes. No allocation that starts after `freeze` returned may succeed
+/// (each thread tries a few more once it sees the cache frozen), and the
+/// count `freeze` leaves is exactly what the threads hold then.
+#[test]
+fn freeze_is_a_grace_period_for_the_fast_paths() {
+    use std::sync::atomic::AtomicBool;
+    const THREADS: usize = 3;
+    for round in 0..20 {
+        let pages = Arc::new(HostPages::new());
+        let env = new_cache(&pages, 128, CacheFlags::default(), false);
+        let (frozen, stop) = (AtomicBool::new(false), AtomicBool::new(false));
+        let (violations, held_now, parked) = (
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+        );
+        let (live_at_freeze, held_at_freeze) = std::thread::scope(|sc| {
+            for t in 0..THREADS {
+                let (env, frozen, stop) = (&env, &frozen, &stop);
+                let (violations, held_now, parked) = (&violations, &held_now, &parked);
+                sc.spawn(move || {
+                    set_cpu(t);
+                    let mut held = Vec::new();
+                    let mut i = t + round;
+                    let mut after = 0;
+                    // Until a few allocations have been tried on the
+                    // frozen cache.
+                    while after < 10 {
+                        i = i.wrapping_mul(5).wrapping_add(1) % 97;
+                        let was_frozen = frozen.load(Ordering::SeqCst);
+                        if was_frozen {
+                            after += 1;
+                        }
+                        if was_frozen || i % 3 != 0 || held.is_empty() {
+                            if let Ok(p) = allocator::alloc(env, PageRequest::KERNEL) {
+                                if was_frozen {
+                                    violations.fetch_add(1, Ordering::SeqCst);
+                                }
+                                held.push(p);
+                                held_now.fetch_add(1, Ordering::SeqCst);
+                            }
+                        } else if let Some(p) = held.pop() {
+                            held_now.fetch_sub(1, Ordering::SeqCst);
+                            allocator::free(env, p).unwrap();
+                        }
+                    }
+                    parked.fetch_add(1, Ordering::SeqCst);
+                    while !stop.load(Ordering::SeqCst) {
+                        std::thread::yield_now();
+                    }
+                    for p in held {
+                        allocator::free(env, p).unwrap();
+                    }
+                });
+            }
+            while allocator::stats(&env).allocs < 20_000 {
+                std::thread::yield_now();
+            }
+            allocator::freeze(&env);
+            frozen.store(true, Ordering::SeqCst);
+            while parked.load(Ordering::SeqCst) < THREADS {
+                std::thread::yield_now();
+            }
+            let counts = (live(&env), held_now.load(Ordering::SeqCst));
+            stop.store(true, Ordering::SeqCst);
+            counts
+        });
+        assert_eq!(violations.load(Ordering::SeqCst), 0, "served while frozen");
+        assert_eq!(
+            live_at_freeze, held_at_freeze,
+            "the frozen count is not what the threads held"
+        );
+        assert_eq!(live(&env), 0);
+        assert_eq!(allocator::check(&env), Ok(()));
+        assert_eq!(allocator::destroy(&env), Ok(()));
+        assert_eq!(pages.pages_out(), 0);
+    }
+}

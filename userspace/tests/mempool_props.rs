@@ -13,7 +13,7 @@ use proptest::prelude::*;
 
 fn page_pool(min_nr: usize) -> (Arc<HostPages>, Arc<HostPool<PageBacking>>) {
     let pages = Arc::new(HostPages::new());
-    let pool = Arc::new(HostPool::new(PageBacking(pages.clone())));
+    let pool = Arc::new(HostPool::new(PageBacking::new(pages.clone())));
     mempool::create(&*pool, min_nr, PageRequest::KERNEL).unwrap();
     (pages, pool)
 }
@@ -67,7 +67,7 @@ fn reserve_serves_exactly_min_nr_under_page_failure() {
 #[test]
 fn create_fails_cleanly() {
     let pages = Arc::new(HostPages::new());
-    let pool = HostPool::new(PageBacking(pages.clone()));
+    let pool = HostPool::new(PageBacking::new(pages.clone()));
     pages.fail_after(3, 1);
     assert_eq!(
         mempool::create(&pool, 5, PageRequest::KERNEL),
@@ -437,6 +437,18 @@ impl mempool::Backing for FlakyBacking<'_> {
     unsafe fn free(&self, p: NonNull<u8>) {
         // SAFETY: Forwarded contract.
         unsafe { self.cache.free(p) }
+    }
+
+    fn freeze(&self) {
+        self.cache.freeze();
+    }
+
+    fn thaw(&self) {
+        self.cache.thaw();
+    }
+
+    fn usage(&self) -> mempool::BackingUsage {
+        self.cache.usage()
     }
 }
 
