@@ -381,7 +381,7 @@ impl Bench {
                 "our_pool_over_kernel_pool": median(&s[3].ns) / median(&s[4].ns),
             }));
         }
-        t.push_str("Targets: our_cache <= 0.8x kmem_cache at 64, 256, 1024 B; our_mempool <= 1.1x our_cache.\n");
+        t.push_str("Targets: our_cache <= 0.8x kmem_cache at 64, 256, 1024 B; our_mempool <= 1.05x our_cache (issue 15).\n");
         Ok((t, json!(rows)))
     }
 
