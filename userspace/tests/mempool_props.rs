@@ -452,11 +452,11 @@ impl mempool::Backing for FlakyBacking<'_> {
     }
 }
 
-/// `destroy` against every path that counts in the pool's flagged
-/// counters at once: fast allocations (the backing's hit path: count and
-/// dead-flag test in one `lock inc`), slow ones, reserve allocations while
-/// the backing fails, and frees that find the short flag set (counted
-/// first, taken back under the lock when they refill the reserve). Once
+/// `destroy` against every path at once: fast allocations (the backing's
+/// hit path, which tests nothing of the pool: `destroy`'s freeze of the
+/// cache is what stops it), slow ones, reserve allocations while the
+/// backing fails, and frees that find the short flag set (and refill the
+/// reserve under the lock, or go to the backing). Once
 /// `destroy` has succeeded no thread may still hold an element (each
 /// checks before every free) nor get one (each checks before every
 /// allocation); and every count must add up: nothing out, nothing in the
