@@ -161,10 +161,8 @@ pub fn alloc_slow<E: CacheEnv + ?Sized>(
 
 /// Holding this CPU's magazine: pops it, refilling it first if empty.
 fn refill_and_pop<E: CacheEnv + ?Sized>(env: &E, layout: &CacheLayout, mag: &mut Magazine) -> Take {
-    if mag.is_frozen() {
-        // Empty, and to stay so (the depot refuses too: see `freeze`).
-        return Take::Dead;
-    }
+    // A frozen magazine is empty (see `freeze`), so the depot, which is
+    // frozen too, decides.
     if mag.is_empty() {
         let dead = env.with_depot(|d| {
             if d.refuses_allocs() {
@@ -593,11 +591,16 @@ pub fn freeze<E: CacheEnv + ?Sized>(env: &E) {
         mag.forget_slabs();
         mag.set_frozen(true);
     });
-    env.with_depot(|d| d.flush_stash(layout));
 }
 
 /// Reopens a cache closed by [`freeze`]: the magazines, then the depot.
+/// A cache that is not frozen is left alone (no visit of the magazines).
+/// Not concurrently with [`freeze`].
 pub fn thaw<E: CacheEnv + ?Sized>(env: &E) {
+    if !env.with_depot(|d| d.is_frozen()) {
+        // No magazine is frozen without its depot.
+        return;
+    }
     env.for_each_magazine(|mag| mag.set_frozen(false));
     env.with_depot(|d| d.set_frozen(false));
 }

@@ -236,6 +236,11 @@ impl Depot {
         self.dead || self.frozen
     }
 
+    /// Whether the depot is frozen (`cache::freeze`).
+    pub fn is_frozen(&self) -> bool {
+        self.frozen
+    }
+
     /// Freezes or thaws the depot (see `cache::freeze`).
     pub(crate) fn set_frozen(&mut self, frozen: bool) {
         self.frozen = frozen;

@@ -35,9 +35,11 @@
 //!   minimum stands even if growing fails part way: later frees top the
 //!   reserve up.
 //! * `destroy()` refuses while elements are outstanding (the kernel's
-//!   `mempool_destroy()` would BUG; we return the count). A destroyed
-//!   pool's backing stays frozen: an allocation fails, and finds the pool
-//!   dead under the lock.
+//!   `mempool_destroy()` would BUG; we return the count): at once, from
+//!   the backing's statistics, when they show elements out; otherwise
+//!   after freezing the backing for an exact count. A destroyed pool's
+//!   backing stays frozen: an allocation fails, and finds the pool dead
+//!   under the lock.
 //!
 //! The reserve is an intrusive singly linked list through the free elements
 //! themselves (their first word holds the next pointer), so the pool needs
@@ -50,7 +52,9 @@
 use core::ops::DerefMut;
 use core::ptr::NonNull;
 use core::sync::atomic::{
+    fence,
     AtomicBool,
+    AtomicUsize,
     Ordering, //
 };
 
@@ -107,7 +111,8 @@ pub trait Backing: Sync {
     /// Idempotent; may sleep (process context).
     fn freeze(&self);
 
-    /// Reopens the backing after [`Backing::freeze`].
+    /// Reopens the backing after [`Backing::freeze`]; an open backing is
+    /// left alone. Not concurrently with [`Backing::freeze`].
     fn thaw(&self);
 
     /// What the backing has allocated (may sleep).
@@ -175,7 +180,9 @@ pub enum PoolError {
     Interrupted,
     /// `destroy` with elements still allocated.
     Busy {
-        /// Elements handed out and not freed.
+        /// Elements handed out and not freed: exact when counted on the
+        /// frozen backing, a snapshot of the backing's counters (which may
+        /// move as they are read) when refused at first sight.
         outstanding: usize,
     },
     /// `destroy` while another `destroy` of the pool is in progress.
@@ -197,27 +204,44 @@ pub struct PoolStats {
     /// Frees that refilled the reserve.
     pub frees_to_reserve: u64,
     /// Frees handed to the backing allocator (its count, less the pool's
-    /// own releases of reserve elements).
+    /// own releases of reserve elements). The two counts are read at
+    /// different moments, so a snapshot taken while the pool releases its
+    /// reserve may dip below an earlier one.
     pub frees_to_backing: u64,
     /// Times a caller went to sleep waiting for an element.
     pub waits: u64,
-    /// Wakeups sent to waiters by frees (or by growth in `resize`).
+    /// Wakeups sent to waiters: one per free or growth in `resize` that
+    /// refilled the reserve while someone waited, one per `destroy` that
+    /// decided while someone waited (it wakes them all).
     pub wakeups: u64,
     /// Allocations that failed.
     pub failures: u64,
     /// Elements currently handed out: the backing's live elements less the
-    /// reserve (exact when nothing runs meanwhile).
+    /// reserve (exact when nothing runs meanwhile). Whoever else allocates
+    /// from the backing directly counts here too (the backing is the
+    /// pool's own, so nobody should), and so does an element whose free
+    /// the backing refused (a caller's bug: it stays out).
     pub outstanding: usize,
 }
 
-/// The part of a pool its free path reads without the lock: whether the
-/// reserve is short (`curr_nr < min_nr` on a live pool), mirrored from the
-/// locked state by [`publish`]. A free that finds it clear goes to the
-/// backing; one that finds it set asks the locked state (see [`free`]).
-/// A stale value only moves a free to the other path: the lock decides.
+/// The part of a pool read without the lock.
+///
+/// `short`: whether the reserve is short (`curr_nr < min_nr` on a live
+/// pool), mirrored from the locked state by [`publish`]. A free that finds
+/// it clear goes to the backing; one that finds it set asks the locked
+/// state (see [`free`]). A stale value only moves a free to the other
+/// path: the lock decides.
+///
+/// `thaws`: how many refused `destroy`s have reopened the backing, bumped
+/// under the lock. A sleeping allocation reads it before it tries the
+/// backing: if it changed by the time the allocation holds the lock, the
+/// try may have failed only because that `destroy` had the backing frozen,
+/// and the backing is tried again instead of sleeping (the `destroy` woke
+/// only the sleepers it saw).
 #[derive(Debug)]
 pub struct PoolFast {
     short: AtomicBool,
+    thaws: AtomicUsize,
 }
 
 impl Default for PoolFast {
@@ -231,6 +255,7 @@ impl PoolFast {
     pub const fn new() -> Self {
         Self {
             short: AtomicBool::new(false),
+            thaws: AtomicUsize::new(0),
         }
     }
 }
@@ -280,6 +305,11 @@ impl PoolState {
     /// Whether the pool is alive (created and not destroyed).
     pub fn is_live(&self) -> bool {
         self.live
+    }
+
+    /// Allocations sleeping in [`alloc`] for an element.
+    pub fn waiters(&self) -> usize {
+        self.waiters
     }
 
     /// The state of a pool not yet created.
@@ -454,6 +484,7 @@ pub fn alloc_slow<P: PoolEnv + ?Sized>(
 ) -> Result<NonNull<u8>, PoolError> {
     let fast = env.fast();
     loop {
+        let thaws = fast.thaws.load(Ordering::Acquire);
         // Opportunistic attempt first: leave the reserve for emergencies.
         // It succeeds only on an open backing: a live pool's (a `destroy`
         // in progress, which froze it, counts this element or never sees
@@ -468,17 +499,30 @@ pub fn alloc_slow<P: PoolEnv + ?Sized>(
         if let Some(p) = g.pop() {
             g.stats.allocs_reserve = g.stats.allocs_reserve.wrapping_add(1);
             publish(fast, &g);
+            drop(g);
+            // Pairs with the fence in `free` (mempool.c's smp_wmb() after
+            // remove_element()): whoever frees `p`, even if it got `p`
+            // without a barrier of its own, sees `short` as this pop left
+            // it, so the element refills the reserve.
+            fence(Ordering::Release);
             return Ok(p);
         }
         if !req.may_sleep {
             g.stats.failures = g.stats.failures.wrapping_add(1);
             return Err(PoolError::NoMemory);
         }
+        if fast.thaws.load(Ordering::Relaxed) != thaws {
+            // A refused `destroy` reopened the backing since our try,
+            // which may have failed only because it was frozen; that
+            // `destroy` has already woken whom it saw waiting. Try again.
+            continue;
+        }
         g.stats.waits = g.stats.waits.wrapping_add(1);
         g.waiters = g.waiters.wrapping_add(1);
         // Checking the reserve and sleeping happen under one lock, and
-        // `free` refills under it (`destroy` wakes everyone when it
-        // decides), so a wakeup cannot be lost.
+        // `free` refills under it; `destroy` wakes everyone when it decides
+        // under it, or has bumped `thaws` (checked above), so a wakeup
+        // cannot be lost.
         let interrupted = env.wait(&mut g);
         g.waiters = g.waiters.saturating_sub(1);
         if interrupted {
@@ -499,6 +543,9 @@ pub fn alloc_slow<P: PoolEnv + ?Sized>(
 /// the caller must not use it afterwards.
 #[inline(always)]
 pub unsafe fn free<P: PoolEnv + ?Sized>(env: &P, p: NonNull<u8>) {
+    // Pairs with the fence in `alloc_slow` (mempool.c's smp_rmb()): the
+    // flag read below is from after the allocation of `p`.
+    fence(Ordering::Acquire);
     // A full reserve stays full without us: skip the lock (mempool.c's
     // unlocked `curr_nr < min_nr` test).
     if env.fast().short.load(Ordering::Relaxed) {
@@ -594,15 +641,23 @@ pub fn resize<P: PoolEnv + ?Sized>(
 /// Destroys the pool (`mempool_destroy()`): refuses while elements are
 /// outstanding, otherwise frees the reserve.
 ///
-/// The count is exact although the fast paths count nothing: the backing
-/// is frozen first ([`Backing::freeze`], which waits until no allocation
-/// is half-way), so its live elements can only go down, by frees, while we
-/// look; the reserve's part of them is read under the lock, which every
-/// reserve allocation and refill takes. Nothing is out: the pool dies,
-/// its backing stays frozen. Something is out: the backing is thawed and
-/// the pool goes on. Sleeping allocators are woken either way (to find
-/// the pool dead, or the backing open again). Process context only.
+/// A first count, from the backing's statistics as they stand, refuses
+/// at once if anything is out: no other user of the pool notices the
+/// refusal. If it finds nothing out, the count is made exact although the
+/// fast paths count nothing: the backing is frozen ([`Backing::freeze`],
+/// which waits until no allocation is half-way), so its live elements can
+/// only go down, by frees, while we look; the reserve's part of them is
+/// read under the lock, which every reserve allocation and refill takes.
+/// Nothing is out: the pool dies, its backing stays frozen. Something is
+/// out (it was allocated while we counted first): the backing is thawed,
+/// `thaws` bumped and the pool goes on; an allocation that failed on the
+/// frozen backing meanwhile (only then can one fail with memory
+/// plentiful: an atomic one once the reserve is empty, a `resize` that
+/// grows) sees the bump and tries again, or is woken. Process context
+/// only.
 pub fn destroy<P: PoolEnv + ?Sized>(env: &P) -> Result<(), PoolError> {
+    // Read outside the lock (the backing may sleep to count).
+    let first = env.backing().usage().live;
     {
         let mut g = env.lock();
         if !g.live {
@@ -611,12 +666,16 @@ pub fn destroy<P: PoolEnv + ?Sized>(env: &P) -> Result<(), PoolError> {
         if g.closing {
             return Err(PoolError::Closing);
         }
+        let out = first.saturating_sub(g.stats.curr_nr);
+        if out > 0 {
+            return Err(PoolError::Busy { outstanding: out });
+        }
         g.closing = true;
     }
     env.backing().freeze();
-    // Read outside the lock (the backing may sleep to count): it can only
-    // fall meanwhile, by frees, or move between the reserve and the users
-    // under the lock, which only makes the count below err towards "out".
+    // Outside the lock too: it can only fall meanwhile, by frees, or move
+    // between the reserve and the users under the lock, which only makes
+    // the count below err towards "out".
     let live = env.backing().usage().live;
     let chain = {
         let mut g = env.lock();
@@ -628,7 +687,11 @@ pub fn destroy<P: PoolEnv + ?Sized>(env: &P) -> Result<(), PoolError> {
             env.backing().thaw();
             let mut g = env.lock();
             g.closing = false;
+            // Pairs with the Acquire load in `alloc_slow`: a sleeper that
+            // sees the bump sees the backing open.
+            env.fast().thaws.fetch_add(1, Ordering::Release);
             if g.waiters > 0 {
+                g.stats.wakeups = g.stats.wakeups.wrapping_add(1);
                 env.notify_all();
             }
             return Err(PoolError::Busy { outstanding: out });
@@ -639,6 +702,7 @@ pub fn destroy<P: PoolEnv + ?Sized>(env: &P) -> Result<(), PoolError> {
         let chain = g.take_reserve();
         publish(env.fast(), &g);
         if g.waiters > 0 {
+            g.stats.wakeups = g.stats.wakeups.wrapping_add(1);
             env.notify_all();
         }
         chain

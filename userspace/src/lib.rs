@@ -12,6 +12,7 @@ pub mod allocator;
 
 pub mod bench;
 pub mod cli;
+pub mod cpu;
 pub mod device;
 pub mod fuzz_model;
 pub mod rng;

@@ -441,29 +441,6 @@ pub fn sys_possible_cpus() -> Option<u32> {
     Some(n)
 }
 
-/// Runs `f` in a thread pinned to `cpu` (`sched_setaffinity`).
-pub fn on_cpu<R: Send>(cpu: u32, f: impl FnOnce() -> R + Send) -> Result<R, String> {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            // SAFETY: A zeroed cpu_set_t is an empty set; CPU_SET and
-            // sched_setaffinity only touch it and this thread's affinity.
-            unsafe {
-                let mut set: libc::cpu_set_t = std::mem::zeroed();
-                libc::CPU_SET(cpu as usize, &mut set);
-                if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-                    return Err(format!(
-                        "pin to cpu {cpu}: {}",
-                        std::io::Error::last_os_error()
-                    ));
-                }
-            }
-            Ok(f())
-        })
-        .join()
-        .map_err(|_| "pinned thread panicked".to_string())?
-    })
-}
-
 /// `reads` reads of one byte at offset 0 (at the end of an empty device,
 /// 0 bytes each): counted by the device on this CPU, and harmless.
 fn reads(dev: &Device, n: u32) -> u64 {
@@ -523,7 +500,7 @@ fn percpu_claims(dev: &Device, t: &mut Tour) {
     });
     for &cpu in &online {
         let before = dev.percpu_info().map(|x| x.1);
-        let ran = on_cpu(cpu, || reads(dev, N));
+        let ran = crate::cpu::on_cpu(cpu as usize, || reads(dev, N));
         let after = dev.percpu_info().map(|x| x.1);
         match (before, ran, after) {
             (Ok(b), Ok(_), Ok(a)) => {

@@ -1483,6 +1483,20 @@ fn freeze_closes_every_allocation_path() {
             allocator::alloc_bulk(&env, PageRequest::KERNEL, &mut out),
             Err(AllocError::Destroyed)
         );
+        // And with the magazine held (an interrupt on its holder): the
+        // direct paths to the depot refuse too.
+        env.set_magazines_busy(true);
+        assert_eq!(
+            allocator::alloc(&env, PageRequest::KERNEL),
+            Err(AllocError::Destroyed),
+            "served on the direct path while frozen"
+        );
+        assert_eq!(
+            allocator::alloc_bulk(&env, PageRequest::KERNEL, &mut out),
+            Err(AllocError::Destroyed),
+            "bulk served on the direct path while frozen"
+        );
+        env.set_magazines_busy(false);
     }
     // Frees on the CPU that allocated (whose magazine knew the slab).
     let (cpu, first) = held.pop().unwrap();

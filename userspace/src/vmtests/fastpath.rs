@@ -19,20 +19,13 @@ use crate::{ensure, ensure_eq};
 
 /// Online CPUs.
 fn cpus() -> usize {
-    // SAFETY: sysconf only reads a system value.
-    (unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }).max(1) as usize
+    crate::cpu::online()
 }
 
 /// Pins the calling thread to `cpu` (mod the online CPUs); false if the
 /// kernel refused.
 fn pin(cpu: usize) -> bool {
-    // SAFETY: A zeroed cpu_set_t is a valid empty set; CPU_SET and
-    // sched_setaffinity only read and write it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu % cpus(), &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
-    }
+    crate::cpu::pin_current(cpu % cpus()).is_ok()
 }
 
 /// The CPU the calling thread runs on now.
