@@ -212,7 +212,7 @@ pub struct PoolStats {
     pub waits: u64,
     /// Wakeups sent to waiters: one per free or growth in `resize` that
     /// refilled the reserve while someone waited, one per `destroy` that
-    /// decided while someone waited (it wakes them all).
+    /// decided while someone waited. Each wakes every waiter.
     pub wakeups: u64,
     /// Allocations that failed.
     pub failures: u64,
@@ -232,7 +232,8 @@ pub struct PoolStats {
 /// state (see [`free`]). A stale value only moves a free to the other
 /// path: the lock decides.
 ///
-/// `thaws`: how many refused `destroy`s have reopened the backing, bumped
+/// `thaws`: how many `destroy`s have reopened the backing they froze (a
+/// refusal at first sight freezes nothing and counts nothing), bumped
 /// under the lock. A sleeping allocation reads it before it tries the
 /// backing: if it changed by the time the allocation holds the lock, the
 /// try may have failed only because that `destroy` had the backing frozen,
@@ -394,16 +395,18 @@ pub trait PoolEnv {
     /// backing allocator runs).
     fn lock(&self) -> Self::Guard<'_>;
 
-    /// Releases the lock, sleeps until [`PoolEnv::notify_one`] or
-    /// [`PoolEnv::notify_all`] (or a signal, or spuriously), and retakes it
-    /// (kernel: `CondVar::wait_interruptible`). Returns whether a signal is
-    /// pending: the allocation then gives up.
+    /// Releases the lock, sleeps until [`PoolEnv::notify_all`] (or a
+    /// signal, or spuriously), and retakes it (kernel:
+    /// `CondVar::wait_interruptible`). Returns whether a signal is pending:
+    /// the allocation then gives up.
     fn wait(&self, guard: &mut Self::Guard<'_>) -> bool;
 
-    /// Wakes one sleeper in [`PoolEnv::wait`].
-    fn notify_one(&self);
-
-    /// Wakes every sleeper in [`PoolEnv::wait`].
+    /// Wakes every sleeper in [`PoolEnv::wait`]. There is no "wake one":
+    /// a woken sleeper may leave without the element that woke it (its
+    /// retry of the backing succeeds, or a signal is pending), and with the
+    /// reserve full again no free takes the lock to wake the next one.
+    /// mempool.c's waiters are not exclusive either, so its `wake_up()`
+    /// wakes them all.
     fn notify_all(&self);
 
     /// The lock-free part of the pool.
@@ -503,7 +506,9 @@ pub fn alloc_slow<P: PoolEnv + ?Sized>(
             // Pairs with the fence in `free` (mempool.c's smp_wmb() after
             // remove_element()): whoever frees `p`, even if it got `p`
             // without a barrier of its own, sees `short` as this pop left
-            // it, so the element refills the reserve.
+            // it, so the element refills the reserve. (As in mempool.c,
+            // this relies on the hardware ordering how `p` reached the
+            // freeing CPU; Rust's memory model alone does not promise it.)
             fence(Ordering::Release);
             return Ok(p);
         }
@@ -520,9 +525,10 @@ pub fn alloc_slow<P: PoolEnv + ?Sized>(
         g.stats.waits = g.stats.waits.wrapping_add(1);
         g.waiters = g.waiters.wrapping_add(1);
         // Checking the reserve and sleeping happen under one lock, and
-        // `free` refills under it; `destroy` wakes everyone when it decides
-        // under it, or has bumped `thaws` (checked above), so a wakeup
-        // cannot be lost.
+        // `free` refills under it and wakes every sleeper (one that leaves
+        // without the element must not strand the others); `destroy` wakes
+        // everyone when it decides under it, or has bumped `thaws` (checked
+        // above), so a wakeup cannot be lost.
         let interrupted = env.wait(&mut g);
         g.waiters = g.waiters.saturating_sub(1);
         if interrupted {
@@ -573,7 +579,7 @@ unsafe fn free_short<P: PoolEnv + ?Sized>(env: &P, p: NonNull<u8>) {
             publish(env.fast(), &g);
             if g.waiters > 0 {
                 g.stats.wakeups = g.stats.wakeups.wrapping_add(1);
-                env.notify_one();
+                env.notify_all();
             }
             return;
         }
@@ -627,7 +633,7 @@ pub fn resize<P: PoolEnv + ?Sized>(
             publish(env.fast(), &g);
             if g.waiters > 0 {
                 g.stats.wakeups = g.stats.wakeups.wrapping_add(1);
-                env.notify_one();
+                env.notify_all();
             }
         } else {
             g.own_frees = g.own_frees.wrapping_add(1);
@@ -642,19 +648,24 @@ pub fn resize<P: PoolEnv + ?Sized>(
 /// outstanding, otherwise frees the reserve.
 ///
 /// A first count, from the backing's statistics as they stand, refuses
-/// at once if anything is out: no other user of the pool notices the
-/// refusal. If it finds nothing out, the count is made exact although the
-/// fast paths count nothing: the backing is frozen ([`Backing::freeze`],
+/// at once if it shows anything out: no other user of the pool notices
+/// the refusal. It is a snapshot taken while the CPUs run (the depot, then
+/// each magazine in turn), so it can err either way: too high refuses a
+/// destroy that could have succeeded (`Busy`, as if an element had been
+/// out a moment), too low only sends us down the exact path. If it shows
+/// nothing out, the count is made exact although the fast paths count
+/// nothing: the backing is frozen ([`Backing::freeze`],
 /// which waits until no allocation is half-way), so its live elements can
 /// only go down, by frees, while we look; the reserve's part of them is
 /// read under the lock, which every reserve allocation and refill takes.
 /// Nothing is out: the pool dies, its backing stays frozen. Something is
-/// out (it was allocated while we counted first): the backing is thawed,
-/// `thaws` bumped and the pool goes on; an allocation that failed on the
-/// frozen backing meanwhile (only then can one fail with memory
-/// plentiful: an atomic one once the reserve is empty, a `resize` that
-/// grows) sees the bump and tries again, or is woken. Process context
-/// only.
+/// out (allocated while we counted first, or missed by that snapshot): the
+/// backing is thawed, `thaws` bumped and the pool goes on. A sleeping
+/// allocation that failed on the frozen backing meanwhile sees the bump
+/// and tries again, or is woken. An atomic allocation that finds the
+/// reserve empty then, and a `resize` that grows, fail with
+/// [`PoolError::NoMemory`] although memory is plentiful: the price of the
+/// exact count, paid only inside this window. Process context only.
 pub fn destroy<P: PoolEnv + ?Sized>(env: &P) -> Result<(), PoolError> {
     // Read outside the lock (the backing may sleep to count).
     let first = env.backing().usage().live;

@@ -157,10 +157,6 @@ impl PoolEnv for OurPool {
         self.freed.wait_interruptible(guard)
     }
 
-    fn notify_one(&self) {
-        self.freed.notify_one();
-    }
-
     fn notify_all(&self) {
         self.freed.notify_all();
     }

@@ -460,10 +460,6 @@ impl<B: Backing> PoolEnv for HostPool<B> {
         false
     }
 
-    fn notify_one(&self) {
-        self.cond.notify_one();
-    }
-
     fn notify_all(&self) {
         self.cond.notify_all();
     }

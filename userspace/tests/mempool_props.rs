@@ -143,6 +143,60 @@ fn sleeping_alloc_is_woken_by_free() {
     assert_eq!(pages.pages_out(), 0);
 }
 
+/// A free that refills the reserve wakes every sleeper, not one: the one
+/// woken may leave without the element (here its retry of the backing
+/// succeeds; in the kernel a pending signal does the same), and with the
+/// reserve full again no later free takes the lock to wake the next. The
+/// host's wait gives up after `HostPool::WAIT` (5 s, mempool.c's
+/// `io_schedule_timeout`), the kernel's never: both sleepers must be back
+/// well before it.
+#[test]
+fn one_refill_wakes_every_sleeper() {
+    use mempool::PoolEnv as _;
+    let (pages, pool) = page_pool(1);
+    pages.set_fail_all(true);
+    // The reserve's one element.
+    let a = mempool::alloc(&*pool, PageRequest::KERNEL).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let sleepers: Vec<_> = (0..2)
+        .map(|_| {
+            let (p, tx) = (pool.clone(), tx.clone());
+            std::thread::spawn(move || {
+                let e = mempool::alloc(&*p, PageRequest::KERNEL).unwrap();
+                // An address: a raw pointer does not cross threads.
+                tx.send(e.as_ptr() as usize).unwrap();
+            })
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while pool.lock().waiters() < 2 {
+        assert!(std::time::Instant::now() < deadline, "sleepers never slept");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // The backing recovers, then one free refills the reserve.
+    pages.set_fail_all(false);
+    // SAFETY: from this pool, freed once.
+    unsafe { mempool::free(&*pool, a) };
+    let mut got = Vec::new();
+    for i in 0..2 {
+        match rx.recv_timeout(Duration::from_secs(2)) {
+            Ok(e) => got.push(e),
+            Err(_) => panic!("sleeper {} of 2 not woken within 2 s of the refill", i + 1),
+        }
+    }
+    for t in sleepers {
+        t.join().unwrap();
+    }
+    let s = mempool::stats(&*pool);
+    assert_eq!((s.wakeups, s.outstanding), (1, 2), "{s:?}");
+    for e in got {
+        // SAFETY: from this pool, freed once.
+        unsafe { mempool::free(&*pool, NonNull::new(e as *mut u8).unwrap()) };
+    }
+    mempool::destroy(&*pool).unwrap();
+    assert_eq!(pages.pages_out(), 0);
+}
+
 #[test]
 fn resize_up_and_down() {
     let (pages, pool) = page_pool(2);
