@@ -239,8 +239,7 @@ impl Bench {
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "?".into());
-        // SAFETY: sysconf only reads a system value.
-        let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as u32;
+        let cpus = crate::cpu::online() as u32;
         let (reps, iters, page_iters) = if args.quick {
             (3, 10_000, 10_000)
         } else {

@@ -11,21 +11,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use crate::cpu;
 use crate::device::Device;
 use crate::rng::Rng;
 use crate::tap::{Context, Outcome, Test, TestResult};
 use crate::uapi::{self, context, gfp, lab_backend as lb};
 use crate::{ensure, ensure_eq};
 
-/// Online CPUs.
-fn cpus() -> usize {
-    crate::cpu::online()
-}
-
 /// Pins the calling thread to `cpu` (mod the online CPUs); false if the
 /// kernel refused.
 fn pin(cpu: usize) -> bool {
-    crate::cpu::pin_current(cpu % cpus()).is_ok()
+    cpu::pin_current(cpu % cpu::online()).is_ok()
 }
 
 /// The CPU the calling thread runs on now.
@@ -74,7 +70,7 @@ fn all_back(dev: &Device, size: u64, before: Option<uapi::CacheInfo>) -> TestRes
 /// CPU 0's magazine to CPU 1's, and CPU 1's drains hand them back to the
 /// slabs CPU 0 refills from.
 fn remote_frees() -> TestResult {
-    if cpus() < 2 {
+    if cpu::online() < 2 {
         return Ok(Outcome::Skip("one CPU online".into()));
     }
     const SIZE: u64 = 200;
@@ -158,7 +154,7 @@ fn migration_irqs_and_shrink() -> TestResult {
                 // Always to another CPU than the one we are on: a random
                 // pick can stay put for a whole (slow) run.
                 let was = current_cpu();
-                let step = 1 + rng.below(cpus().max(2) as u64 - 1) as usize;
+                let step = 1 + rng.below(cpu::online().max(2) as u64 - 1) as usize;
                 pin(was.max(0) as usize + step);
                 if current_cpu() != was {
                     moves.fetch_add(1, Ordering::Relaxed);
@@ -219,7 +215,7 @@ fn migration_irqs_and_shrink() -> TestResult {
         ops > 0 && shrinks > 0,
         "nothing ran: {ops} objects, {shrinks} shrinks"
     );
-    if cpus() > 1 {
+    if cpu::online() > 1 {
         ensure!(moves.load(Ordering::Relaxed) > 0, "no thread ever migrated");
     }
     all_back(&dev, SIZE, before)

@@ -3320,8 +3320,7 @@ impl Fuzz {
             dead_pools: BTreeSet::new(),
             owner_stale: false,
             vfs_refused: 0,
-            // SAFETY: sysconf has no preconditions.
-            ncpus: unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as u32,
+            ncpus: crate::cpu::online() as u32,
             kind: "other",
             time: BTreeMap::new(),
             maps: Vec::new(),
