@@ -29,28 +29,19 @@ guest_cmd="ldd-alloc bench $quick --out /tmp/bench.json --svg /tmp/plot.svg && \
 echo BENCH-JSON-BEGIN && cat /tmp/bench.json && echo && echo BENCH-JSON-END && \
 echo BENCH-SVG-BEGIN && cat /tmp/plot.svg && echo && echo BENCH-SVG-END"
 
-run_one() { # NAME [extra qemu args, via VM_QEMU_EXTRA]
-	local name=$1 raw="$out/.raw-$1.txt"
+run_one() { # NAME SMP SUFFIX [vm.sh options]
+	local name=$1 smp=$2 suffix=$3 raw="$out/.raw-$1.txt"
+	shift 3
 	log "benchmark run: $name"
-	"$LDD_TOP/scripts/vm.sh" --kdir "$kdir" --mem 2048 --smp "${2:-2}" --timeout 3600 \
+	"$LDD_TOP/scripts/vm.sh" --kdir "$kdir" --mem 2048 --smp "$smp" --timeout 3600 "$@" \
 		cmd "$guest_cmd" >"$raw"
-	sed -n '/^BENCH-JSON-BEGIN/,/^BENCH-JSON-END/p' "$raw" | sed '1d;$d' >"$out/results${3:-}.json"
-	sed -n '/^BENCH-SVG-BEGIN/,/^BENCH-SVG-END/p' "$raw" | sed '1d;$d' >"$out/plot${3:-}.svg"
-	sed '/^BENCH-JSON-BEGIN/,$d' "$raw" >"$out/results-$stamp${3:-}.txt"
+	sed -n '/^BENCH-JSON-BEGIN/,/^BENCH-JSON-END/p' "$raw" | sed '1d;$d' >"$out/results$suffix.json"
+	sed -n '/^BENCH-SVG-BEGIN/,/^BENCH-SVG-END/p' "$raw" | sed '1d;$d' >"$out/plot$suffix.svg"
+	sed '/^BENCH-JSON-BEGIN/,$d' "$raw" >"$out/results-$stamp$suffix.txt"
 	rm -f "$raw"
-	cat "$out/results-$stamp${3:-}.txt"
+	cat "$out/results-$stamp$suffix.txt"
 }
 
-run_one tcg-smp2 2
-if [ "$icount" = 1 ]; then
-	# vm.sh has no icount option: wrap qemu-system-x86_64 for this run only.
-	wrap=$(mktemp -d)
-	cat >"$wrap/qemu-system-x86_64" <<'WRAP'
-#!/bin/sh
-exec /usr/bin/qemu-system-x86_64 "$@" -icount shift=0
-WRAP
-	chmod +x "$wrap/qemu-system-x86_64"
-	PATH="$wrap:$PATH" run_one icount-smp1 1 -icount
-	rm -rf "$wrap"
-fi
+run_one tcg-smp2 2 ""
+[ "$icount" = 0 ] || run_one icount-smp1 1 -icount --icount
 log "results in $out: results-$stamp*.txt, results*.json, plot*.svg"

@@ -65,16 +65,16 @@ done
 # cache key), or what the pinned 7.3 trees had when measured.
 total=$(cat "$LDD_CACHE"/build/"$profile"-*/.ldd-alloc-objects 2>/dev/null | tail -1 || true)
 [ -n "$total" ] || case "$profile" in
-base) total=1150 ;;
-debug) total=1192 ;;
-*) total=1150 ;;
+base) total=853 ;;
+debug) total=895 ;;
+*) total=853 ;;
 esac
 # One job more than cores: the build is CPU-bound, but make leaves a core
 # idle while a job waits on its output or a directory's jobs drain. Measured
 # on 2 cores (2026-12-04, the base kernel, nothing else running): -j2 786 s,
 # -j3 674 s.
 jobs=$(($(nproc) + 1))
-log "building the $profile kernel (11 to 18 minutes on 2 cores; progress every 10 s)"
+log "building the $profile kernel (9 to 15 minutes on 2 cores; progress every 10 s)"
 start=$(date +%s)
 run_with_progress "building the $profile kernel" "$total" "$out" "$out/build.log" \
 	"${KMAKE[@]}" -j"$jobs" || {

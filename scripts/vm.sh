@@ -10,6 +10,8 @@
 #   --ko FILE, --mem MiB (default 5120: above 4 GiB, so ZONE_NORMAL exists
 #   beside DMA and DMA32; TCG only touches the memory the guest uses),
 #   --smp N, --timeout SECONDS, --params 'insmod params',
+#   --icount (QEMU's -icount shift=0: the guest's clock counts instructions,
+#   one per nanosecond; make bench uses it for exact, repeatable ratios),
 #   --kvm (opt-in: only on hosts where KVM works).
 # A run fails on a timeout, a failed insmod/rmmod, or a kernel log with
 # reports (scripts/check-kernel-log.sh: BUG/WARNING/Oops/KASAN/lockdep,
@@ -31,7 +33,7 @@ set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
 kdir="" ko="$LDD_TOP/ldd_alloc.ko" mem=${VM_MEM:-5120} smp=${VM_SMP:-2}
-timeout=${VM_TIMEOUT:-900} params="" accel=tcg
+timeout=${VM_TIMEOUT:-900} params="" accel=tcg icount=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--kdir) kdir=$2; shift 2 ;;
@@ -40,6 +42,7 @@ while [ $# -gt 0 ]; do
 	--smp) smp=$2; shift 2 ;;
 	--timeout) timeout=$2; shift 2 ;;
 	--params) params=$2; shift 2 ;;
+	--icount) icount=1; shift ;;
 	--kvm) accel=kvm; shift ;;
 	*) break ;;
 	esac
@@ -64,7 +67,10 @@ else
 fi
 printf '%s\n' "$params" >"$etc/etc/ldd/params"
 # VM_ENV='LDD_FUZZ_OPS=40000 LDD_STRESS_SECS=20': variables for the guest.
-for kv in ${VM_ENV:-}; do printf 'export %s\n' "$kv"; done >"$etc/etc/ldd/env"
+{
+	printf 'export LDD_VM_SMP=%s\n' "$smp"
+	for kv in ${VM_ENV:-}; do printf 'export %s\n' "$kv"; done
+} >"$etc/etc/ldd/env"
 if [ -n "${VM_DRY_RUN:-}" ]; then
 	mkdir -p "$VM_DRY_RUN"
 	cp -r "$etc/etc" "$VM_DRY_RUN/"
@@ -90,13 +96,33 @@ trap 'rm -rf "$etc" "$initrd"' EXIT
 # Every printk on the console, and a ring buffer that keeps them all.
 # cma=: a boot-time contiguous reservation (LDD3's "large buffers"; issue 17).
 cma="cma=${VM_CMA:-64M}"
-append="console=ttyS0 panic=-1 oops=panic ignore_loglevel log_buf_len=16M $cma"
-qemu=(qemu-system-x86_64 -accel "$accel" -smp "$smp" -m "$mem" -no-reboot
+# The TSC's rate: the pinned kernel has no ACPI, hence no PM timer or HPET
+# to calibrate it against (and TCG's PIT is too slow to calibrate against),
+# so the guest is told. Under TCG its TSC is the host's, whose rate
+# ldd-alloc-tsc-khz measures; under -icount it counts instructions, 10^6 a
+# millisecond. tsc=reliable: no watchdog would let a late jiffy under a busy
+# host mark the TSC unstable mid-run and drop the guest onto jiffies.
+# Under KVM the guest has kvmclock and is left alone.
+clock=""
+if [ "$accel" = tcg ]; then
+	if [ "$icount" = 1 ]; then
+		khz=1000000
+	else
+		khz=$("$bindir/ldd-alloc-tsc-khz") || die "cannot measure the host's TSC rate for the guest"
+	fi
+	clock="tsc_early_khz=$khz tsc=reliable"
+fi
+append="console=ttyS0 panic=-1 oops=panic ignore_loglevel log_buf_len=16M $cma $clock"
+# One socket per CPU: without ACPI the guest finds its CPUs in SeaBIOS's MP
+# table, which lists one processor per package (a 1-socket, 2-core guest
+# would boot with 1 CPU). The guest checks it got $smp (LDD_VM_SMP).
+qemu=(qemu-system-x86_64 -accel "$accel" -smp "$smp,sockets=$smp" -m "$mem" -no-reboot
 	-kernel "$bzimage" -initrd "$initrd")
+[ "$icount" = 0 ] || qemu+=(-icount shift=0)
 
 if [ "$mode" = shell ]; then
 	# One port: the console is the shell's terminal. Info lines stay quiet.
-	exec "${qemu[@]}" -nographic -append "console=ttyS0 panic=-1 loglevel=4 oops=panic $cma"
+	exec "${qemu[@]}" -nographic -append "console=ttyS0 panic=-1 loglevel=4 oops=panic $cma $clock"
 fi
 raw_console=$(mktemp)
 trap 'rm -rf "$etc" "$initrd" "$raw_console"' EXIT

@@ -102,9 +102,16 @@ pub fn run(dev: u32, json_out: bool, args: &BenchArgs) -> Result<(), String> {
     let cases: Vec<&str> = args.cases.split(',').map(str::trim).collect();
     let mut report = String::new();
     report.push_str(&format!("# ldd_alloc benchmarks\n{TCG_NOTE}\n"));
+    let clock = crate::tsc::current_clocksource()?;
+    if !crate::tsc::clock_is_fine_grained(&clock) {
+        return Err(format!(
+            "the kernel keeps time with {clock}: nothing this fast can be timed on it \
+             (a guest without a calibrated TSC; scripts/vm.sh passes tsc_early_khz=)"
+        ));
+    }
     report.push_str(&format!(
         "kernel {}, {} online CPUs, {} repetitions interleaved, in-kernel timing \
-         (ktime_get_mono_fast_ns and TSC cycles, empty loop subtracted)\n",
+         (ktime_get_mono_fast_ns and TSC cycles, empty loop subtracted), clocksource {clock}\n",
         b.kernel, b.cpus, b.reps
     ));
     if !json_out {

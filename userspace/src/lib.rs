@@ -18,6 +18,7 @@ pub mod fuzz_model;
 pub mod rng;
 pub mod tap;
 pub mod tour;
+pub mod tsc;
 pub mod vmtests;
 
 pub mod host_pages;

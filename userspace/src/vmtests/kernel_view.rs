@@ -22,6 +22,55 @@ fn root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// The guest has every CPU scripts/vm.sh gave it (`LDD_VM_SMP`): the
+/// per-CPU tests, the remote frees and the scaling rows need a second CPU,
+/// and a guest that found only one would skip them instead of failing.
+fn every_cpu_came_up() -> TestResult {
+    let Ok(want) = std::env::var("LDD_VM_SMP") else {
+        return Ok(Outcome::Skip("not in scripts/vm.sh's guest".into()));
+    };
+    let want: usize = want.parse().map_err(|_| format!("LDD_VM_SMP={want}"))?;
+    ensure_eq!(crate::cpu::online(), want, "online CPUs vs QEMU's -smp");
+    Ok(Outcome::Pass)
+}
+
+/// The clock every timing of the module reads (`ktime_get*()`, the
+/// benchmarks, the latency histograms) steps in well under a millisecond:
+/// the kernel runs on a calibrated clocksource, not on the 4 ms jiffy
+/// clocks a guest without ACPI falls back to unless scripts/vm.sh tells it
+/// the TSC's rate.
+fn clock_is_fine_grained() -> TestResult {
+    let clock = crate::tsc::current_clocksource()?;
+    ensure!(
+        crate::tsc::clock_is_fine_grained(&clock),
+        "the clocksource is {clock}"
+    );
+    // The smallest step CLOCK_MONOTONIC is seen to take, over 100 steps.
+    let now = || {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid timespec the call writes.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+    };
+    let mut smallest = i128::MAX;
+    for _ in 0..100 {
+        let t0 = now();
+        let mut t1 = now();
+        while t1 == t0 {
+            t1 = now();
+        }
+        smallest = smallest.min(t1 - t0);
+    }
+    ensure!(
+        smallest < 100_000,
+        "CLOCK_MONOTONIC on {clock} steps by {smallest} ns at least"
+    );
+    Ok(Outcome::Pass)
+}
+
 /// Each reported zone is the /proc/zoneinfo zone whose pfn span holds the
 /// reported physical range; __GFP_DMA memory lies below 16 MiB.
 fn zones_match_zoneinfo() -> TestResult {
@@ -347,6 +396,8 @@ fn scullp_pages_back_after_trim() -> TestResult {
 /// The kernel-view tests.
 pub fn tests() -> Vec<Test> {
     vec![
+        Test::new("kernel_view/every_cpu_came_up", every_cpu_came_up),
+        Test::new("kernel_view/clock_is_fine_grained", clock_is_fine_grained),
         Test::new("kernel_view/zones_match_zoneinfo", zones_match_zoneinfo),
         Test::new("kernel_view/contiguity_as_promised", contiguity_as_promised),
         Test::new("kernel_view/zeroing_is_measured", zeroing_is_measured),
