@@ -61,9 +61,9 @@ for frag in "${fragments[@]}"; do
 	done <"$frag"
 done
 
-# Objects in a complete build of this profile: what the last one made (any
+# Objects in a complete build of this profile: what the newest one made (any
 # cache key), or what the pinned 7.3 trees had when measured.
-total=$(cat "$LDD_CACHE"/build/"$profile"-*/.ldd-alloc-objects 2>/dev/null | tail -1 || true)
+total=$(ls -t "$LDD_CACHE"/build/"$profile"-*/.ldd-alloc-objects 2>/dev/null | head -1 | xargs -r cat || true)
 [ -n "$total" ] || case "$profile" in
 base) total=853 ;;
 debug) total=895 ;;

@@ -47,6 +47,7 @@ while [ $# -gt 0 ]; do
 	*) break ;;
 	esac
 done
+[ "$accel$icount" != kvm1 ] || die "--icount is TCG's: QEMU refuses it under KVM"
 mode=${1:?usage: vm.sh [options] test|demo|shell|cmd|cmd-file [ARG]}
 arg=${2:-}
 if [ "$mode" = cmd-file ]; then
@@ -68,8 +69,8 @@ fi
 printf '%s\n' "$params" >"$etc/etc/ldd/params"
 # VM_ENV='LDD_FUZZ_OPS=40000 LDD_STRESS_SECS=20': variables for the guest.
 {
-	printf 'export LDD_VM_SMP=%s\n' "$smp"
 	for kv in ${VM_ENV:-}; do printf 'export %s\n' "$kv"; done
+	printf 'export LDD_VM_SMP=%s\n' "$smp"
 } >"$etc/etc/ldd/env"
 if [ -n "${VM_DRY_RUN:-}" ]; then
 	mkdir -p "$VM_DRY_RUN"
@@ -100,8 +101,12 @@ cma="cma=${VM_CMA:-64M}"
 # to calibrate it against (and TCG's PIT is too slow to calibrate against),
 # so the guest is told. Under TCG its TSC is the host's, whose rate
 # ldd-alloc-tsc-khz measures; under -icount it counts instructions, 10^6 a
-# millisecond. tsc=reliable: no watchdog would let a late jiffy under a busy
-# host mark the TSC unstable mid-run and drop the guest onto jiffies.
+# millisecond. tsc=reliable is what keeps the TSC at all: QEMU's default CPU
+# is an AMD one without the constant-TSC bit, and on such a CPU with more
+# than one package (one socket per CPU, below) unsynchronized_tsc() would
+# mark it unstable and drop the guest onto refined-jiffies.
+# kernel_view/clock_is_fine_grained fails if it does; the end of this
+# script checks the guest's uptime against the wall clock (a wrong rate).
 # Under KVM the guest has kvmclock and is left alone.
 clock=""
 if [ "$accel" = tcg ]; then
@@ -163,5 +168,14 @@ grep -q '^LDD-EXIT-STATUS=' "$out" || {
 status=$(sed -n 's/^LDD-EXIT-STATUS=//p' "$out" | tail -1)
 [ "$status" = 97 ] && fail "ldd_alloc_load failed"
 [ "$status" = 98 ] && fail "ldd_alloc_unload failed"
+# The guest's clock runs at the wall clock's rate (a wrong tsc_early_khz
+# would rescale every time the guest measures): its uptime at the end is
+# the wall time less QEMU's start and the firmware's, so between 60 % and
+# 110 % of it on a run long enough for that start not to dominate.
+uptime=$(sed -n 's/^LDD-UPTIME=\([0-9]*\).*/\1/p' "$out" | tail -1)
+if [ "$accel" = tcg ] && [ "$icount" = 0 ] && [ "$elapsed" -ge 10 ] && [ -n "$uptime" ] &&
+	{ [ $((uptime * 10)) -lt $((elapsed * 6)) ] || [ $((uptime * 10)) -gt $((elapsed * 11 + 20)) ]; }; then
+	fail "the guest's clock ran ${uptime} s in ${elapsed} s of wall time: its TSC rate (tsc_early_khz) is wrong"
+fi
 log "VM $mode: guest exit status $status, ${elapsed}s wall"
 [ "$status" = 0 ] || { log "console: $console"; exit "$status"; }

@@ -102,7 +102,7 @@ pub fn run(dev: u32, json_out: bool, args: &BenchArgs) -> Result<(), String> {
     let cases: Vec<&str> = args.cases.split(',').map(str::trim).collect();
     let mut report = String::new();
     report.push_str(&format!("# ldd_alloc benchmarks\n{TCG_NOTE}\n"));
-    let clock = crate::tsc::current_clocksource()?;
+    let clock = crate::tsc::settled_clocksource()?;
     if !crate::tsc::clock_is_fine_grained(&clock) {
         return Err(format!(
             "the kernel keeps time with {clock}: nothing this fast can be timed on it \

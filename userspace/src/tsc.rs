@@ -11,20 +11,23 @@
 
 use std::time::Duration;
 
+/// `clock` in nanoseconds (`clock_gettime(2)`), None if the call fails.
+pub fn clock_ns(clock: libc::clockid_t) -> Option<u128> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec the call writes.
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
+    (rc == 0).then(|| ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128)
+}
+
 /// One reading of the TSC paired with `CLOCK_MONOTONIC_RAW` (which NTP does
 /// not slew, like the TSC): the clock read just before and just after
 /// `rdtsc`, so the pair is good to the gap between the two reads.
 #[cfg(target_arch = "x86_64")]
 fn paired_reading() -> Option<(u64, u128, u128)> {
-    let now = || -> Option<u128> {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `ts` is a valid timespec the call writes.
-        let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_RAW, &mut ts) };
-        (rc == 0).then(|| ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128)
-    };
+    let now = || clock_ns(libc::CLOCK_MONOTONIC_RAW);
     let before = now()?;
     // SAFETY: rdtsc has no preconditions on x86-64; it only reads the counter.
     let tsc = unsafe { core::arch::x86_64::_rdtsc() };
@@ -82,6 +85,20 @@ pub fn current_clocksource() -> Result<String, String> {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_string())
         .map_err(|e| format!("{path}: {e}"))
+}
+
+/// The clocksource once boot has settled on one: the kernel starts on
+/// `tsc-early` and switches to `tsc` (a stop_machine on every CPU) about a
+/// second later, which must not land inside a timed run. Waits up to 5 s.
+pub fn settled_clocksource() -> Result<String, String> {
+    for _ in 0..50 {
+        let name = current_clocksource()?;
+        if name != "tsc-early" {
+            return Ok(name);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    current_clocksource()
 }
 
 /// Whether timings on clocksource `name` mean anything: not on the jiffy

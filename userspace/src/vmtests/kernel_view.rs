@@ -45,23 +45,23 @@ fn clock_is_fine_grained() -> TestResult {
         crate::tsc::clock_is_fine_grained(&clock),
         "the clocksource is {clock}"
     );
-    // The smallest step CLOCK_MONOTONIC is seen to take, over 100 steps.
-    let now = || {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `ts` is a valid timespec the call writes.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
-    };
-    let mut smallest = i128::MAX;
+    // The smallest step CLOCK_MONOTONIC is seen to take, over 100 steps;
+    // a clock that does not move in 10^6 reads fails.
+    let now = || crate::tsc::clock_ns(libc::CLOCK_MONOTONIC).ok_or("clock_gettime failed");
+    let mut smallest = u128::MAX;
     for _ in 0..100 {
-        let t0 = now();
-        let mut t1 = now();
-        while t1 == t0 {
-            t1 = now();
+        let t0 = now()?;
+        let mut t1 = t0;
+        for _ in 0..1_000_000 {
+            t1 = now()?;
+            if t1 != t0 {
+                break;
+            }
         }
+        ensure!(
+            t1 != t0,
+            "CLOCK_MONOTONIC on {clock} stood still for 10^6 reads"
+        );
         smallest = smallest.min(t1 - t0);
     }
     ensure!(
