@@ -778,13 +778,8 @@ pub fn since_last_log(needle: &str) -> Result<Option<Duration>, String> {
             Err(_) => break,
         }
     }
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: Writes one timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    let now = ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000;
+    let now_ns = crate::tsc::clock_ns(libc::CLOCK_MONOTONIC).ok_or("clock_gettime failed")?;
+    let now = (now_ns / 1000) as u64;
     Ok(last.map(|u| Duration::from_micros(now.saturating_sub(u))))
 }
 

@@ -8,6 +8,9 @@
 //! `cpu_get_host_ticks()`), so the host measures the rate and the guest is
 //! told it. Without it the guest would fall back to `refined-jiffies`, a
 //! 4 ms clock, and every latency the benchmarks print would be noise.
+//!
+//! Also the clock readings the tests, the tour and the benchmarks share:
+//! [`clock_ns`] and the kernel's clocksource.
 
 use std::time::Duration;
 
